@@ -1,0 +1,105 @@
+"""`python -m pae STAGE ...`: the one entry point every workflow rule calls.
+
+Stages: prepare, train, encode, fit_flow, evaluate, report, check-config. Specs are JSON objects (the workflow passes
+the resolved config section of the run); `python -m pae STAGE -h` lists each stage's arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pae.io import PaeError, setup_logging
+
+log = logging.getLogger("pae")
+
+
+def _json(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pae", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="stage", required=True)
+
+    s = sub.add_parser("prepare", help="raw dataset -> HDF5 store")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--spec", type=_json, default={"val_size": 5000, "split_seed": 0},
+                   help="the dataset's config entry (source, val_size, split_seed, limit_train, limit_test)")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--download-root", type=Path, default=Path("resources/raw"))
+    s.set_defaults(run=lambda a, st: st.prepare(a.dataset, a.spec, a.out, a.download_root))
+
+    s = sub.add_parser("train", help="train an auto-encoder (resumes from --checkpoint); runs under torchrun too")
+    s.add_argument("--spec", type=_json, required=True, help="train spec (see pae/train/loop.py TrainSpec)")
+    s.add_argument("--data", type=Path, required=True)
+    s.add_argument("--model-out", type=Path, required=True)
+    s.add_argument("--history-out", type=Path, required=True)
+    s.add_argument("--checkpoint", type=Path, required=True, help="rolling checkpoint (outside declared outputs)")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(run=lambda a, st: st.train_stage(a.spec, a.data, a.model_out, a.history_out, a.checkpoint,
+                                                    a.device))
+
+    s = sub.add_parser("encode", help="latents of every split -> latents.h5")
+    s.add_argument("--model", type=Path, required=True)
+    s.add_argument("--data", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(run=lambda a, st: st.encode(a.model, a.data, a.out, a.device))
+
+    s = sub.add_parser("fit_flow", help="fit a normalizing flow on the train latents")
+    s.add_argument("--spec", type=_json, required=True, help="flow spec (see pae/flows/latent_flow.py FlowSpec)")
+    s.add_argument("--latents", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--history-out", type=Path, required=True)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(run=lambda a, st: st.fit_flow_stage(a.spec, a.latents, a.out, a.history_out, a.device))
+
+    s = sub.add_parser("evaluate", help="recon error, flow log-likelihoods, samples")
+    s.add_argument("--spec", type=_json, required=True, help="the eval config section")
+    s.add_argument("--model", type=Path, required=True)
+    s.add_argument("--flow", type=Path, required=True)
+    s.add_argument("--data", type=Path, required=True)
+    s.add_argument("--latents", type=Path, required=True)
+    s.add_argument("--metrics-dir", type=Path, required=True)
+    s.add_argument("--samples-out", type=Path, required=True)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(run=lambda a, st: st.evaluate(a.spec, a.model, a.flow, a.data, a.latents, a.metrics_dir,
+                                                 a.samples_out, a.device))
+
+    s = sub.add_parser("report", help="tables and figures of an experiment")
+    s.add_argument("--manifest", type=_json, required=True, help='{"runs": [{"run", "dataset", ..., "files"}]}')
+    s.add_argument("--table-out", type=Path, required=True)
+    s.add_argument("--figures-dir", type=Path, required=True)
+    s.set_defaults(run=lambda a, st: st.report(a.manifest, a.table_out, a.figures_dir))
+
+    s = sub.add_parser("check-config", help="validate a config file and print it with defaults filled in")
+    s.add_argument("configfile", type=Path)
+    s.set_defaults(run=lambda a, st: print(st.check_config(a.configfile)))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging()
+    from pae import stages
+
+    try:
+        args.run(args, stages)
+    except PaeError as e:
+        log.error("%s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The experiment config: validated against workflow/schemas/config.schema.yaml with defaults filled in, before any
+job starts. The same function serves the Snakefile and the stages run by hand, so both see the same resolved config.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pae.io import PaeError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _with_defaults(validator_class):
+    """A validator that fills each missing property with a deep copy of its schema default, then validates it."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    def additional_defaults(validator, additional, instance, schema):
+        # Fill defaults inside mapping values too (e.g. each entry of `datasets`).
+        if isinstance(instance, dict) and isinstance(additional, dict) and "properties" in additional:
+            for key, value in instance.items():
+                if key not in schema.get("properties", {}) and isinstance(value, dict):
+                    for name, sub in additional["properties"].items():
+                        if "default" in sub and name not in value:
+                            value[name] = copy.deepcopy(sub["default"])
+        yield from validator_class.VALIDATORS["additionalProperties"](validator, additional, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults,
+                                                          "additionalProperties": additional_defaults})
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def resolve(config: dict[str, Any] | None, source: str = "config") -> dict[str, Any]:
+    """Validate `config` and return a new dict with every default filled in; raise PaeError naming the bad key."""
+    resolved = copy.deepcopy(dict(config or {}))
+    validator = _with_defaults(jsonschema.Draft202012Validator)(_schema())
+    errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  - {_where(e)}: {e.message}" for e in errors]
+        raise PaeError(f"{source}: invalid configuration:\n" + "\n".join(lines))
+    return resolved
+
+
+def load(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
+    """Read a YAML config file, apply `overrides` (top-level keys), resolve it."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise PaeError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise PaeError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(config, dict):
+        raise PaeError(f"{path}: expected a mapping of config keys at the top level")
+    config.update(overrides or {})
+    return resolve(config, source=str(path))

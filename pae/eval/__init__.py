@@ -1,0 +1,1 @@
+"""Evaluation: reconstruction error, flow likelihoods, samples and interpolations (more metrics plug in here)."""

@@ -1,0 +1,58 @@
+"""Encoding, reconstruction and generation with a trained auto-encoder (and its flow, for the PAE)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pae.data.loader import BatchLoader, to_uint8
+from pae.flows import LatentFlow
+
+
+@torch.no_grad()
+def encode_images(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000
+                  ) -> torch.Tensor:
+    """Latents (N, D) of uint8 images (N, C, H, W), in order."""
+    model.eval()
+    out = [model.encode(x).float().cpu() for x in BatchLoader(images, batch_size, shuffle=False, device=device)]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def reconstruction_errors(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000
+                          ) -> torch.Tensor:
+    """Per-image mean squared error per pixel on the [-0.5, 0.5] scale, shape (N,)."""
+    model.eval()
+    errs = [(model(x).float() - x).pow(2).flatten(1).mean(1).cpu()
+            for x in BatchLoader(images, batch_size, shuffle=False, device=device)]
+    return torch.cat(errs)
+
+
+@torch.no_grad()
+def decode_to_uint8(model: nn.Module, z: torch.Tensor, device: torch.device) -> torch.Tensor:
+    model.eval()
+    return to_uint8(model.decode(z.to(device))).cpu()
+
+
+@torch.no_grad()
+def pae_samples(model: nn.Module, flow: LatentFlow, n: int, temperature: float, device: torch.device,
+                seed: int = 0) -> torch.Tensor:
+    """PAE samples: u ~ N(0, T^2 I) -> flow inverse -> decoder (Böhm & Seljak 2022, sec. 2.3)."""
+    z = flow.to(device).sample(n, temperature, generator=torch.Generator().manual_seed(seed))
+    return decode_to_uint8(model, z, device)
+
+
+@torch.no_grad()
+def prior_samples(model: nn.Module, latent_dim: int, n: int, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """z ~ N(0, I) through the decoder: what a plain AE gives without a density on its latents (for contrast)."""
+    z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+    return decode_to_uint8(model, z, device)
+
+
+@torch.no_grad()
+def interpolations(model: nn.Module, z_a: torch.Tensor, z_b: torch.Tensor, steps: int, device: torch.device
+                   ) -> torch.Tensor:
+    """Decoded linear interpolations between latent pairs: (P, steps, C, H, W) uint8."""
+    w = torch.linspace(0, 1, steps).view(1, steps, 1)
+    z = (1 - w) * z_a[:, None] + w * z_b[:, None]
+    imgs = decode_to_uint8(model, z.flatten(0, 1), device)
+    return imgs.view(len(z_a), steps, *imgs.shape[1:])

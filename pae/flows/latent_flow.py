@@ -1,0 +1,182 @@
+"""A normalizing flow on the latent space of an auto-encoder: the density p(z) that turns an AE into a PAE
+(Böhm & Seljak 2022, sec. 2.2). Latents are standardised with the training set's mean and std, a transform built
+from nflows layers maps them to a standard normal; the standardisation is part of the saved flow.
+
+log p(z) = log N(u; 0, I) + log|det du/dz|, u = f((z - mean) / std), the std entering the log-determinant.
+Sampling at temperature T draws u ~ N(0, T^2 I) and inverts.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from nflows.distributions import StandardNormal
+from nflows.nn.nets import ResidualNet
+from nflows.transforms import (CompositeTransform, PiecewiseRationalQuadraticCouplingTransform, RandomPermutation,
+                               Transform)
+from nflows.utils import create_mid_split_binary_mask
+from torch import nn
+from tqdm import tqdm
+
+from pae.io import PaeError, progress_kwargs, torch_load, torch_save
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    kind: str
+    layers: int
+    hidden: int
+    blocks: int
+    bins: int
+    tail_bound: float
+    epochs: int
+    patience: int
+    batch_size: int
+    lr: float
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FlowSpec":
+        names = {f.name for f in fields(cls)}
+        if set(d) - names:
+            raise PaeError(f"flow spec: unknown keys {sorted(set(d) - names)}")
+        return cls(**d)
+
+
+def _nsf(spec: FlowSpec, dim: int) -> Transform:
+    """Rational-quadratic spline couplings (Durkan et al. 2019), each followed by a fixed random permutation."""
+    def net(n_in, n_out):
+        return ResidualNet(n_in, n_out, hidden_features=spec.hidden, num_blocks=spec.blocks, activation=F.relu)
+
+    layers = []
+    for _ in range(spec.layers):
+        layers.append(PiecewiseRationalQuadraticCouplingTransform(
+            create_mid_split_binary_mask(dim), net, num_bins=spec.bins, tails="linear", tail_bound=spec.tail_bound))
+        layers.append(RandomPermutation(dim))
+    return CompositeTransform(layers)
+
+
+# kind -> builder(spec, dim) returning an nflows Transform
+FLOWS: dict[str, Callable[[FlowSpec, int], Transform]] = {"nsf": _nsf}
+
+
+class LatentFlow(nn.Module):
+    def __init__(self, transform: Transform, dim: int, mean: torch.Tensor | None = None,
+                 std: torch.Tensor | None = None):
+        super().__init__()
+        self.dim = dim
+        self.transform = transform
+        self.base = StandardNormal([dim])
+        self.register_buffer("mean", torch.zeros(dim) if mean is None else mean.detach().clone().float())
+        self.register_buffer("std", torch.ones(dim) if std is None else std.detach().clone().float())
+
+    def _check(self, z: torch.Tensor) -> None:
+        if z.ndim != 2 or z.shape[1] != self.dim:
+            raise ValueError(f"expected latents of shape (N, {self.dim}), got {tuple(z.shape)}")
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z -> (u, log|det du/dz|)."""
+        self._check(z)
+        u, logabsdet = self.transform((z - self.mean) / self.std)
+        return u, logabsdet - self.std.log().sum()
+
+    def inverse(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """u -> (z, log|det dz/du|)."""
+        self._check(u)
+        x, logabsdet = self.transform.inverse(u)
+        return x * self.std + self.mean, logabsdet + self.std.log().sum()
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        u, logabsdet = self(z)
+        return self.base.log_prob(u) + logabsdet
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n latents from the flow with the base drawn from N(0, T^2 I)."""
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        u = torch.randn(n, self.dim, generator=generator).to(self.mean.device) * temperature
+        return self.inverse(u)[0]
+
+
+def build_flow(spec: FlowSpec, dim: int, mean=None, std=None) -> LatentFlow:
+    if spec.kind not in FLOWS:
+        raise PaeError(f"unknown flow kind {spec.kind!r}; known: {sorted(FLOWS)}")
+    if dim < 2:
+        raise PaeError(f"coupling flows need a latent size of at least 2, got {dim}")
+    torch.manual_seed(spec.seed)  # the random permutations and initial weights
+    return LatentFlow(FLOWS[spec.kind](spec, dim), dim, mean, std)
+
+
+@torch.no_grad()
+def mean_log_prob(flow: LatentFlow, z: torch.Tensor, batch_size: int = 4096) -> float:
+    flow.eval()
+    total = sum(flow.log_prob(z[i:i + batch_size]).double().sum().item() for i in range(0, len(z), batch_size))
+    return total / len(z)
+
+
+def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device: torch.device | str = "cpu"
+             ) -> tuple[LatentFlow, list[dict]]:
+    """Maximum likelihood with Adam; early stopping on the validation log-likelihood, best state kept."""
+    device = torch.device(device)
+    mean, std = train_z.mean(0), train_z.std(0).clamp_min(1e-6)
+    flow = build_flow(spec, train_z.shape[1], mean, std).to(device)
+    train_z, val_z = train_z.to(device), val_z.to(device)
+    opt = torch.optim.Adam(flow.parameters(), lr=spec.lr)
+    g = torch.Generator().manual_seed(spec.seed)
+    best, best_state, bad_epochs, history = -math.inf, None, 0, []
+    bar = tqdm(range(spec.epochs), desc="flow", **progress_kwargs())
+    for epoch in bar:
+        t0 = time.perf_counter()
+        flow.train()
+        perm = torch.randperm(len(train_z), generator=g).to(device)
+        total = torch.zeros((), device=device)
+        for i in range(0, len(perm), spec.batch_size):
+            loss = -flow.log_prob(train_z[perm[i:i + spec.batch_size]]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(flow.parameters(), 5.0)
+            opt.step()
+            total += loss.detach() * len(perm[i:i + spec.batch_size])
+        train_lp = -(total / len(perm)).item()
+        val_lp = mean_log_prob(flow, val_z)
+        history.append({"epoch": epoch + 1, "train_logp": train_lp, "val_logp": val_lp,
+                        "seconds": time.perf_counter() - t0})
+        bar.set_postfix(train=f"{train_lp:.3f}", val=f"{val_lp:.3f}")
+        log.info("flow epoch %d: train log p %.4f, val log p %.4f", epoch + 1, train_lp, val_lp)
+        if not math.isfinite(val_lp):
+            log.warning("non-finite validation log-likelihood at epoch %d; stopping", epoch + 1)
+            break
+        if val_lp > best:
+            best, best_state, bad_epochs = val_lp, copy.deepcopy(flow.state_dict()), 0
+        else:
+            bad_epochs += 1
+            if bad_epochs >= spec.patience:
+                log.info("early stopping after epoch %d (best val log p %.4f)", epoch + 1, best)
+                break
+    if best_state is None:
+        raise PaeError("the flow never reached a finite validation log-likelihood (try a lower flow.lr)")
+    flow.load_state_dict(best_state)
+    return flow.eval(), history
+
+
+def save_flow(path: str | os.PathLike, flow: LatentFlow, spec: FlowSpec, meta: dict) -> None:
+    state = {k: v.detach().cpu() for k, v in flow.state_dict().items()}
+    torch_save(path, {"kind": "flow", "spec": asdict(spec), "dim": flow.dim, "state_dict": state, "meta": meta})
+
+
+def load_flow(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[LatentFlow, FlowSpec, dict]:
+    obj = torch_load(path, "flow")
+    spec = FlowSpec.from_dict(obj["spec"])
+    flow = build_flow(spec, obj["dim"])
+    flow.load_state_dict(obj["state_dict"])
+    return flow.to(device).eval(), spec, obj.get("meta", {})

@@ -1,0 +1,87 @@
+"""Small I/O helpers shared by every stage: atomic writes, JSON, logging setup.
+
+Every output is written to a temporary file in the destination folder and renamed into place, so an interrupted stage
+never leaves a half-written file under the final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+
+class PaeError(Exception):
+    """An error caused by the user's input (a file, a key, a value); its message says what was expected."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it onto `path`, on failure delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PaeError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise PaeError(f"{path}: not valid JSON ({e})") from None
+
+
+def torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save, atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def torch_load(path: str | os.PathLike, what: str) -> dict:
+    """Load a pae checkpoint-like file, with a clear error when it is missing, truncated or not one of ours."""
+    path = Path(path)
+    if not path.exists():
+        raise PaeError(f"{path}: {what} not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated zip, pickle garbage, ...
+        raise PaeError(f"{path}: cannot read {what} ({type(e).__name__}: {e}); delete it and rerun the stage") from None
+    if not isinstance(obj, dict) or obj.get("kind") != what:
+        raise PaeError(f"{path}: not a pae {what} file (expected a dict with kind={what!r})")
+    return obj
+
+
+def setup_logging(verbose: bool = True) -> None:
+    """Log to stderr (each workflow rule redirects stderr to its log file)."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def progress_kwargs() -> dict:
+    """tqdm settings: live bar on a terminal, a line every 30 s when writing to a log file."""
+    tty = sys.stderr.isatty()
+    return {"file": sys.stderr, "mininterval": 0.5 if tty else 30.0, "dynamic_ncols": tty, "ascii": not tty}

@@ -1,0 +1,142 @@
+"""The pipeline stages. Each reads its inputs, calls the library and writes its outputs atomically; the workflow
+rules call them through `python -m pae STAGE` (see pae/__main__.py), and so can a user by hand.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+
+import h5py
+import torch
+
+from pae.data.latents import read_latents, write_latents
+from pae.data.sources import load_raw
+from pae.data.store import open_dataset, write_dataset
+from pae.eval import generate
+from pae.flows import FlowSpec, fit_flow, load_flow, save_flow
+from pae.flows.latent_flow import mean_log_prob
+from pae.io import PaeError, atomic_path, write_json
+from pae.models import load_model
+from pae.train import distributed
+from pae.train.loop import TrainSpec, train
+
+log = logging.getLogger(__name__)
+
+
+def prepare(dataset: str, spec: dict, out: Path, download_root: Path) -> None:
+    """Raw data -> HDF5 store (uint8 images, labels, train/val/test splits, source and checksum attributes)."""
+    raw = load_raw(dataset, spec.get("source", "auto"), download_root)
+    attrs = write_dataset(out, dataset, raw, val_size=spec["val_size"], split_seed=spec["split_seed"],
+                          limit_train=spec.get("limit_train"), limit_test=spec.get("limit_test"))
+    data = open_dataset(out)
+    log.info("wrote %s: %s from %s (%s); train %d, val %d, test %d images of shape %s; sha256 %s", out, dataset,
+             attrs["source"], attrs["source_detail"], *(len(data.splits[s]) for s in ("train", "val", "test")),
+             data.image_shape, attrs["sha256"])
+
+
+def train_stage(spec: dict, data_path: Path, model_out: Path, history_out: Path, checkpoint: Path,
+                device: str) -> None:
+    info = distributed.setup(device)
+    try:
+        data = open_dataset(data_path)
+        train(TrainSpec.from_dict(spec), data, model_out, history_out, checkpoint, info)
+    finally:
+        distributed.cleanup()
+
+
+def encode(model_path: Path, data_path: Path, out: Path, device: str) -> None:
+    dev = distributed.resolve_device(device)
+    model, spec, _ = load_model(model_path, dev)
+    data = open_dataset(data_path)
+    if tuple(data.image_shape) != tuple(spec.image_shape):
+        raise PaeError(f"{data_path}: images of shape {data.image_shape}, but {model_path} expects "
+                       f"{spec.image_shape}")
+    splits = {}
+    for name in ("train", "val", "test"):
+        images, labels = data.split(name)
+        splits[name] = (generate.encode_images(model, images, dev), labels)
+        log.info("encoded %s: %d latents of size %d", name, len(labels), spec.latent_dim)
+    write_latents(out, splits, {"model": str(model_path), "dataset_sha256": data.attrs["sha256"]})
+
+
+def fit_flow_stage(spec: dict, latents_path: Path, out: Path, history_out: Path, device: str) -> None:
+    dev = distributed.resolve_device(device)
+    fspec = FlowSpec.from_dict(spec)
+    train_z, _ = read_latents(latents_path, "train")
+    val_z, _ = read_latents(latents_path, "val")
+    t0 = time.perf_counter()
+    flow, history = fit_flow(fspec, train_z, val_z, dev)
+    best = max(history, key=lambda h: h["val_logp"])
+    meta = {"best_epoch": best["epoch"], "val_logp": best["val_logp"], "epochs_run": len(history),
+            "fit_seconds": time.perf_counter() - t0, "latent_dim": flow.dim}
+    save_flow(out, flow, fspec, meta)
+    write_json(history_out, {"meta": meta, "epochs": history})
+    log.info("flow: best val log p(z) %.4f at epoch %d of %d", best["val_logp"], best["epoch"], len(history))
+
+
+def evaluate(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_path: Path,
+             metrics_dir: Path, samples_out: Path, device: str) -> None:
+    """Test reconstruction error, per-sample flow log-likelihoods, samples and interpolations."""
+    dev = distributed.resolve_device(device)
+    model, mspec, _ = load_model(model_path, dev)
+    flow, _, flow_meta = load_flow(flow_path, dev)
+    data = open_dataset(data_path)
+    test_images, test_labels = data.split("test")
+    test_z, _ = read_latents(latents_path, "test")
+    if len(test_z) != len(test_images):
+        raise PaeError(f"{latents_path}: {len(test_z)} test latents but {data_path} has {len(test_images)} test "
+                       "images; rerun the encode stage")
+
+    errs = generate.reconstruction_errors(model, test_images, dev, spec["batch_size"])
+    with torch.no_grad():
+        logp = torch.cat([flow.log_prob(test_z[i:i + 4096].to(dev)).cpu() for i in range(0, len(test_z), 4096)])
+    recon = {"test_mse_per_pixel": errs.double().mean().item(), "test_mse_std": errs.double().std().item(),
+             "n_test": len(errs), "pixel_scale": "[-0.5, 0.5]"}
+    finite = torch.isfinite(logp)
+    flow_metrics = {"test_logp_mean": logp[finite].double().mean().item(),
+                    "test_logp_median": logp[finite].double().median().item(),
+                    "test_logp_nonfinite": int((~finite).sum()), "val_logp": flow_meta.get("val_logp"),
+                    "train_logp": mean_log_prob(flow, read_latents(latents_path, "train")[0].to(dev)),
+                    "latent_dim": flow.dim}
+    write_json(metrics_dir / "recon.json", recon)
+    write_json(metrics_dir / "flow.json", flow_metrics)
+    with atomic_path(metrics_dir / "test_scores.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "label", "recon_mse", "flow_logp_z"])
+        for i, (lab, e, lp) in enumerate(zip(test_labels.tolist(), errs.tolist(), logp.tolist())):
+            w.writerow([i, lab, f"{e:.6g}", f"{lp:.6g}"])
+    log.info("test recon MSE %.5f per pixel; test log p(z) mean %.3f", recon["test_mse_per_pixel"],
+             flow_metrics["test_logp_mean"])
+
+    n, pairs, steps = spec["n_samples"], spec["n_interpolations"], spec["interp_steps"]
+    g = torch.Generator().manual_seed(0)
+    pick = torch.randperm(len(test_images), generator=g)
+    shown = test_images[pick[:n]]
+    a, b = pick[n:n + pairs], pick[n + pairs:n + 2 * pairs]
+    with atomic_path(samples_out, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        f["pae"] = generate.pae_samples(model, flow, n, spec["temperature"], dev).numpy()
+        f["prior"] = generate.prior_samples(model, mspec.latent_dim, n, dev).numpy()
+        f["originals"] = shown.numpy()
+        f["reconstructions"] = generate.decode_to_uint8(
+            model, generate.encode_images(model, shown, dev), dev).numpy()
+        f["interpolations"] = generate.interpolations(model, test_z[a], test_z[b], steps, dev).numpy()
+        f.attrs["temperature"] = spec["temperature"]
+
+
+def check_config(path: Path) -> str:
+    """The config file with every default filled in, as YAML (raises PaeError naming a bad key)."""
+    import yaml
+
+    from pae.config import load
+    return yaml.safe_dump(load(path), sort_keys=False)
+
+
+def report(manifest: dict, table_out: Path, figures_dir: Path) -> None:
+    from pae.report import figures, tables
+
+    rows = tables.runs_table(manifest["runs"])
+    tables.write_csv(table_out, rows)
+    figures.write_run_figures(manifest["runs"], figures_dir)
+    log.info("wrote %s (%d runs) and figures in %s", table_out, len(rows), figures_dir)

@@ -1,0 +1,84 @@
+"""One `setup()` for every way a stage is started: plain `python -m pae ...` (one process), `torchrun` and SLURM
+(through submitit, which exports the same variables). It reads RANK / LOCAL_RANK / WORLD_SIZE, picks the device and
+uses gloo on CPU and nccl on GPU.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from pae.io import PaeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
+    if preference not in ("auto", "cpu", "cuda"):
+        raise PaeError(f"device must be auto, cpu or cuda, got {preference!r}")
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise PaeError("device=cuda was asked for but torch sees no CUDA device")
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    return torch.device("cpu")
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Initialise torch.distributed when the environment describes several processes; return this process's place."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
+                                device_id=dev if dev.type == "cuda" else None)
+        log.info("torch.distributed: rank %d/%d (local %d), backend %s, device %s", rank, world_size, local_rank,
+                 backend, dev)
+    return DistInfo(rank, local_rank, world_size, dev)
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over ranks (no-op in one process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def all_gather_object(obj):
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        out = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    return [obj]
