@@ -48,12 +48,13 @@ def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-def resolve(config: dict[str, Any] | None, source: str = "config") -> dict[str, Any]:
-    """Validate `config` and return a new dict with every default filled in; raise PaeError naming the bad key."""
+def resolve(config: dict[str, Any] | None, source: str = "config", validate: bool = True) -> dict[str, Any]:
+    """Validate `config` and return a new dict with every default filled in; raise PaeError naming the bad key.
+    With validate=False only the defaults are filled (to ask what a default entry looks like)."""
     resolved = copy.deepcopy(dict(config or {}))
     validator = _with_defaults(jsonschema.Draft202012Validator)(_schema())
     errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.absolute_path))
-    if errors:
+    if errors and validate:
         lines = [f"  - {_where(e)}: {e.message}" for e in errors]
         raise PaeError(f"{source}: invalid configuration:\n" + "\n".join(lines))
     return resolved

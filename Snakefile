@@ -1,0 +1,24 @@
+# pae: the whole pipeline as one DAG. Rules live in workflow/rules/; helpers and the run grid in common.smk.
+#   snakemake --cores 2                                   # the embedded default (configs/default.yaml)
+#   snakemake --cores 2 --configfile configs/other.yaml   # another experiment grid
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "configs/default.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/encode.smk"
+include: "workflow/rules/flow.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

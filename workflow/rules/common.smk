@@ -1,0 +1,117 @@
+# Config validation (before any job starts), the run grid, paths and the per-rule helpers.
+import hashlib
+import json
+import re
+import sys
+
+import pae.config
+from pae.io import PaeError
+
+try:
+    _resolved = pae.config.resolve(config, source="workflow config (configfile and --config overrides)")
+except PaeError as e:
+    sys.exit(f"error: {e}")
+config.clear()
+config.update(_resolved)
+
+PY = sys.executable  # the interpreter running snakemake has pae installed
+EXP = config["experiment"]
+RES = f"{config['results_dir']}/{EXP}"
+DATA = f"{config['resources_dir']}/data"
+LOGS = f"logs/{EXP}"
+BENCH = f"benchmarks/{EXP}"
+
+# A prepared dataset file is named after the dataset when its config entry is the default one, else after the
+# dataset and a hash of the entry, so experiments with other splits or subsets never overwrite each other's data.
+_DEFAULT_DATA_SPEC = pae.config.resolve({"datasets": {"_": {}}}, validate=False)["datasets"]["_"]
+
+
+def _data_key(dataset):
+    spec = config["datasets"][dataset]
+    if spec == _DEFAULT_DATA_SPEC:
+        return dataset
+    return f"{dataset}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]}"
+
+
+DATA_KEYS = {_data_key(d): d for d in config["datasets"]}
+
+# One run = dataset x model x latent size x seed; its id is also its folder name.
+RUNS = {
+    f"{d}-{m}-z{z}-s{s}": {"run": f"{d}-{m}-z{z}-s{s}", "dataset": d, "model": m, "latent_dim": z, "seed": s}
+    for d in config["datasets"]
+    for m in config["models"]
+    for z in config["latent_sizes"]
+    for s in config["seeds"]
+}
+
+
+wildcard_constraints:
+    run="|".join(re.escape(r) for r in RUNS),
+    data_key="|".join(re.escape(k) for k in DATA_KEYS),
+
+
+def all_targets():
+    return [f"{RES}/tables/runs.csv", f"{RES}/figures"]
+
+
+def run_paths(run):
+    """Every file a run's rules write (the layout in one place)."""
+    return {
+        "data": f"{DATA}/{_data_key(RUNS[run]['dataset'])}.h5",
+        "model": f"{RES}/{run}/model/model.pt",
+        "history": f"{RES}/{run}/model/history.json",
+        "checkpoint": f"{RES}/{run}/checkpoint/train.pt",
+        "latents": f"{RES}/{run}/latents.h5",
+        "flow": f"{RES}/{run}/flow/flow.pt",
+        "flow_history": f"{RES}/{run}/flow/history.json",
+        "recon": f"{RES}/{run}/metrics/recon.json",
+        "flow_metrics": f"{RES}/{run}/metrics/flow.json",
+        "samples": f"{RES}/{run}/samples.h5",
+        "benchmarks": {
+            "prepare": f"benchmarks/prepare/{_data_key(RUNS[run]['dataset'])}.tsv",
+            **{s: f"{BENCH}/{run}/{s}.tsv" for s in ("train", "encode", "fit_flow", "evaluate")},
+        },
+    }
+
+
+def run_data(wildcards):
+    return run_paths(wildcards.run)["data"]
+
+
+def run_checkpoint(wildcards):
+    return run_paths(wildcards.run)["checkpoint"]
+
+
+def data_name(wildcards):
+    return DATA_KEYS[wildcards.data_key]
+
+
+def dataset_spec(wildcards):
+    return json.dumps(config["datasets"][DATA_KEYS[wildcards.data_key]], sort_keys=True)
+
+
+def train_spec(wildcards):
+    run = RUNS[wildcards.run]
+    spec = {"model": run["model"], "latent_dim": run["latent_dim"], "seed": run["seed"], **config["train"]}
+    return json.dumps(spec, sort_keys=True)
+
+
+def flow_spec(wildcards):
+    return json.dumps({**config["flow"], "seed": RUNS[wildcards.run]["seed"]}, sort_keys=True)
+
+
+def eval_spec(wildcards):
+    return json.dumps(config["eval"], sort_keys=True)
+
+
+def report_inputs(wildcards):
+    files = []
+    for run in RUNS:
+        p = run_paths(run)
+        files += [p["history"], p["flow_history"], p["recon"], p["flow_metrics"], p["samples"]]
+        files += list(p["benchmarks"].values())
+    return sorted(set(files))
+
+
+def report_manifest(wildcards):
+    return json.dumps({"runs": [{**spec, "files": run_paths(run)} for run, spec in RUNS.items()]}, sort_keys=True)

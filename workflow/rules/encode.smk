@@ -1,0 +1,16 @@
+rule encode:
+    input:
+        model=f"{RES}/{{run}}/model/model.pt",
+        data=run_data,
+    output:
+        f"{RES}/{{run}}/latents.h5",
+    params:
+        device=config["device"],
+    log:
+        f"{LOGS}/{{run}}/encode.log",
+    benchmark:
+        f"{BENCH}/{{run}}/encode.tsv"
+    threads: 4
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m pae encode --model {input.model} --data {input.data} --out {output}"
+        " --device {params.device} > {log} 2>&1"

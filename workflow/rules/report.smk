@@ -1,0 +1,16 @@
+rule report:
+    input:
+        report_inputs,
+    output:
+        table=f"{RES}/tables/runs.csv",
+        figures=directory(f"{RES}/figures"),
+    params:
+        manifest=report_manifest,
+    log:
+        f"{LOGS}/report.log",
+    benchmark:
+        f"{BENCH}/report.tsv"
+    threads: 1
+    shell:
+        "{PY} -m pae report --manifest {params.manifest:q} --table-out {output.table}"
+        " --figures-dir {output.figures} > {log} 2>&1"
