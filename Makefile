@@ -1,0 +1,38 @@
+# The project's two commands (see README.md):
+#   make demo   create .venv if needed, install pae, run the default pipeline (real Fashion-MNIST, CPU, ~10 min)
+#   make test   create/reuse .venv, run the test suite (unit and integration tests)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= $(shell nproc 2>/dev/null || echo 2)
+PYTEST_ARGS ?=
+SNAKEMAKE_ARGS ?=
+
+.PHONY: demo test venv clean-venv
+
+venv: $(VENV)/.installed
+
+# Reinstalled whenever pyproject.toml changes. Debian's python3 needs python3-venv for `-m venv`: installed when root.
+$(VENV)/.installed: pyproject.toml
+	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-venv (needed by '$(PYTHON) -m venv')"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+	  else \
+	    echo "error: '$(PYTHON) -m venv' needs the python3-venv package: sudo apt-get install python3-venv" >&2; exit 1; \
+	  fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: venv
+	$(BIN)/snakemake --cores $(CORES) --configfile configs/default.yaml $(SNAKEMAKE_ARGS)
+	@echo "done: table results/default/tables/runs.csv, figures results/default/figures/"
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
