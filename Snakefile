@@ -6,7 +6,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "configs/default.yaml"
+# The embedded default, unless --configfile names another grid (snakemake would otherwise merge the two).
+if not workflow.overwrite_configfiles:
+
+    configfile: f"{workflow.basedir}/configs/default.yaml"
 
 
 include: "workflow/rules/common.smk"

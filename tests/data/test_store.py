@@ -6,7 +6,7 @@ import os
 import h5py
 import numpy as np
 import pytest
-
+import torch
 
 from pae.data.store import FORMAT, make_splits, open_dataset, write_dataset
 from pae.io import PaeError
@@ -37,7 +37,7 @@ def test_round_trip_images_and_labels(tmp_path, raw):
     np.testing.assert_array_equal(ds.images.numpy(), np.concatenate([raw.train_images, raw.test_images]))
     np.testing.assert_array_equal(ds.labels.numpy(), np.concatenate([raw.train_labels, raw.test_labels]))
     assert ds.image_shape == (1, 28, 28)
-    assert ds.images.dtype.is_floating_point is False and str(ds.images.dtype) == "torch.uint8"
+    assert ds.images.dtype == torch.uint8 and ds.labels.dtype == torch.int64
 
 
 def test_splits_disjoint_and_cover_official_parts(tmp_path, raw):

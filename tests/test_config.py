@@ -1,0 +1,58 @@
+"""Config validation: defaults filled from the schema, bad keys and values named, every shipped config valid."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from pae.config import load, resolve
+from pae.io import PaeError
+from tests.helpers import REPO, run_pae
+
+
+def test_defaults_are_filled_everywhere():
+    cfg = resolve({"datasets": {"mnist": {"limit_train": 10}}})
+    assert cfg["datasets"]["mnist"] == {"source": "auto", "val_size": 5000, "split_seed": 0, "limit_train": 10,
+                                        "limit_test": None}
+    assert cfg["train"]["epochs"] == 15 and cfg["flow"]["kind"] == "nsf" and cfg["eval"]["n_samples"] == 64
+    assert cfg["latent_sizes"] == [8, 32] and cfg["device"] == "auto"
+
+
+def test_resolve_does_not_modify_its_input_or_share_defaults():
+    given = {"train": {"epochs": 3}}
+    a, b = resolve(given), resolve({})
+    assert given == {"train": {"epochs": 3}}
+    a["flow"]["layers"] = 99
+    assert b["flow"]["layers"] != 99 and resolve({})["flow"]["layers"] != 99
+
+
+@pytest.mark.parametrize("config, where, what", [
+    ({"trian": {}}, "(top level)", "'trian' was unexpected"),
+    ({"train": {"epochs": 0}}, "train.epochs", "less than the minimum"),
+    ({"train": {"lr": "fast"}}, "train.lr", "not of type 'number'"),
+    ({"datasets": {"cifar": {}}}, "datasets", "'cifar' is not one of"),
+    ({"datasets": {"mnist": {"vals": 3}}}, "datasets.mnist", "'vals' was unexpected"),
+    ({"latent_sizes": [8, 8]}, "latent_sizes", "non-unique"),
+    ({"device": "tpu"}, "device", "'tpu' is not one of"),
+])
+def test_bad_config_names_the_key(config, where, what):
+    with pytest.raises(PaeError) as e:
+        resolve(config)
+    assert f"{where}: " in str(e.value) and what in str(e.value)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")) + [REPO / "tests/workflow/config.yaml"],
+                         ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    cfg = load(path)
+    assert cfg["experiment"]
+
+
+def test_check_config_command(tmp_path):
+    out = run_pae("check-config", REPO / "configs" / "default.yaml").stdout
+    assert yaml.safe_load(out)["flow"]["tail_bound"] == 5.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {epochs: -1}\n")
+    proc = run_pae("check-config", bad, check=False)
+    assert proc.returncode == 1 and "train.epochs" in proc.stderr and str(bad) in proc.stderr
+    missing = run_pae("check-config", tmp_path / "nope.yaml", check=False)
+    assert missing.returncode == 1 and "config file not found" in missing.stderr
