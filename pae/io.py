@@ -14,8 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 
 class PaeError(Exception):
     """An error caused by the user's input (a file, a key, a value); its message says what was expected."""
@@ -53,12 +51,16 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def torch_save(path: str | os.PathLike, obj: Any) -> None:
     """torch.save, atomically."""
+    import torch  # imported here so that config validation (run by the Snakefile) does not pay for torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def torch_load(path: str | os.PathLike, what: str) -> dict:
     """Load a pae checkpoint-like file, with a clear error when it is missing, truncated or not one of ours."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise PaeError(f"{path}: {what} not found")

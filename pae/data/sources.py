@@ -62,6 +62,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise PaeError(f"{path}: not an IDX file (expected magic bytes 00 00 <type> <ndim>)")
     dtype, ndim = np.dtype(_IDX_TYPES[data[2]]), data[3]
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise PaeError(f"{path}: IDX header announces {ndim} dimensions but the file has only {len(data)} bytes")
     shape = tuple(int(d) for d in np.frombuffer(data[4:header], dtype=">u4"))
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(data) != expected:

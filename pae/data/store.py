@@ -61,7 +61,11 @@ def write_dataset(path: str | os.PathLike, dataset: str, raw: RawDataset, val_si
     labels = np.concatenate([raw.train_labels, raw.test_labels]).astype(np.int64)
     if images.dtype != np.uint8 or images.ndim != 4:
         raise PaeError(f"{dataset}: images must be uint8 (N, C, H, W), got {images.dtype} {images.shape}")
-    splits = make_splits(len(raw.train_images), len(raw.test_images), val_size, split_seed, limit_train, limit_test)
+    try:
+        splits = make_splits(len(raw.train_images), len(raw.test_images), val_size, split_seed, limit_train,
+                             limit_test)
+    except PaeError as e:
+        raise PaeError(f"{path}: {dataset}: {e}") from None
     attrs = {"format": FORMAT, "dataset": dataset, "source": raw.source, "source_detail": raw.detail,
              "classes": json.dumps(raw.classes), "split_seed": split_seed,
              "sha256": _checksum(images, labels, splits)}

@@ -113,8 +113,9 @@ def build_flow(spec: FlowSpec, dim: int, mean=None, std=None) -> LatentFlow:
         raise PaeError(f"unknown flow kind {spec.kind!r}; known: {sorted(FLOWS)}")
     if dim < 2:
         raise PaeError(f"coupling flows need a latent size of at least 2, got {dim}")
-    torch.manual_seed(spec.seed)  # the random permutations and initial weights
-    return LatentFlow(FLOWS[spec.kind](spec, dim), dim, mean, std)
+    with torch.random.fork_rng(devices=[]):  # seeded permutations and weights, global RNG left as it was
+        torch.manual_seed(spec.seed)
+        return LatentFlow(FLOWS[spec.kind](spec, dim), dim, mean, std)
 
 
 @torch.no_grad()

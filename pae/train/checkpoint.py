@@ -56,3 +56,13 @@ def load_compatible(path: str | os.PathLike, identity: dict, epochs: int) -> dic
                     ckpt["epoch"], epochs)
         return None
     return ckpt
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Delete the checkpoint once the final model is written (and its folder, when empty)."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:  # not empty, or already gone
+        pass

@@ -175,7 +175,7 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
                 "dataset_sha256": data.attrs["sha256"]}
         save_model(model_path, model, mspec, meta)
         write_json(history_path, {"meta": meta, "epochs": history})
-        Path(checkpoint_path).unlink(missing_ok=True)
+        checkpoint.remove(checkpoint_path)
         log.info("wrote %s (val MSE %.6f after %d epochs)", model_path, history[-1]["val_mse"], spec.epochs)
     distributed.barrier()
     return history
