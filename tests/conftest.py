@@ -6,10 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from pae.data.sources import DEBIAN_FASHION_MNIST
 from pae.data.store import write_dataset
 from tests.helpers import require_real_data, synthetic_raw
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tests use tiny tensors: one torch thread is faster than two fighting over a shared core."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture

@@ -14,15 +14,6 @@ SPEC = FlowSpec(kind="nsf", layers=2, hidden=16, blocks=1, bins=4, tail_bound=4.
                 batch_size=128, lr=5e-3, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared core."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def stats(dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A non-trivial standardisation: mean and std differ per dimension."""
     return torch.linspace(-2.0, 1.5, dim), torch.linspace(0.5, 3.0, dim)

@@ -14,15 +14,6 @@ from tests.helpers import synthetic_raw
 LATENT = 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared core."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def spec(shape=(1, 28, 28), channels=(8, 16), kind="ae", arch="conv", hidden=32) -> ModelSpec:
     return ModelSpec(kind, arch, shape, LATENT, channels, hidden)
 
