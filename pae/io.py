@@ -83,7 +83,23 @@ def setup_logging(verbose: bool = True) -> None:
     )
 
 
+class _Lines:
+    """A file for tqdm writing to a log: each update becomes one line instead of a carriage-return redraw."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def progress_kwargs() -> dict:
-    """tqdm settings: live bar on a terminal, a line every 30 s when writing to a log file."""
-    tty = sys.stderr.isatty()
-    return {"file": sys.stderr, "mininterval": 0.5 if tty else 30.0, "dynamic_ncols": tty, "ascii": not tty}
+    """tqdm settings: a live bar on a terminal; in a log file, one progress line every 30 s (and at the end)."""
+    if sys.stderr.isatty():
+        return {"file": sys.stderr, "mininterval": 0.5, "dynamic_ncols": True}
+    return {"file": _Lines(sys.stderr), "mininterval": 30.0, "ascii": True, "ncols": 100}

@@ -152,7 +152,7 @@ def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device:
         val_lp = mean_log_prob(flow, val_z)
         history.append({"epoch": epoch + 1, "train_logp": train_lp, "val_logp": val_lp,
                         "seconds": time.perf_counter() - t0})
-        bar.set_postfix(train=f"{train_lp:.3f}", val=f"{val_lp:.3f}")
+        bar.set_postfix(train=f"{train_lp:.3f}", val=f"{val_lp:.3f}", refresh=False)
         log.info("flow epoch %d: train log p %.4f, val log p %.4f", epoch + 1, train_lp, val_lp)
         if not math.isfinite(val_lp):
             log.warning("non-finite validation log-likelihood at epoch %d; stopping", epoch + 1)
