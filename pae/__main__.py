@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from pae.io import PaeError, setup_logging
+from pae.train.interrupt import Interrupted
 
 log = logging.getLogger("pae")
 
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except PaeError as e:
         log.error("%s", e)
         return 1
+    except Interrupted as e:
+        log.warning("%s", e)
+        return 128 + e.signum
     return 0
 
 

@@ -19,7 +19,7 @@ from pae.flows import FlowSpec, fit_flow, load_flow, save_flow
 from pae.flows.latent_flow import mean_log_prob
 from pae.io import PaeError, atomic_path, write_json
 from pae.models import load_model
-from pae.train import distributed
+from pae.train import distributed, interrupt
 from pae.train.loop import TrainSpec, train
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def prepare(dataset: str, spec: dict, out: Path, download_root: Path) -> None:
 
 def train_stage(spec: dict, data_path: Path, model_out: Path, history_out: Path, checkpoint: Path,
                 device: str) -> None:
+    interrupt.install()  # SIGTERM / SLURM's USR signals: checkpoint at the next step boundary, then stop
     info = distributed.setup(device)
     try:
         data = open_dataset(data_path)

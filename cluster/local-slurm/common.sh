@@ -35,12 +35,27 @@ pidfile_slurmd()   { echo "$RUN/slurmd-$1.pid"; }   # $1: node name (SlurmdPidFi
 alive() {
     local pidfile=$1 comm=$2 pid
     [[ -s $pidfile ]] || return 1
-    pid=$(tr -dc '0-9' <"$pidfile")
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]]
+    pid=$(tr -dc '0-9' <"$pidfile" 2>/dev/null) || return 1
+    pid_alive "$pid" "$comm"
 }
 
-pid_of() { tr -dc '0-9' <"$1"; }
+# pid_alive PID COMM: PID is a live (not zombie) process called COMM
+pid_alive() {
+    local pid=$1 comm=$2
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]] || return 1
+    ! zombie "$pid"
+}
+
+# zombie PID: the process has exited but was not reaped yet (some container inits reap only every few seconds)
+zombie() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} == Z ]]
+}
+
+pid_of() { tr -dc '0-9' <"$1" 2>/dev/null; }
 
 # every daemon this cluster runs, as "pidfile comm", in start order
 daemons() {

@@ -21,6 +21,15 @@ done
 
 export SLURM_CONF=$SLURM_CONF_FILE
 
+# every node answers: idle, or busy with jobs
+nodes_up() {
+    local out
+    out=$(sinfo -h -N -o '%N %t' | sort -u)
+    for n in "${NODES[@]}"; do
+        grep -Eq "^$n (idle|mix|alloc|comp)\$" <<<"$out" || return 1
+    done
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 # Already running? Everything up: say so, exit 0. Partly up: stop what is left and start afresh.
 running=0 total=0
@@ -28,15 +37,35 @@ while read -r pf comm; do
     total=$((total + 1))
     if alive "$pf" "$comm"; then running=$((running + 1)); fi
 done < <(daemons)
-if [[ $running -eq $total ]] && scontrol ping 2>/dev/null | grep -q 'is UP'; then
+if [[ $running -eq $total ]] && scontrol ping 2>/dev/null | grep -q 'is UP' && nodes_up 2>/dev/null; then
     log "already running (PAE_SLURM_DIR=$D, $total daemons up)"
     sinfo
     exit 0
 fi
 if [[ $running -gt 0 ]]; then
-    log "partly running ($running of $total daemons up): stopping them first"
+    log "partly running ($running of $total daemons up, or nodes not idle): stopping them first"
     "$HERE/stop.sh"
 fi
+
+# Another cluster (another PAE_SLURM_DIR, or a system SLURM) holding our ports would make the daemons fail late.
+port_busy() {   # PORT: a TCP socket listens on it (IPv4 or IPv6)
+    local hex
+    hex=$(printf '%04X' "$1")
+    local f
+    for f in /proc/net/tcp /proc/net/tcp6; do
+        [[ -r $f ]] || continue
+        awk -v h=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == h { found = 1 } END { exit !found }' "$f" && return 0
+    done
+    return 1
+}
+for port in 6817 6818 6819 "${EXTRA_PORTS[@]}"; do
+    if port_busy "$port"; then
+        other=$(readlink /etc/slurm/slurm.conf 2>/dev/null || true)
+        hint="stop it first"
+        if [[ $other == */etc/slurm.conf ]]; then hint="stop it first: PAE_SLURM_DIR=${other%/etc/slurm.conf} $HERE/stop.sh"; fi
+        die "TCP port $port is in use: is another SLURM cluster running? $hint"
+    fi
+done
 
 # ---------------------------------------------------------------------------------------------------------------
 # wait_for WHAT LOGFILE PIDFILE COMM CMD...: poll CMD until it succeeds; fail at once if the daemon died, or after
@@ -59,15 +88,31 @@ wait_for() {
 }
 # past T0 SECONDS: true when more than SECONDS have gone by since T0
 past() { awk -v a="$1" -v b="$(now)" -v s="$2" 'BEGIN { exit !(b - a > s) }'; }
+# fail MESSAGE [LOGFILE...]: report, show the end of each log, exit 1 (the EXIT trap stops what was started)
 fail() {
     echo "[start] ERROR: $1" >&2
-    if [[ -n ${2:-} && -e $2 ]]; then
-        echo "[start] ---- last lines of $2 ----" >&2
-        tail -n 30 "$2" >&2
-        echo "[start] ----" >&2
-    fi
+    shift
+    local f
+    for f in "$@"; do
+        [[ -s $f ]] || continue
+        echo "[start] ---- last lines of $f ----" >&2
+        grep -v 'pmix' "$f" | tail -n 20 >&2   # the PMIx plugin errors are harmless noise (MpiDefault=none)
+    done
+    [[ $# -eq 0 ]] || echo "[start] ----" >&2
     exit 1
 }
+# A failed start stops the daemons it started, so that nothing is left half-up (the logs stay);
+# PAE_SLURM_KEEP_ON_FAILURE=1 leaves them running for debugging.
+started=0
+on_exit() {
+    local rc=$?
+    if [[ $rc -ne 0 && $started -eq 1 && ${PAE_SLURM_KEEP_ON_FAILURE:-0} != 1 ]]; then
+        echo "[start] start failed: stopping the daemons started so far (logs in $LOG)" >&2
+        "$HERE/stop.sh" >&2 || true
+    fi
+    exit $rc
+}
+trap on_exit EXIT
 # launch LOGFILE CMD...: run CMD detached (own session, no inherited stdio, so a caller capturing our output never
 # waits for the daemons)
 launch() {
@@ -236,6 +281,7 @@ if [[ ${#unresolved[@]} -gt 0 ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------------------------
+started=1
 # 1. munge (reuse one that already answers on the default socket, e.g. a system service)
 if alive "$(pidfile_munged)" munged; then
     log "munged: already running"
@@ -256,11 +302,13 @@ mysql_cli() { mariadb --defaults-file="$MYSQL_CNF" -uroot "$@"; }
 if alive "$(pidfile_mariadbd)" mariadbd; then
     log "mariadbd: already running"
 else
-    if [[ ! -d $MYSQL_DATA/mysql ]]; then
+    if [[ ! -e $D/mysql/initialised ]]; then
         log "mariadbd: initialising $MYSQL_DATA"
+        rm -rf "${MYSQL_DATA:?}"/* && chown mysql:mysql "$MYSQL_DATA"
         mariadb-install-db --defaults-file="$MYSQL_CNF" --user=mysql --auth-root-authentication-method=socket \
             --skip-test-db >>"$LOG/mariadb-install.log" 2>&1 \
             || fail "mariadb-install-db failed" "$LOG/mariadb-install.log"
+        touch "$D/mysql/initialised"
     fi
     log "mariadbd: starting"
     rm -f "$(pidfile_mariadbd)"
@@ -298,13 +346,6 @@ for n in "${NODES[@]}"; do
     rm -f "$(pidfile_slurmd "$n")"
     launch "$LOG/slurmd-$n.out" slurmd -N "$n"
 done
-nodes_up() {
-    local out
-    out=$(sinfo -h -N -o '%N %t' | sort -u)
-    for n in "${NODES[@]}"; do
-        grep -Eq "^$n (idle|mix|alloc|comp)\$" <<<"$out" || return 1
-    done
-}
 t0=$(now); deadline=$(( $(date +%s) + TIMEOUT ))
 until nodes_up 2>/dev/null; do
     for n in "${NODES[@]}"; do
@@ -315,7 +356,7 @@ until nodes_up 2>/dev/null; do
     if (( $(date +%s) >= deadline )); then
         sinfo -N -l >&2 || true
         bad=$(sinfo -h -N -o '%N %t' | awk '$2 !~ /^(idle|mix|alloc|comp)$/ { print $1; exit }')
-        fail "nodes not idle after ${TIMEOUT}s" "$LOG/slurmd-${bad:-$HOST}.log"
+        fail "nodes not idle after ${TIMEOUT}s (see REASON above)" "$LOG/slurmd-${bad:-$HOST}.log" "$LOG/slurmctld.log"
     fi
     sleep 0.2
 done

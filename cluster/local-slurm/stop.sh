@@ -44,10 +44,11 @@ stop_one() {
         return 0
     fi
     pid=$(pid_of "$pidfile")
+    [[ -n $pid ]] || return 0
     t0=$(now)
     kill -TERM "$pid" 2>/dev/null || true
     local deadline=$(( $(date +%s) + STOP_TIMEOUT ))
-    while kill -0 "$pid" 2>/dev/null && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]]; do
+    while pid_alive "$pid" "$comm"; do
         if (( $(date +%s) >= deadline )); then
             log "$name (pid $pid) still running after ${STOP_TIMEOUT}s: SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
@@ -69,11 +70,10 @@ for ((i = ${#all[@]} - 1; i >= 0; i--)); do
 done
 
 # Job step daemons of this cluster that outlived their slurmd (identified by our SLURM_CONF in their environment).
-for p in /proc/[0-9]*; do
-    [[ $(cat "$p/comm" 2>/dev/null) == slurmstepd ]] || continue
-    if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF_FILE"; then
-        log "killing leftover slurmstepd (pid ${p#/proc/})"
-        kill -KILL "${p#/proc/}" 2>/dev/null || true
+for pid in $(pgrep -x slurmstepd || true); do
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF_FILE"; then
+        log "killing leftover slurmstepd (pid $pid)"
+        kill -KILL "$pid" 2>/dev/null || true
     fi
 done
 

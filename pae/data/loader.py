@@ -45,8 +45,8 @@ class BatchLoader:
         n = len(self.images)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def indices(self) -> Iterator[torch.Tensor]:
-        """This rank's index tensor for each global batch."""
+    def indices(self, start: int = 0) -> Iterator[torch.Tensor]:
+        """This rank's index tensor for each global batch, from batch `start` on."""
         n = len(self.images)
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -54,12 +54,16 @@ class BatchLoader:
         else:
             order = torch.arange(n)
         order = order.to(self.device)
-        for i in range(len(self)):
+        for i in range(start, len(self)):
             batch = order[i * self.batch_size:(i + 1) * self.batch_size]
             yield torch.tensor_split(batch, self.world_size)[self.rank]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        for idx in self.indices():
+        return self.batches()
+
+    def batches(self, start: int = 0) -> Iterator[torch.Tensor]:
+        """The float batches of this epoch from batch `start` on (a run resumed mid-epoch skips the done ones)."""
+        for idx in self.indices(start):
             x = to_float(self.images[idx])
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

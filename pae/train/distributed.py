@@ -64,20 +64,31 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def is_distributed() -> bool:
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
+def collective_device() -> torch.device:
+    """Where tensors for collectives must live: the GPU with nccl, the CPU with gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum a tensor over ranks (no-op in one process)."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if is_distributed():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 
 def barrier() -> None:
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if is_distributed():
         dist.barrier()
 
 
 def all_gather_object(obj):
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if is_distributed():
         out = [None] * dist.get_world_size()
         dist.all_gather_object(out, obj)
         return out

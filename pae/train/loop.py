@@ -20,10 +20,12 @@ from pae.data.loader import BatchLoader
 from pae.data.store import Dataset
 from pae.io import PaeError, progress_kwargs, write_json
 from pae.models import ModelSpec, build_model, save_model
-from pae.train import checkpoint, distributed
+from pae.train import checkpoint, distributed, interrupt
 from pae.train.distributed import DistInfo
 
 log = logging.getLogger(__name__)
+
+STOP_CHECK_EVERY = 20  # steps between the collective stop checks of a multi-rank run
 
 
 @dataclass(frozen=True)
@@ -115,16 +117,19 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     torch.manual_seed(spec.seed * 1000 + info.rank + 1)  # per-rank stream for stochastic layers and samplers
 
+    # Position: `epoch` epochs done, plus `batch` batches of the next one (a mid-epoch stop) with their losses.
     history: list[dict] = []
-    start_epoch, elapsed_before = 0, 0.0
+    start_epoch, start_batch, partial, elapsed_before = 0, 0, {"losses": [], "seconds": 0.0}, 0.0
     ckpt = checkpoint.load_compatible(checkpoint_path, spec.identity(), spec.epochs)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        start_epoch, history, elapsed_before = ckpt["epoch"], ckpt["history"], ckpt["elapsed_s"]
+        start_epoch, start_batch, partial = ckpt["epoch"], ckpt["batch"], ckpt["partial"]
+        history, elapsed_before = ckpt["history"], ckpt["elapsed_s"]
         rngs = ckpt["rng"]
         checkpoint.set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
-        log.info("resuming from %s at epoch %d/%d", checkpoint_path, start_epoch, spec.epochs)
+        log.info("resuming from %s at epoch %d/%d, batch %d", checkpoint_path, start_epoch, spec.epochs,
+                 start_batch)
 
     objective = _Objective(model)
     if info.distributed:
@@ -135,37 +140,60 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
     log.info("training %s: %d parameters, %d train / %d val images, %d steps per epoch, device %s, %d rank(s)",
              mspec, sum(p.numel() for p in model.parameters()), len(train_images), len(val_images), len(loader),
              device, info.world_size)
-
     t_start = time.perf_counter()
+
+    def save(epoch: int, batch: int, partial: dict) -> None:
+        rngs = distributed.all_gather_object(checkpoint.rng_state())
+        if info.is_main:
+            checkpoint.save(checkpoint_path, identity=spec.identity(), epoch=epoch, batch=batch, partial=partial,
+                            model=model.state_dict(), optimizer=opt.state_dict(), rng=rngs, history=history,
+                            elapsed_s=elapsed_before + time.perf_counter() - t_start)
+        distributed.barrier()
+
+    def mean_over_ranks(step_losses: list[torch.Tensor]) -> list[float]:
+        if not step_losses:
+            return []
+        return (distributed.all_reduce_sum(torch.stack(step_losses).float()) / info.world_size).cpu().tolist()
+
+    # A stop request is looked at after every step in one process (a flag, no sync); with several ranks every
+    # STOP_CHECK_EVERY steps, in one collective so that all ranks stop at the same step.
+    check_every = STOP_CHECK_EVERY if info.distributed else 1
     for epoch in range(start_epoch, spec.epochs):
+        first = start_batch if epoch == start_epoch else 0
+        done = partial if epoch == start_epoch else {"losses": [], "seconds": 0.0}
         t_epoch = time.perf_counter()
         loader.set_epoch(epoch)
         model.train()
         step_losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{spec.epochs}", disable=not info.is_main, **progress_kwargs())
-        for x in bar:
+        bar = tqdm(loader.batches(first), desc=f"epoch {epoch + 1}/{spec.epochs}", initial=first,
+                   total=len(loader), disable=not info.is_main, **progress_kwargs())
+        for i, x in enumerate(bar, start=first + 1):
             with _autocast(device, spec.precision):
                 loss = objective(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step_losses.append(loss.detach())  # no host sync per step
-        losses = distributed.all_reduce_sum(torch.stack(step_losses).float()) / info.world_size
+            if i < len(loader) and i % check_every == 0:
+                signum = interrupt.requested(synchronise=info.distributed)
+                if signum:
+                    save(epoch, i, {"losses": done["losses"] + mean_over_ranks(step_losses),
+                                    "seconds": done["seconds"] + time.perf_counter() - t_epoch})
+                    raise interrupt.Interrupted(signum, f"at epoch {epoch + 1}, batch {i}/{len(loader)}")
+        bar.close()
+        losses = done["losses"] + mean_over_ranks(step_losses)
         val = mean_squared_error(model, val_images, info, precision=spec.precision,
                                  channels_last=spec.channels_last)
-        if not (torch.isfinite(losses).all() and math.isfinite(val)):
+        if not (all(map(math.isfinite, losses)) and math.isfinite(val)):
             raise PaeError(f"training diverged at epoch {epoch + 1}: non-finite loss (try a lower train.lr)")
-        losses = losses.cpu().tolist()
         history.append({"epoch": epoch + 1, "train_loss": sum(losses) / len(losses), "val_mse": val,
-                        "seconds": time.perf_counter() - t_epoch, "step_losses": losses})
+                        "seconds": done["seconds"] + time.perf_counter() - t_epoch, "step_losses": losses})
         log.info("epoch %d/%d: train loss %.6f, val MSE %.6f (%.1f s)", epoch + 1, spec.epochs,
                  history[-1]["train_loss"], val, history[-1]["seconds"])
-        rngs = distributed.all_gather_object(checkpoint.rng_state())
-        if info.is_main:
-            checkpoint.save(checkpoint_path, identity=spec.identity(), epoch=epoch + 1, model=model.state_dict(),
-                            optimizer=opt.state_dict(), rng=rngs, history=history,
-                            elapsed_s=elapsed_before + time.perf_counter() - t_start)
-        distributed.barrier()
+        save(epoch + 1, 0, {"losses": [], "seconds": 0.0})
+        signum = interrupt.requested(synchronise=info.distributed)
+        if signum and epoch + 1 < spec.epochs:
+            raise interrupt.Interrupted(signum, f"after epoch {epoch + 1}")
 
     if info.is_main:
         best = min(history, key=lambda h: h["val_mse"])

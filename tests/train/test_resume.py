@@ -29,42 +29,76 @@ def _state(path):
     return torch_load(path, "model")["state_dict"]
 
 
-@pytest.mark.integration
-def test_kill_mid_epoch_then_resume_gives_identical_weights(mnist_5k_h5, tmp_path):
-    ref, killed = tmp_path / "ref", tmp_path / "killed"
+@pytest.fixture(scope="module")
+def uninterrupted(mnist_5k_h5, tmp_path_factory):
+    ref = tmp_path_factory.mktemp("ref")
     run_pae(*_train_args(mnist_5k_h5, ref))
+    return ref
 
-    ckpt = killed / "ckpt" / "train.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "pae", *map(str, _train_args(mnist_5k_h5, killed))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+
+def _assert_same_run(ref, other):
+    a, b = _state(ref / "model.pt"), _state(other / "model.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    ha = json.loads((ref / "history.json").read_text())["epochs"]
+    hb = json.loads((other / "history.json").read_text())["epochs"]
+    assert [h["step_losses"] for h in ha] == [h["step_losses"] for h in hb]
+
+
+def _start_and_wait_for_first_checkpoint(data, out):
+    """Start training in a subprocess; return it half-way through its second epoch."""
+    ckpt = out / "ckpt" / "train.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "pae", *map(str, _train_args(data, out))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        deadline = time.time() + 120
-        while not ckpt.exists():
-            assert proc.poll() is None, "training ended before writing its first checkpoint"
-            assert time.time() < deadline, "no checkpoint after 120 s"
-            time.sleep(0.05)
-        epoch_seconds = torch_load(ckpt, "checkpoint")["history"][0]["seconds"]
-        time.sleep(epoch_seconds / 2)  # half-way through the second epoch
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    deadline = time.time() + 120
+    while not ckpt.exists():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"no checkpoint written: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.05)
+    epoch_seconds = torch_load(ckpt, "checkpoint")["history"][0]["seconds"]
+    time.sleep(epoch_seconds / 2)
+    return proc, ckpt
+
+
+@pytest.mark.integration
+def test_kill_mid_epoch_then_resume_gives_identical_weights(mnist_5k_h5, uninterrupted, tmp_path):
+    """SIGKILL: nothing can be saved; the rerun resumes from the last end-of-epoch checkpoint."""
+    ref, killed = uninterrupted, tmp_path / "killed"
+
+    proc, ckpt = _start_and_wait_for_first_checkpoint(mnist_5k_h5, killed)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "model.pt").exists(), "the run finished before it could be killed"
     at = torch_load(ckpt, "checkpoint")["epoch"]
     assert 1 <= at < SPEC["epochs"]
 
     resumed = run_pae(*_train_args(mnist_5k_h5, killed))
-    assert f"resuming from {ckpt} at epoch {at}/{SPEC['epochs']}" in resumed.stderr
+    assert f"resuming from {ckpt} at epoch {at}/{SPEC['epochs']}, batch 0" in resumed.stderr
     assert not ckpt.exists(), "the rolling checkpoint is removed once the final model is written"
 
-    a, b = _state(ref / "model.pt"), _state(killed / "model.pt")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
-    ha = json.loads((ref / "history.json").read_text())["epochs"]
-    hb = json.loads((killed / "history.json").read_text())["epochs"]
-    assert [h["step_losses"] for h in ha] == [h["step_losses"] for h in hb]
+    _assert_same_run(ref, killed)
+
+
+@pytest.mark.integration
+def test_sigterm_mid_epoch_checkpoints_at_a_step_and_resumes_identically(mnist_5k_h5, uninterrupted, tmp_path):
+    """SIGTERM (or SLURM's USR2): the run saves its exact mid-epoch position at the next step and stops."""
+    out = tmp_path / "stopped"
+    proc, ckpt = _start_and_wait_for_first_checkpoint(mnist_5k_h5, out)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by SIGTERM at epoch 2, batch" in err
+    state = torch_load(ckpt, "checkpoint")
+    assert state["epoch"] == 1 and 0 < state["batch"] < 3500 // SPEC["batch_size"]
+    assert len(state["partial"]["losses"]) == state["batch"]
+
+    resumed = run_pae(*_train_args(mnist_5k_h5, out))
+    assert f"at epoch 1/{SPEC['epochs']}, batch {state['batch']}" in resumed.stderr
+    _assert_same_run(uninterrupted, out)
 
 
 def test_checkpoint_of_another_spec_is_not_resumed(synthetic_h5, tmp_path):

@@ -1,0 +1,45 @@
+"""Stop requests for long stages: SLURM's pre-timeout signal (USR2 through submitit), SIGTERM from a scheduler or
+snakemake. A handler only records the request; the training loop looks at step boundaries, writes its checkpoint
+there (a consistent state, unlike one taken inside a signal handler mid-step) and raises `Interrupted`, which the
+launcher turns into a requeue (SLURM) or a clean exit.
+"""
+from __future__ import annotations
+
+import signal
+
+import torch
+
+from pae.train import distributed
+
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+_requested: list[int] = []
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int, where: str):
+        super().__init__(f"stopped by {signal.Signals(signum).name} {where}; the checkpoint holds the state")
+        self.signum = signum
+
+
+def _record(signum, frame) -> None:
+    _requested.append(signum)
+
+
+def install(signals=SIGNALS) -> dict[int, object]:
+    """Route `signals` to the request flag; returns the previous handlers (submitit's, for the requeue)."""
+    _requested.clear()
+    previous = {}
+    for s in signals:
+        previous[s] = signal.getsignal(s)
+        signal.signal(s, _record)
+    return previous
+
+
+def requested(synchronise: bool = False) -> int:
+    """The signal asked for (0 if none). With `synchronise`, all ranks agree (max over ranks: one collective call)."""
+    signum = _requested[0] if _requested else 0
+    if synchronise and distributed.is_distributed():
+        flag = torch.tensor([signum], dtype=torch.int64, device=distributed.collective_device())
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        signum = int(flag.item())
+    return signum
