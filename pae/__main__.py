@@ -1,4 +1,4 @@
-"""`python -m pae STAGE ...`: the one entry point every workflow rule calls.
+"""`python -m pae [--launcher local|slurm] [--job JSON] STAGE ...`: the one entry point every workflow rule calls.
 
 Stages: prepare, train, encode, fit_flow, evaluate, report, check-config. Specs are JSON objects (the workflow passes
 the resolved config section of the run); `python -m pae STAGE -h` lists each stage's arguments.
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from pae.io import PaeError, setup_logging
+from pae.launch import LAUNCHERS, Job
 from pae.train.interrupt import Interrupted
 
 log = logging.getLogger("pae")
@@ -30,6 +31,11 @@ def _json(text: str) -> dict:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pae", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--launcher", choices=sorted(LAUNCHERS), default="local",
+                   help="where the stage runs: local (this process; torchrun for several tasks) or slurm (submitit)")
+    p.add_argument("--job", type=_json, default={},
+                   help="job resources as JSON: threads, runtime (min), mem_mb, gpus, nodes, tasks_per_node, "
+                        "slurm_partition, slurm_account, slurm_extra, name, folder (pae/launch/__init__.py)")
     sub = p.add_subparsers(dest="stage", required=True)
 
     s = sub.add_parser("prepare", help="raw dataset -> HDF5 store")
@@ -89,8 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _run(args: argparse.Namespace, raise_interrupt: bool) -> int:
     setup_logging()
     from pae import stages
 
@@ -100,9 +105,32 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return 1
     except Interrupted as e:
+        if raise_interrupt:
+            raise
         log.warning("%s", e)
         return 128 + e.signum
     return 0
+
+
+def run_stage(argv: list[str], raise_interrupt: bool = False) -> int:
+    """Run one stage (`STAGE ...` arguments) in this process; returns its exit status (1: bad input, 128+N: stopped
+    by signal N, or raises `Interrupted` with raise_interrupt, for the SLURM task to requeue)."""
+    return _run(_parser().parse_args(argv), raise_interrupt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(argv)
+    try:
+        job = Job.from_dict(args.job)
+        if args.launcher == "local" and job.tasks == 1:
+            return _run(args, raise_interrupt=False)
+        setup_logging()
+        return LAUNCHERS[args.launcher](job, argv[argv.index(args.stage):])
+    except PaeError as e:
+        setup_logging()
+        log.error("%s", e)
+        return 1
 
 
 if __name__ == "__main__":

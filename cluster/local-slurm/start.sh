@@ -346,8 +346,21 @@ for n in "${NODES[@]}"; do
     rm -f "$(pidfile_slurmd "$n")"
     launch "$LOG/slurmd-$n.out" slurmd -N "$n"
 done
+# Nodes come back from the saved state as they were: one drained by an earlier run (e.g. with another node size)
+# stays drained (ReturnToService=2 only revives DOWN nodes). This is a test cluster: resume such nodes, once each.
+declare -A resumed=()
 t0=$(now); deadline=$(( $(date +%s) + TIMEOUT ))
 until nodes_up 2>/dev/null; do
+    if past "$t0" 2; then
+        while read -r n st; do
+            [[ -n $n && -z ${resumed[$n]:-} ]] || continue
+            if [[ $st =~ ^(drain|drng|down|fail) ]]; then
+                resumed[$n]=1
+                log "node $n is $st ($(sinfo -h -N -n "$n" -o %E | head -1)): resuming it"
+                scontrol update NodeName="$n" State=RESUME || true
+            fi
+        done < <(sinfo -h -N -o '%N %t' 2>/dev/null | sort -u)
+    fi
     for n in "${NODES[@]}"; do
         if ! alive "$(pidfile_slurmd "$n")" slurmd && past "$t0" 5; then
             fail "slurmd $n is not running" "$LOG/slurmd-$n.log"

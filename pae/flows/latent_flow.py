@@ -127,12 +127,14 @@ def mean_log_prob(flow: LatentFlow, z: torch.Tensor, batch_size: int = 4096) -> 
 
 def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device: torch.device | str = "cpu"
              ) -> tuple[LatentFlow, list[dict]]:
-    """Maximum likelihood with Adam; early stopping on the validation log-likelihood, best state kept."""
+    """Maximum likelihood with Adam and a cosine learning-rate decay over `spec.epochs`; early stopping on the
+    validation log-likelihood, best state kept."""
     device = torch.device(device)
     mean, std = train_z.mean(0), train_z.std(0).clamp_min(1e-6)
     flow = build_flow(spec, train_z.shape[1], mean, std).to(device)
     train_z, val_z = train_z.to(device), val_z.to(device)
     opt = torch.optim.Adam(flow.parameters(), lr=spec.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.epochs)  # to zero at the last epoch
     g = torch.Generator().manual_seed(spec.seed)
     best, best_state, bad_epochs, history = -math.inf, None, 0, []
     bar = tqdm(range(spec.epochs), desc="flow", **progress_kwargs())
@@ -148,6 +150,7 @@ def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device:
             nn.utils.clip_grad_norm_(flow.parameters(), 5.0)
             opt.step()
             total += loss.detach() * len(perm[i:i + spec.batch_size])
+        schedule.step()
         train_lp = -(total / len(perm)).item()
         val_lp = mean_log_prob(flow, val_z)
         history.append({"epoch": epoch + 1, "train_logp": train_lp, "val_logp": val_lp,

@@ -44,6 +44,11 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
 
 def setup(device: str = "auto") -> DistInfo:
     """Initialise torch.distributed when the environment describes several processes; return this process's place."""
+    if "RANK" not in os.environ and os.environ.get("SUBMITIT_EXECUTOR") == "slurm" \
+            and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        # A multi-task SLURM job started by submitit: derive MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK from it.
+        import submitit
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

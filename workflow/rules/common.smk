@@ -2,6 +2,7 @@
 import hashlib
 import json
 import re
+import shlex
 import sys
 
 import pae.config
@@ -15,6 +16,9 @@ config.clear()
 config.update(_resolved)
 
 PY = sys.executable  # the interpreter running snakemake has pae installed
+# Snakemake resources that describe a stage's job (pae/launch/__init__.py Job); `launcher` picks local or slurm.
+JOB_RESOURCES = ("runtime", "mem_mb", "gpus", "nodes", "tasks_per_node", "slurm_partition", "slurm_account",
+                 "slurm_extra", "slurm_signal_delay_s")
 EXP = config["experiment"]
 RES = f"{config['results_dir']}/{EXP}"
 DATA = f"{config['resources_dir']}/data"
@@ -48,6 +52,18 @@ RUNS = {
 wildcard_constraints:
     run="|".join(re.escape(r) for r in RUNS),
     data_key="|".join(re.escape(k) for k in DATA_KEYS),
+
+
+def pae_stage(rule, wildcards, stage, args, log, threads, resources):
+    """Run `python -m pae --launcher L --job JOB STAGE ARGS > log 2>&1`. L and JOB come from the rule's resources
+    (set per profile: cluster/slurm/config.yaml), so moving between local and SLURM never makes results stale."""
+    res = dict(resources.items())
+    job = {k: res[k] for k in JOB_RESOURCES if k in res}
+    name = "-".join([rule, *map(str, wildcards)])
+    job.update(threads=threads, name=f"pae-{name}", folder=f"logs/submitit/{EXP}/{name}")
+    cmd = [PY, "-m", "pae", "--launcher", res.get("launcher", "local"), "--job", json.dumps(job), stage, *args]
+    line = f"OMP_NUM_THREADS={threads} {shlex.join(map(str, cmd))} > {shlex.quote(str(log))} 2>&1"
+    shell(line.replace("{", "{{").replace("}", "}}"))  # shell() formats {...}; the JSON must pass as it is
 
 
 def all_targets():

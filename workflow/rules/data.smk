@@ -10,6 +10,6 @@ rule prepare:
     benchmark:
         "benchmarks/prepare/{data_key}.tsv"
     threads: 1
-    shell:
-        "{PY} -m pae prepare --dataset {params.dataset} --spec {params.spec:q} --out {output}"
-        " --download-root {params.download_root} > {log} 2>&1"
+    run:
+        pae_stage(rule, wildcards, "prepare", ["--dataset", params.dataset, "--spec", params.spec, "--out", output[0],
+                  "--download-root", params.download_root], log, threads, resources)

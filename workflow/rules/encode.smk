@@ -11,6 +11,6 @@ rule encode:
     benchmark:
         f"{BENCH}/{{run}}/encode.tsv"
     threads: 4
-    shell:
-        "OMP_NUM_THREADS={threads} {PY} -m pae encode --model {input.model} --data {input.data} --out {output}"
-        " --device {params.device} > {log} 2>&1"
+    run:
+        pae_stage(rule, wildcards, "encode", ["--model", input.model, "--data", input.data, "--out", output[0],
+                  "--device", params.device], log, threads, resources)

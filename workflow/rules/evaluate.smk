@@ -18,7 +18,7 @@ rule evaluate:
     benchmark:
         f"{BENCH}/{{run}}/evaluate.tsv"
     threads: 4
-    shell:
-        "OMP_NUM_THREADS={threads} {PY} -m pae evaluate --spec {params.spec:q} --model {input.model}"
-        " --flow {input.flow} --data {input.data} --latents {input.latents} --metrics-dir {params.metrics_dir}"
-        " --samples-out {output.samples} --device {params.device} > {log} 2>&1"
+    run:
+        pae_stage(rule, wildcards, "evaluate", ["--spec", params.spec, "--model", input.model, "--flow", input.flow,
+                  "--data", input.data, "--latents", input.latents, "--metrics-dir", params.metrics_dir,
+                  "--samples-out", output.samples, "--device", params.device], log, threads, resources)

@@ -12,6 +12,6 @@ rule fit_flow:
     benchmark:
         f"{BENCH}/{{run}}/fit_flow.tsv"
     threads: 4
-    shell:
-        "OMP_NUM_THREADS={threads} {PY} -m pae fit_flow --spec {params.spec:q} --latents {input}"
-        " --out {output.flow} --history-out {output.history} --device {params.device} > {log} 2>&1"
+    run:
+        pae_stage(rule, wildcards, "fit_flow", ["--spec", params.spec, "--latents", input[0], "--out", output.flow,
+                  "--history-out", output.history, "--device", params.device], log, threads, resources)

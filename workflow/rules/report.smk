@@ -11,6 +11,6 @@ rule report:
     benchmark:
         f"{BENCH}/report.tsv"
     threads: 1
-    shell:
-        "{PY} -m pae report --manifest {params.manifest:q} --table-out {output.table}"
-        " --figures-dir {output.figures} > {log} 2>&1"
+    run:
+        pae_stage(rule, wildcards, "report", ["--manifest", params.manifest, "--table-out", output.table,
+                  "--figures-dir", output.figures], log, threads, resources)

@@ -15,7 +15,7 @@ rule train:
     benchmark:
         f"{BENCH}/{{run}}/train.tsv"
     threads: 8
-    shell:
-        "OMP_NUM_THREADS={threads} {PY} -m pae train --spec {params.spec:q} --data {input.data}"
-        " --model-out {output.model} --history-out {output.history} --checkpoint {params.checkpoint}"
-        " --device {params.device} > {log} 2>&1"
+    run:
+        pae_stage(rule, wildcards, "train", ["--spec", params.spec, "--data", input.data, "--model-out", output.model,
+                  "--history-out", output.history, "--checkpoint", params.checkpoint, "--device", params.device],
+                  log, threads, resources)
