@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced; the variables are used by start.sh and stop.sh
 # Shared by start.sh and stop.sh (sourced, not run): the scratch layout and pidfile helpers.
 # Everything the cluster writes lives under $PAE_SLURM_DIR (default /tmp/pae-slurm), except
 # /etc/slurm/slurm.conf (a symlink into it), the munge socket in /run/munge and the n1/n2 line in /etc/hosts.

@@ -6,7 +6,7 @@
 # Needs root and the packages of install.sh. Timeouts: PAE_SLURM_TIMEOUT seconds per wait (default 60).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$HERE/common.sh"
 
 TIMEOUT=${PAE_SLURM_TIMEOUT:-60}
@@ -298,7 +298,6 @@ else
 fi
 
 # 2. MariaDB
-mysql_cli() { mariadb --defaults-file="$MYSQL_CNF" -uroot "$@"; }
 if alive "$(pidfile_mariadbd)" mariadbd; then
     log "mariadbd: already running"
 else
@@ -316,7 +315,7 @@ else
     wait_for "mariadbd" "$LOG/mariadb.log" "$(pidfile_mariadbd)" mariadbd \
         mariadb-admin --defaults-file="$MYSQL_CNF" -uroot ping
 fi
-mysql_cli <<SQL
+mariadb --defaults-file="$MYSQL_CNF" -uroot <<SQL
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DBPASS';
 ALTER USER 'slurm'@'localhost' IDENTIFIED BY '$DBPASS';

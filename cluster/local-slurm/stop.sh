@@ -6,7 +6,7 @@
 # Idempotent: nothing running, nothing to do. The scratch folder is kept: start.sh resumes from it.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$HERE/common.sh"
 
 STOP_TIMEOUT=${PAE_SLURM_STOP_TIMEOUT:-20}
@@ -25,7 +25,7 @@ fi
 if alive "$(pidfile_slurmctld)" slurmctld && timeout 5 scontrol ping 2>/dev/null | grep -q 'is UP'; then
     jobs=$(timeout 10 squeue -h -o %i 2>/dev/null || true)
     if [[ -n $jobs ]]; then
-        log "cancelling jobs: $(echo $jobs)"
+        log "cancelling jobs: ${jobs//$'\n'/ }"
         # shellcheck disable=SC2086
         scancel $jobs 2>/dev/null || true
         deadline=$(( $(date +%s) + 15 ))

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 2.0
 TAIL_LINES = 40
+MAX_REQUEUES = 50  # timeouts a job may checkpoint-and-requeue through (training resumes each time)
 
 
 class StageTask(submitit.helpers.Checkpointable):
@@ -72,7 +73,7 @@ def _sbatch_options(extra: str) -> dict[str, str | bool]:
 
 
 def executor_for(job: Job) -> submitit.AutoExecutor:
-    executor = submitit.AutoExecutor(folder=job.folder, cluster="slurm")
+    executor = submitit.AutoExecutor(folder=job.folder, cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES)
     params = {"name": job.name, "timeout_min": job.runtime, "nodes": job.nodes, "tasks_per_node": job.tasks_per_node,
               "cpus_per_task": job.threads, "slurm_mem": f"{job.mem_mb}M",
               "slurm_signal_delay_s": job.slurm_signal_delay_s}

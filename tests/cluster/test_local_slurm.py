@@ -11,29 +11,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [
-    pytest.mark.slurm,
-    pytest.mark.skipif(os.environ.get("PAE_SLURM") != "1",
-                       reason="set PAE_SLURM=1 with the local cluster running (cluster/local-slurm/start.sh)"),
-]
+pytestmark = pytest.mark.slurm
 
 TIMEOUT_S = 45
-
-
-@pytest.fixture(scope="module")
-def slurm_env() -> dict[str, str]:
-    """The environment for SLURM clients; fails (not skips) when PAE_SLURM=1 but no cluster answers."""
-    env = dict(os.environ)
-    conf = Path(os.environ.get("PAE_SLURM_DIR", "/tmp/pae-slurm")) / "etc" / "slurm.conf"
-    if "SLURM_CONF" not in env and conf.exists():
-        env["SLURM_CONF"] = str(conf)
-    if shutil.which("scontrol") is None:
-        pytest.fail("scontrol not found: run cluster/local-slurm/install.sh")
-    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, env=env, timeout=30)
-    if "is UP" not in ping.stdout:
-        pytest.fail(f"no SLURM controller answers ({ping.stdout.strip()} {ping.stderr.strip()}): "
-                    "start it with cluster/local-slurm/start.sh")
-    return env
 
 
 def sacct_state(job_id: str, env: dict[str, str]) -> str:

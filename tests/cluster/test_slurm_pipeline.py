@@ -1,0 +1,171 @@
+"""pae on a real SLURM cluster (cluster/local-slurm/): the tiny workflow through `snakemake --profile cluster/slurm`,
+2-node DDP training through submitit, a training job that outlives its time limit (signalled, checkpointed,
+requeued, resumed), and a failing stage's message. Needs the cluster (PAE_SLURM=1), as tests/cluster/conftest.py
+says."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pae.io import torch_load
+from tests.helpers import REPO, run_pae
+from tests.workflow.test_workflow import CONFIG, RUN
+
+pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+
+COMPUTE_RULES = ("prepare", "train", "encode", "fit_flow", "evaluate", "report")
+TRAIN = {"model": "ae", "latent_dim": 8, "seed": 1, "arch": "conv", "channels": [16, 32], "hidden": 64,
+         "epochs": 2, "batch_size": 64, "lr": 0.001, "weight_decay": 0.0, "precision": "fp32",
+         "channels_last": False}
+
+
+def sacct_jobs(env, since: str) -> list[dict]:
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "-o", "JobID,JobName,State"], capture_output=True,
+                         text=True, env=env, timeout=60, check=True).stdout
+    return [dict(zip(("id", "name", "state"), line.split("|"))) for line in out.splitlines() if line.strip()]
+
+
+def snakemake(workdir: Path, env, *args) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(CONFIG), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def slurm_profile(tmp_path_factory) -> Path:
+    """cluster/slurm's profile pointed at the test cluster: partition debug, 2 cores (rules' threads are capped by
+    it; the nodes have 2 CPUs), 1 GB per job."""
+    profile = yaml.safe_load((REPO / "cluster" / "slurm" / "config.yaml").read_text())
+    profile["cores"] = 2
+    profile["default-resources"]["slurm_partition"] = "'debug'"
+    profile["default-resources"]["mem_mb"] = 1000
+    for rule in profile["set-resources"].values():
+        rule["mem_mb"] = 1000
+    folder = tmp_path_factory.mktemp("profile")
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def slurm_workflow(slurm_env, slurm_profile, fashion_mnist_dir, tmp_path_factory):
+    """The tiny workflow run twice: locally, and through SLURM; returns (local dir, slurm dir, sacct rows, times)."""
+    local, remote = tmp_path_factory.mktemp("local"), tmp_path_factory.mktemp("slurm")
+    t0 = time.time()
+    proc = snakemake(local, slurm_env, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    t1 = time.time()
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t1 - 1))
+    proc = snakemake(remote, slurm_env, "--profile", str(slurm_profile))
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    t2 = time.time()
+    print(f"tiny workflow wall time: local {t1 - t0:.1f} s, through SLURM {t2 - t1:.1f} s")
+    return local, remote, sacct_jobs(slurm_env, since)
+
+
+def test_tiny_workflow_through_slurm_profile(slurm_workflow):
+    local, remote, jobs = slurm_workflow
+    ours = [j for j in jobs if j["name"].startswith("pae-")]
+    for rule in COMPUTE_RULES:
+        rows = [j for j in ours if j["name"].startswith(f"pae-{rule}-")]
+        assert len(rows) == 1, f"{rule}: expected one SLURM job, sacct shows {rows}"
+        assert rows[0]["state"] == "COMPLETED", rows
+    assert len(ours) == len(COMPUTE_RULES), ours
+
+    table = lambda d: list(csv.DictReader(open(d / "results" / "tiny" / "tables" / "runs.csv")))  # noqa: E731
+    a, b = table(local), table(remote)
+    assert len(a) == len(b) == 1
+    for key in ("run", "dataset", "model", "latent_dim", "seed", "epochs", "flow_epochs"):
+        assert a[0][key] == b[0][key]
+    for key in ("recon_mse", "val_mse", "flow_val_logp", "flow_test_logp"):
+        assert float(b[0][key]) == pytest.approx(float(a[0][key]), rel=1e-5), key
+    wa = torch_load(local / "results" / "tiny" / RUN / "model" / "model.pt", "model")["state_dict"]
+    wb = torch_load(remote / "results" / "tiny" / RUN / "model" / "model.pt", "model")["state_dict"]
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-5, atol=1e-7)
+    log = (remote / "logs" / "tiny" / RUN / "train.log").read_text()
+    assert re.search(r"submitted SLURM job \d+", log) and "epoch 2/2: train loss" in log
+
+
+def test_failing_stage_reports_job_id_state_and_log_tail(slurm_workflow, slurm_profile, slurm_env):
+    """A corrupt dataset file: the train rule fails with the SLURM job id, its state and its log's tail."""
+    _, remote, _ = slurm_workflow
+    data = next((remote / "resources" / "data").glob("fashion_mnist-*.h5"))
+    content = data.read_bytes()
+    data.write_bytes(content[: len(content) // 3])  # newer than the model: train reruns, prepare does not
+    model = remote / "results" / "tiny" / RUN / "model" / "model.pt"
+    proc = snakemake(remote, slurm_env, "--profile", str(slurm_profile), "--retries", "0", str(model))
+    assert proc.returncode != 0
+    log = (remote / "logs" / "tiny" / RUN / "train.log").read_text()
+    match = re.search(r"SLURM job (\d+) \(pae-train-[^)]*\) ended in state (\w+)", log)
+    assert match, log[-3000:]
+    assert match.group(2) == "FAILED"
+    assert f"{data}: not a readable HDF5 file" in log.split(match.group(0))[1], "the log's tail follows"
+    assert not model.exists()
+    assert not list(model.parent.glob(".model.pt.*")), "no temporary file left behind"
+    data.write_bytes(content)
+
+
+def _train_argv(data: Path, out: Path, spec: dict) -> list[str]:
+    return ["train", "--spec", json.dumps(spec), "--data", str(data), "--model-out", str(out / "model.pt"),
+            "--history-out", str(out / "history.json"), "--checkpoint", str(out / "ckpt.pt"), "--device", "cpu"]
+
+
+def _launch(job: dict, argv: list[str], env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pae", "--launcher", "slurm", "--job", json.dumps(job), *argv],
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+def _steps(out: Path) -> np.ndarray:
+    hist = json.loads((out / "history.json").read_text())
+    return np.concatenate([h["step_losses"] for h in hist["epochs"]]), hist["meta"]["world_size"]
+
+
+def test_two_node_ddp_through_submitit_matches_one_process(slurm_env, mnist_5k_h5, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_pae(*_train_argv(mnist_5k_h5, one, TRAIN))
+    job = {"name": "pae-ddp-test", "folder": str(tmp_path / "submitit"), "threads": 1, "runtime": 10,
+           "mem_mb": 1000, "nodes": 2, "tasks_per_node": 1, "slurm_partition": "multi"}
+    proc = _launch(job, _train_argv(mnist_5k_h5, two, TRAIN), slurm_env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "backend gloo" in proc.stderr and "rank 1/2" in (tmp_path / "submitit").joinpath(
+        next(p.name for p in (tmp_path / "submitit").glob("*_1_log.err"))).read_text()
+    s1, w1 = _steps(one)
+    s2, w2 = _steps(two)
+    assert (w1, w2) == (1, 2)
+    from tests.train.test_ddp import RTOL, RTOL_FIRST
+    np.testing.assert_allclose(s2[:10], s1[:10], rtol=RTOL_FIRST)
+    np.testing.assert_allclose(s2, s1, rtol=RTOL)
+
+
+def test_time_limit_checkpoint_requeue_resume(slurm_env, mnist_5k_h5, tmp_path):
+    """A 2-minute job whose training needs longer: SLURM's signal (60 s before the limit) makes it checkpoint at a
+    step and requeue, until it finishes with the weights of an uninterrupted run."""
+    spec = {**TRAIN, "epochs": 24, "batch_size": 50}
+    ref, out = tmp_path / "ref", tmp_path / "slurm"
+    t0 = time.time()
+    run_pae(*_train_argv(mnist_5k_h5, ref, spec))
+    print(f"uninterrupted local training: {time.time() - t0:.0f} s")
+    job = {"name": "pae-requeue-test", "folder": str(tmp_path / "submitit"), "threads": 1, "runtime": 2,
+           "mem_mb": 1000, "slurm_signal_delay_s": 60, "slurm_partition": "debug"}
+    t0 = time.time()
+    proc = _launch(job, _train_argv(mnist_5k_h5, out, spec), slurm_env)
+    print(f"through SLURM with requeues: {time.time() - t0:.0f} s")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    log = proc.stderr
+    assert "stopped by SIGUSR2 at epoch" in log or "stopped by SIGUSR2 after epoch" in log, log[-3000:]
+    assert "resuming from" in log
+    a = torch_load(ref / "model.pt", "model")["state_dict"]
+    b = torch_load(out / "model.pt", "model")["state_dict"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after requeue"
