@@ -19,6 +19,12 @@ class PaeError(Exception):
     """An error caused by the user's input (a file, a key, a value); its message says what was expected."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, on failure delete it."""
@@ -29,6 +35,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result gets the usual permissions
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -47,6 +47,7 @@ class StageTask(submitit.helpers.Checkpointable):
         try:
             code = run_stage(self.argv, raise_interrupt=True)
         except interrupt.Interrupted as e:
+            log.warning("%s; submitit requeues the job", e)
             handler = submitit_handlers.get(e.signum)
             if callable(handler):
                 handler(e.signum, None)  # submitit: checkpoint() -> requeue -> exit (returns on ranks > 0)
@@ -115,6 +116,18 @@ def _tail(path: Path, n: int = TAIL_LINES) -> str:
         return f"(no log file {path})"
 
 
+def _final_state(sjob, wait_s: float = 30.0) -> str:
+    """The job's state from sacct, waiting for accounting to record its end (it lags the job by seconds)."""
+    deadline = time.time() + wait_s
+    state = "UNKNOWN"
+    while time.time() < deadline:
+        state = sjob.get_info(mode="force").get("State", "UNKNOWN")
+        if state not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING", "UNKNOWN", "CONFIGURING"):
+            break
+        time.sleep(1.0)
+    return state
+
+
 def run(job: Job, argv: list[str]) -> int:
     Path(job.folder).mkdir(parents=True, exist_ok=True)
     try:
@@ -132,12 +145,12 @@ def run(job: Job, argv: list[str]) -> int:
         f.pump()
     try:
         results = sjob.results()
-    except Exception as e:
-        state = sjob.state
-        tails = "\n".join(f"--- {p} (last {TAIL_LINES} lines) ---\n{_tail(p)}"
-                          for t in range(job.tasks) for p in (sjob.task(t).paths.stderr,))
-        raise PaeError(f"SLURM job {sjob.job_id} ({job.name}) ended in state {state}: "
-                       f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}\n{tails}") \
-            from None
-    log.info("SLURM job %s (%s) completed (state %s)", sjob.job_id, job.name, sjob.state)
+    except Exception:  # the job failed, was cancelled, timed out for good, or its node died
+        state = _final_state(sjob)
+        logs = [sjob.task(t).paths.stderr for t in range(job.tasks)]
+        causes = [line for p in logs for line in _tail(p, 10_000).splitlines() if " ERROR pae" in line]
+        cause = f"; {causes[-1].split(' ERROR ', 1)[1]}" if causes else ""
+        tails = "\n".join(f"--- {p} (last {TAIL_LINES} lines) ---\n{_tail(p)}" for p in logs)
+        raise PaeError(f"SLURM job {sjob.job_id} ({job.name}) ended in state {state}{cause}\n{tails}") from None
+    log.info("SLURM job %s (%s) finished successfully", sjob.job_id, job.name)
     return max(int(r or 0) for r in results)

@@ -77,7 +77,7 @@ def test_tiny_workflow_through_slurm_profile(slurm_workflow):
     local, remote, jobs = slurm_workflow
     ours = [j for j in jobs if j["name"].startswith("pae-")]
     for rule in COMPUTE_RULES:
-        rows = [j for j in ours if j["name"].startswith(f"pae-{rule}-")]
+        rows = [j for j in ours if j["name"] == f"pae-{rule}" or j["name"].startswith(f"pae-{rule}-")]
         assert len(rows) == 1, f"{rule}: expected one SLURM job, sacct shows {rows}"
         assert rows[0]["state"] == "COMPLETED", rows
     assert len(ours) == len(COMPUTE_RULES), ours
@@ -104,13 +104,17 @@ def test_failing_stage_reports_job_id_state_and_log_tail(slurm_workflow, slurm_p
     content = data.read_bytes()
     data.write_bytes(content[: len(content) // 3])  # newer than the model: train reruns, prepare does not
     model = remote / "results" / "tiny" / RUN / "model" / "model.pt"
-    proc = snakemake(remote, slurm_env, "--profile", str(slurm_profile), "--retries", "0", str(model))
+    proc = snakemake(remote, slurm_env, "--profile", str(slurm_profile), "--retries", "0",
+                     str(model.relative_to(remote)))
     assert proc.returncode != 0
     log = (remote / "logs" / "tiny" / RUN / "train.log").read_text()
     match = re.search(r"SLURM job (\d+) \(pae-train-[^)]*\) ended in state (\w+)", log)
     assert match, log[-3000:]
     assert match.group(2) == "FAILED"
-    assert f"{data}: not a readable HDF5 file" in log.split(match.group(0))[1], "the log's tail follows"
+    cause = f"{data.relative_to(remote)}: not a readable HDF5 file"
+    first, tail = log.split(match.group(0))[1].split("\n", 1)
+    assert cause in first, "the stage's own error comes with the state"
+    assert cause in tail and "last 40 lines" in tail, "the log's tail follows"
     assert not model.exists()
     assert not list(model.parent.glob(".model.pt.*")), "no temporary file left behind"
     data.write_bytes(content)
@@ -150,21 +154,25 @@ def test_two_node_ddp_through_submitit_matches_one_process(slurm_env, mnist_5k_h
 
 def test_time_limit_checkpoint_requeue_resume(slurm_env, mnist_5k_h5, tmp_path):
     """A 2-minute job whose training needs longer: SLURM's signal (60 s before the limit) makes it checkpoint at a
-    step and requeue, until it finishes with the weights of an uninterrupted run."""
-    spec = {**TRAIN, "epochs": 24, "batch_size": 50}
+    step and requeue, until it finishes with the weights of an uninterrupted run (trained meanwhile, locally)."""
+    spec = {**TRAIN, "epochs": 220, "batch_size": 50}  # about 90 s of work on one CPU
     ref, out = tmp_path / "ref", tmp_path / "slurm"
-    t0 = time.time()
-    run_pae(*_train_argv(mnist_5k_h5, ref, spec))
-    print(f"uninterrupted local training: {time.time() - t0:.0f} s")
+    reference = subprocess.Popen([sys.executable, "-m", "pae", *_train_argv(mnist_5k_h5, ref, spec)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
     job = {"name": "pae-requeue-test", "folder": str(tmp_path / "submitit"), "threads": 1, "runtime": 2,
            "mem_mb": 1000, "slurm_signal_delay_s": 60, "slurm_partition": "debug"}
     t0 = time.time()
     proc = _launch(job, _train_argv(mnist_5k_h5, out, spec), slurm_env)
-    print(f"through SLURM with requeues: {time.time() - t0:.0f} s")
+    print(f"training through SLURM with requeues: {time.time() - t0:.0f} s")
+    _, err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, err[-2000:]
     assert proc.returncode == 0, proc.stderr[-4000:]
     log = proc.stderr
-    assert "stopped by SIGUSR2 at epoch" in log or "stopped by SIGUSR2 after epoch" in log, log[-3000:]
-    assert "resuming from" in log
+    stops = re.findall(r"stopped by SIGUSR2 (?:at|after) epoch \d+[^;]*", log)
+    print("\n".join(stops))
+    assert stops, log[-3000:]
+    assert len(re.findall(r"resuming from \S+ at epoch", log)) == len(stops)
     a = torch_load(ref / "model.pt", "model")["state_dict"]
     b = torch_load(out / "model.pt", "model")["state_dict"]
     for k in a:

@@ -194,3 +194,15 @@ def test_failed_rewrite_keeps_the_old_file(tmp_path, raw, monkeypatch):
     monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == ["d.h5"]
     assert open_dataset(path).attrs["sha256"] == old["sha256"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through a private temporary file; the result must still be readable as the umask allows."""
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        write_dataset(tmp_path / "d.h5", "synthetic", synthetic_raw(), val_size=20, split_seed=0)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "d.h5").stat().st_mode) == 0o644
