@@ -18,7 +18,9 @@ def _spatial_sizes(size: int, n: int) -> list[int]:
 
 
 class ConvEncoder(nn.Module):
-    def __init__(self, image_shape, latent_dim, channels, hidden):
+    """(N, C, H, W) -> (N, out_features)."""
+
+    def __init__(self, image_shape, out_features, channels, hidden):
         super().__init__()
         c, h, w = image_shape
         layers, hs, ws = [], _spatial_sizes(h, len(channels)), _spatial_sizes(w, len(channels))
@@ -27,16 +29,20 @@ class ConvEncoder(nn.Module):
             c = ch
         self.conv = nn.Sequential(*layers)
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c * hs[-1] * ws[-1], hidden), nn.LeakyReLU(0.2),
-                                nn.Linear(hidden, latent_dim))
+                                nn.Linear(hidden, out_features))
 
     def forward(self, x):
         return self.fc(self.conv(x))
 
 
 class ConvDecoder(nn.Module):
-    def __init__(self, image_shape, latent_dim, channels, hidden):
+    """(N, latent_dim) -> (N, out_channels, H, W); out_channels defaults to the image's channels (a likelihood with a
+    per-pixel scale asks for more)."""
+
+    def __init__(self, image_shape, latent_dim, channels, hidden, out_channels=None):
         super().__init__()
-        c_out, h, w = image_shape
+        c_img, h, w = image_shape
+        c_out = out_channels or c_img
         hs, ws = _spatial_sizes(h, len(channels)), _spatial_sizes(w, len(channels))
         self.start = (channels[-1], hs[-1], ws[-1])
         self.fc = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2),
@@ -47,7 +53,7 @@ class ConvDecoder(nn.Module):
             k = len(channels) - i  # spatial index this layer goes back to
             pad = (hs[k - 1] - 2 * hs[k], ws[k - 1] - 2 * ws[k])  # odd sizes need one more row/column
             layers.append(nn.ConvTranspose2d(c_in, c, 4, 2, 1, output_padding=pad))
-            if c != c_out or i < len(channels) - 1:
+            if i < len(channels) - 1:  # no activation on the output
                 layers.append(nn.LeakyReLU(0.2))
         self.deconv = nn.Sequential(*layers)
 
