@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import torch
 
-from pae.data.latents import read_latents, write_latents
+from pae.data.latents import read_latents, read_params, write_latents
 from pae.data.sources import load_raw
 from pae.data.store import open_dataset, write_dataset
 from pae.eval import generate
@@ -57,7 +57,12 @@ def encode(model_path: Path, data_path: Path, out: Path, device: str) -> None:
     splits = {}
     for name in ("train", "val", "test"):
         images, labels = data.split(name)
-        splits[name] = (generate.encode_images(model, images, dev), labels)
+        if not hasattr(model, "posterior"):  # the AE: its code
+            splits[name] = {"z": generate.encode_images(model, images, dev), "labels": labels}
+        else:  # VAE: the encoder's posterior; VAD: its learnt table for the train split, inference for the others
+            params = model.latents.detach().cpu() if model.needs_index and name == "train" else \
+                generate.posterior_params(model, images, dev)
+            splits[name] = {"z": model.posterior.mean(params), "labels": labels, "params": params}
         log.info("encoded %s: %d latents of size %d", name, len(labels), spec.latent_dim)
     write_latents(out, splits, {"model": str(model_path), "dataset_sha256": data.attrs["sha256"]})
 
@@ -90,7 +95,7 @@ def evaluate(spec: dict, model_path: Path, flow_path: Path, data_path: Path, lat
         raise PaeError(f"{latents_path}: {len(test_z)} test latents but {data_path} has {len(test_images)} test "
                        "images; rerun the encode stage")
 
-    errs = generate.reconstruction_errors(model, test_images, dev, spec["batch_size"])
+    errs = generate.reconstruction_errors(model, test_images, test_z, dev, spec["batch_size"])
     with torch.no_grad():
         logp = torch.cat([flow.log_prob(test_z[i:i + 4096].to(dev)).cpu() for i in range(0, len(test_z), 4096)])
     recon = {"test_mse_per_pixel": errs.double().mean().item(), "test_mse_std": errs.double().std().item(),
@@ -101,13 +106,26 @@ def evaluate(spec: dict, model_path: Path, flow_path: Path, data_path: Path, lat
                     "test_logp_nonfinite": int((~finite).sum()), "val_logp": flow_meta.get("val_logp"),
                     "train_logp": mean_log_prob(flow, read_latents(latents_path, "train")[0].to(dev)),
                     "latent_dim": flow.dim}
+    scores = {"label": test_labels, "recon_mse": errs, "flow_logp_z": logp}
+    params = read_params(latents_path, "test")
+    if params is not None:  # VAE, beta-VAE, VAD: the test ELBO from the posterior the encode stage found
+        terms = generate.elbo(model, test_images, params, dev, samples=spec["elbo_samples"])
+        n_pixels = test_images[0].numel()
+        write_json(metrics_dir / "elbo.json", {
+            "test_elbo": terms["elbo"].double().mean().item(), "test_nll": terms["nll"].double().mean().item(),
+            "test_kl": terms["kl"].double().mean().item(), "units": "nats per image",
+            "test_elbo_per_pixel": terms["elbo"].double().mean().item() / n_pixels, "samples": spec["elbo_samples"],
+            "likelihood": mspec.likelihood.kind, "posterior": mspec.posterior})
+        scores["elbo"] = terms["elbo"]
+        log.info("test ELBO %.2f nats per image (NLL %.2f, KL %.2f)", terms["elbo"].mean(), terms["nll"].mean(),
+                 terms["kl"].mean())
     write_json(metrics_dir / "recon.json", recon)
     write_json(metrics_dir / "flow.json", flow_metrics)
     with atomic_path(metrics_dir / "test_scores.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "label", "recon_mse", "flow_logp_z"])
-        for i, (lab, e, lp) in enumerate(zip(test_labels.tolist(), errs.tolist(), logp.tolist())):
-            w.writerow([i, lab, f"{e:.6g}", f"{lp:.6g}"])
+        w.writerow(["index", *scores])
+        for i, row in enumerate(zip(*(v.tolist() for v in scores.values()))):
+            w.writerow([i, *(f"{v:.6g}" if isinstance(v, float) else v for v in row)])
     log.info("test recon MSE %.5f per pixel; test log p(z) mean %.3f", recon["test_mse_per_pixel"],
              flow_metrics["test_logp_mean"])
 
@@ -120,8 +138,7 @@ def evaluate(spec: dict, model_path: Path, flow_path: Path, data_path: Path, lat
         f["pae"] = generate.pae_samples(model, flow, n, spec["temperature"], dev).numpy()
         f["prior"] = generate.prior_samples(model, mspec.latent_dim, n, dev).numpy()
         f["originals"] = shown.numpy()
-        f["reconstructions"] = generate.decode_to_uint8(
-            model, generate.encode_images(model, shown, dev), dev).numpy()
+        f["reconstructions"] = generate.decode_to_uint8(model, test_z[pick[:n]], dev).numpy()
         f["interpolations"] = generate.interpolations(model, test_z[a], test_z[b], steps, dev).numpy()
         f.attrs["temperature"] = spec["temperature"]
 

@@ -61,10 +61,11 @@ class BatchLoader:
     def __iter__(self) -> Iterator[torch.Tensor]:
         return self.batches()
 
-    def batches(self, start: int = 0) -> Iterator[torch.Tensor]:
-        """The float batches of this epoch from batch `start` on (a run resumed mid-epoch skips the done ones)."""
+    def batches(self, start: int = 0, with_index: bool = False) -> Iterator:
+        """The float batches of this epoch from batch `start` on (a run resumed mid-epoch skips the done ones);
+        with_index: (batch, the items' positions in `images`) pairs."""
         for idx in self.indices(start):
             x = to_float(self.images[idx])
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x
+            yield (x, idx) if with_index else x

@@ -4,26 +4,56 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tqdm import tqdm
+
 from pae.data.loader import BatchLoader, to_uint8
 from pae.flows import LatentFlow
+from pae.io import progress_kwargs
 
 
 @torch.no_grad()
 def encode_images(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000
                   ) -> torch.Tensor:
-    """Latents (N, D) of uint8 images (N, C, H, W), in order."""
+    """Latents (N, D) of uint8 images (N, C, H, W), in order: the code of an AE, the posterior mean otherwise."""
     model.eval()
     out = [model.encode(x).float().cpu() for x in BatchLoader(images, batch_size, shuffle=False, device=device)]
     return torch.cat(out)
 
 
 @torch.no_grad()
-def reconstruction_errors(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000
-                          ) -> torch.Tensor:
-    """Per-image mean squared error per pixel on the [-0.5, 0.5] scale, shape (N,)."""
+def posterior_params(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000
+                     ) -> torch.Tensor:
+    """Posterior parameters (N, P) of a VAE (encoder) or a VAD (test-time optimisation), in order."""
     model.eval()
-    errs = [(model(x).float() - x).pow(2).flatten(1).mean(1).cpu()
-            for x in BatchLoader(images, batch_size, shuffle=False, device=device)]
+    out = [model.posterior_params(x).float().cpu()
+           for x in tqdm(BatchLoader(images, batch_size, shuffle=False, device=device), desc="posteriors",
+                         **progress_kwargs())]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def elbo(model: nn.Module, images: torch.Tensor, params: torch.Tensor, device: torch.device, samples: int = 8,
+         batch_size: int = 500, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Per image: -E_q log p(x | z) (`nll`, `samples` draws), KL(q || N(0, I)) and the ELBO, in nats."""
+    model.eval()
+    torch.manual_seed(seed)
+    nll, kl = [], []
+    for i, x in enumerate(BatchLoader(images, batch_size, shuffle=False, device=device)):
+        n, k = model.elbo_terms(x, params[i * batch_size:(i + 1) * batch_size].to(device), samples=samples)
+        nll.append(n.cpu())
+        kl.append(k.cpu())
+    nll, kl = torch.cat(nll), torch.cat(kl)
+    return {"nll": nll, "kl": kl, "elbo": -(nll + kl)}
+
+
+@torch.no_grad()
+def reconstruction_errors(model: nn.Module, images: torch.Tensor, z: torch.Tensor, device: torch.device,
+                          batch_size: int = 1000) -> torch.Tensor:
+    """Per-image mean squared error per pixel on the [-0.5, 0.5] scale of decode(z) against the images, (N,);
+    z are the images' latents from the encode stage (a VAD's come from test-time optimisation, done once)."""
+    model.eval()
+    errs = [(model.decode(z[i * batch_size:(i + 1) * batch_size].to(device)).float() - x).pow(2).flatten(1).mean(1)
+            .cpu() for i, x in enumerate(BatchLoader(images, batch_size, shuffle=False, device=device))]
     return torch.cat(errs)
 
 

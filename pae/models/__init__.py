@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -14,30 +15,83 @@ from torch import nn
 from pae.io import PaeError, torch_load, torch_save
 from pae.models.autoencoder import AutoEncoder
 from pae.models.conv import ConvDecoder, ConvEncoder
+from pae.models.likelihoods import LikelihoodSpec, build_likelihood
+from pae.models.posteriors import POSTERIORS
+from pae.models.vae import VAD, VAE
 
-# name -> (encoder class, decoder class); each takes (image_shape, latent_dim, channels, hidden)
+# name -> (encoder class, decoder class): Encoder(image_shape, out_features, channels, hidden),
+# Decoder(image_shape, latent_dim, channels, hidden, out_channels=None)
 ARCHITECTURES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "conv": (ConvEncoder, ConvDecoder),
-}
-# name -> model class taking (encoder, decoder)
-MODELS: dict[str, type[nn.Module]] = {
-    "ae": AutoEncoder,
 }
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """Everything needed to rebuild a model (saved inside model.pt)."""
     kind: str
     arch: str
     image_shape: tuple[int, int, int]
     latent_dim: int
     channels: tuple[int, ...]
     hidden: int
+    likelihood: LikelihoodSpec = LikelihoodSpec()  # VAE, beta-VAE, VAD
+    posterior: str = "diag"  # diag | full (VAE, beta-VAE, VAD)
+    beta: float = 1.0  # beta-VAE's KL weight
+    capacity: float | None = None  # beta-VAE: anneal the KL towards this many nats instead of weighting it
+    capacity_steps: int = 10_000
+    gamma: float = 1000.0  # weight of |KL - C| when annealing capacity
+    n_items: int = 0  # VAD: training items, one latent each
+    infer_steps: int = 300  # VAD: test-time optimisation steps
+    infer_lr: float = 0.05
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
-        return cls(kind=d["kind"], arch=d["arch"], image_shape=tuple(d["image_shape"]), latent_dim=int(d["latent_dim"]),
-                   channels=tuple(d["channels"]), hidden=int(d["hidden"]))
+        d = dict(d)
+        d["image_shape"], d["channels"] = tuple(d["image_shape"]), tuple(d["channels"])
+        d["likelihood"] = LikelihoodSpec(**d.get("likelihood", {}))
+        return cls(**d)
+
+
+def _ae(spec: ModelSpec, enc_cls, dec_cls) -> nn.Module:
+    args = (spec.image_shape, spec.latent_dim, spec.channels, spec.hidden)
+    return AutoEncoder(enc_cls(*args), dec_cls(*args))
+
+
+def _latent_variable_parts(spec: ModelSpec, dec_cls):
+    if spec.posterior not in POSTERIORS:
+        raise PaeError(f"unknown posterior {spec.posterior!r}; known: {sorted(POSTERIORS)}")
+    posterior = POSTERIORS[spec.posterior](spec.latent_dim)
+    likelihood = build_likelihood(spec.likelihood, spec.image_shape[0])
+    decoder = dec_cls(spec.image_shape, spec.latent_dim, spec.channels, spec.hidden,
+                      out_channels=likelihood.decoder_channels())
+    return posterior, likelihood, decoder
+
+
+def _vae(spec: ModelSpec, enc_cls, dec_cls, beta: float = 1.0, capacity: float | None = None) -> nn.Module:
+    posterior, likelihood, decoder = _latent_variable_parts(spec, dec_cls)
+    encoder = enc_cls(spec.image_shape, posterior.n_params(), spec.channels, spec.hidden)
+    return VAE(encoder, decoder, likelihood, posterior, beta=beta, capacity=capacity,
+               capacity_steps=spec.capacity_steps, gamma=spec.gamma)
+
+
+def _beta_vae(spec: ModelSpec, enc_cls, dec_cls) -> nn.Module:
+    return _vae(spec, enc_cls, dec_cls, beta=spec.beta, capacity=spec.capacity)
+
+
+def _vad(spec: ModelSpec, enc_cls, dec_cls) -> nn.Module:
+    posterior, likelihood, decoder = _latent_variable_parts(spec, dec_cls)
+    return VAD(decoder, likelihood, posterior, n_items=spec.n_items, infer_steps=spec.infer_steps,
+               infer_lr=spec.infer_lr)
+
+
+# name -> builder(spec, encoder class, decoder class)
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "ae": _ae,
+    "vae": _vae,
+    "beta_vae": _beta_vae,
+    "vad": _vad,
+}
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
@@ -45,9 +99,10 @@ def build_model(spec: ModelSpec) -> nn.Module:
         raise PaeError(f"unknown model kind {spec.kind!r}; known: {sorted(MODELS)}")
     if spec.arch not in ARCHITECTURES:
         raise PaeError(f"unknown architecture {spec.arch!r}; known: {sorted(ARCHITECTURES)}")
-    enc_cls, dec_cls = ARCHITECTURES[spec.arch]
-    args = (spec.image_shape, spec.latent_dim, spec.channels, spec.hidden)
-    return MODELS[spec.kind](enc_cls(*args), dec_cls(*args))
+    try:
+        return MODELS[spec.kind](spec, *ARCHITECTURES[spec.arch])
+    except ValueError as e:  # a bad likelihood/posterior setting
+        raise PaeError(f"model {spec.kind}: {e}") from None
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, spec: ModelSpec, meta: dict) -> None:

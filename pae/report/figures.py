@@ -75,8 +75,8 @@ def write_run_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for run in runs:
-        hist = read_json(run["files"]["history"])["epochs"]
-        axes[0].plot([h["epoch"] for h in hist], [h["val_mse"] for h in hist], label=run["run"])
+        hist = [h for h in read_json(run["files"]["history"])["epochs"] if h["val_mse"] is not None]
+        axes[0].plot([h["epoch"] for h in hist], [h["val_mse"] for h in hist], marker=".", label=run["run"])
         flow = read_json(run["files"]["flow_history"])["epochs"]
         axes[1].plot([h["epoch"] for h in flow], [h["val_logp"] for h in flow], label=run["run"])
     axes[0].set(xlabel="epoch", ylabel="validation MSE per pixel", yscale="log", title="auto-encoder")

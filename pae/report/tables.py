@@ -1,4 +1,6 @@
-"""Tables of an experiment. `runs.csv`: one row per run with its grid coordinates, metrics and per-stage wall times."""
+"""Tables of an experiment. `runs.csv`: one row per run with its grid coordinates, metrics and per-stage wall times.
+recon_mse is per pixel on the [-0.5, 0.5] scale; test_elbo / test_nll / test_kl are nats per image (models with a
+posterior; empty for the AE, whose likelihood column says mse)."""
 from __future__ import annotations
 
 import csv
@@ -35,7 +37,12 @@ def runs_table(runs: list[dict]) -> list[dict]:
                "seed": run["seed"], "epochs": history["meta"]["epochs"],
                "recon_mse": recon["test_mse_per_pixel"], "val_mse": history["meta"]["final_val_mse"],
                "flow_val_logp": flow["val_logp"], "flow_test_logp": flow_metrics["test_logp_mean"],
-               "flow_epochs": flow["epochs_run"]}
+               "flow_epochs": flow["epochs_run"], "likelihood": "mse", "posterior": "", "test_elbo": None,
+               "test_nll": None, "test_kl": None}
+        if Path(files["elbo"]).exists():  # models with a posterior
+            elbo = read_json(files["elbo"])
+            row.update(likelihood=elbo["likelihood"], posterior=elbo["posterior"], test_elbo=elbo["test_elbo"],
+                       test_nll=elbo["test_nll"], test_kl=elbo["test_kl"])
         for stage in STAGES:
             row[f"time_{stage}_s"] = _benchmark_seconds(files["benchmarks"][stage])
         rows.append(row)
@@ -49,4 +56,4 @@ def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         for row in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else "" if v is None else v) for k, v in row.items()})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -19,7 +19,9 @@ from tqdm import tqdm
 from pae.data.loader import BatchLoader
 from pae.data.store import Dataset
 from pae.io import PaeError, progress_kwargs, write_json
+from pae.data.masks import mcar_mask
 from pae.models import ModelSpec, build_model, save_model
+from pae.models.likelihoods import LikelihoodSpec
 from pae.train import checkpoint, distributed, interrupt
 from pae.train.distributed import DistInfo
 
@@ -43,11 +45,18 @@ class TrainSpec:
     weight_decay: float
     precision: str
     channels_last: bool
+    likelihood: dict = field(default_factory=lambda: {"kind": "gaussian_fixed", "sigma": 0.1, "beta_nll": 0.0})
+    posterior: str = "diag"
+    beta_vae: dict = field(default_factory=lambda: {"beta": 4.0, "capacity": None, "capacity_steps": 10000,
+                                                    "gamma": 1000.0})
+    vad: dict = field(default_factory=lambda: {"infer_steps": 300, "infer_lr": 0.05})
+    missing: dict = field(default_factory=lambda: {"ratio": 0.0, "mode": "fixed"})
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSpec":
         names = {f.name for f in fields(cls)}
-        unknown, missing = set(d) - names, names - set(d)
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        unknown, missing = set(d) - names, required - set(d)
         if unknown or missing:
             raise PaeError(f"train spec: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
         return cls(**{**d, "channels": tuple(d["channels"])})
@@ -58,8 +67,12 @@ class TrainSpec:
         d.pop("epochs")
         return d
 
-    def model_spec(self, image_shape) -> ModelSpec:
-        return ModelSpec(self.model, self.arch, tuple(image_shape), self.latent_dim, self.channels, self.hidden)
+    def model_spec(self, image_shape, n_items: int) -> ModelSpec:
+        return ModelSpec(self.model, self.arch, tuple(image_shape), self.latent_dim, self.channels, self.hidden,
+                         likelihood=LikelihoodSpec(**self.likelihood), posterior=self.posterior,
+                         beta=self.beta_vae["beta"], capacity=self.beta_vae["capacity"],
+                         capacity_steps=self.beta_vae["capacity_steps"], gamma=self.beta_vae["gamma"],
+                         n_items=n_items, infer_steps=self.vad["infer_steps"], infer_lr=self.vad["infer_lr"])
 
 
 class _Objective(nn.Module):
@@ -69,8 +82,8 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x):
-        return self.model.loss(x)
+    def forward(self, x, mask=None, idx=None):
+        return self.model.loss(x, mask, idx)
 
 
 def _autocast(device: torch.device, precision: str):
@@ -110,8 +123,11 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
                        f"{spec.batch_size}")
     device = info.device
     torch.manual_seed(spec.seed)  # same initial weights on every rank
-    mspec = spec.model_spec(data.image_shape)
+    mspec = spec.model_spec(data.image_shape, n_items=len(train_images))
     model = build_model(mspec).to(device)
+    if model.needs_index and info.distributed:
+        raise PaeError(f"model {spec.model!r} trains in one process: its per-item latents would make DDP all-reduce "
+                       "the whole latent table every step")
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
@@ -155,6 +171,15 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
             return []
         return (distributed.all_reduce_sum(torch.stack(step_losses).float()) / info.world_size).cpu().tolist()
 
+    ratio, height, width = spec.missing["ratio"], *data.image_shape[1:]
+
+    def missing_mask(idx: torch.Tensor, epoch: int) -> torch.Tensor | None:
+        """The MCAR mask of these training items (None without missing data); a pure function of the seed, the
+        items and, in random mode, the epoch, so resumed and distributed runs see the same masks."""
+        if ratio == 0:
+            return None
+        return mcar_mask(spec.seed, idx, (height, width), ratio, epoch if spec.missing["mode"] == "random" else 0)
+
     # A stop request is looked at after every step in one process (a flag, no sync); with several ranks every
     # STOP_CHECK_EVERY steps, in one collective so that all ranks stop at the same step.
     check_every = STOP_CHECK_EVERY if info.distributed else 1
@@ -165,11 +190,12 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
         loader.set_epoch(epoch)
         model.train()
         step_losses = []
-        bar = tqdm(loader.batches(first), desc=f"epoch {epoch + 1}/{spec.epochs}", initial=first,
+        bar = tqdm(loader.batches(first, with_index=True), desc=f"epoch {epoch + 1}/{spec.epochs}", initial=first,
                    total=len(loader), disable=not info.is_main, **progress_kwargs())
-        for i, x in enumerate(bar, start=first + 1):
+        for i, (x, idx) in enumerate(bar, start=first + 1):
+            mask = missing_mask(idx, epoch)
             with _autocast(device, spec.precision):
-                loss = objective(x)
+                loss = objective(x, mask, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -182,21 +208,24 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
                     raise interrupt.Interrupted(signum, f"at epoch {epoch + 1}, batch {i}/{len(loader)}")
         bar.close()
         losses = done["losses"] + mean_over_ranks(step_losses)
-        val = mean_squared_error(model, val_images, info, precision=spec.precision,
-                                 channels_last=spec.channels_last)
-        if not (all(map(math.isfinite, losses)) and math.isfinite(val)):
+        # A VAD reconstructs new images only through test-time optimisation: validated at the last epoch only.
+        val = None
+        if not model.needs_index or epoch + 1 == spec.epochs:
+            val = mean_squared_error(model, val_images, info, precision=spec.precision,
+                                     channels_last=spec.channels_last)
+        if not (all(map(math.isfinite, losses)) and (val is None or math.isfinite(val))):
             raise PaeError(f"training diverged at epoch {epoch + 1}: non-finite loss (try a lower train.lr)")
         history.append({"epoch": epoch + 1, "train_loss": sum(losses) / len(losses), "val_mse": val,
                         "seconds": done["seconds"] + time.perf_counter() - t_epoch, "step_losses": losses})
-        log.info("epoch %d/%d: train loss %.6f, val MSE %.6f (%.1f s)", epoch + 1, spec.epochs,
-                 history[-1]["train_loss"], val, history[-1]["seconds"])
+        log.info("epoch %d/%d: train loss %.6f, val MSE %s (%.1f s)", epoch + 1, spec.epochs,
+                 history[-1]["train_loss"], "-" if val is None else f"{val:.6f}", history[-1]["seconds"])
         save(epoch + 1, 0, {"losses": [], "seconds": 0.0})
         signum = interrupt.requested(synchronise=info.distributed)
         if signum and epoch + 1 < spec.epochs:
             raise interrupt.Interrupted(signum, f"after epoch {epoch + 1}")
 
     if info.is_main:
-        best = min(history, key=lambda h: h["val_mse"])
+        best = min((h for h in history if h["val_mse"] is not None), key=lambda h: h["val_mse"])
         meta = {"train_spec": asdict(spec), "epochs": spec.epochs, "final_val_mse": history[-1]["val_mse"],
                 "best_val_mse": best["val_mse"], "best_epoch": best["epoch"], "world_size": info.world_size,
                 "train_seconds": elapsed_before + time.perf_counter() - t_start, "dataset": str(data.path),

@@ -31,13 +31,13 @@ def test_shapes(shape, channels):
 
 
 def test_unknown_kind():
-    with pytest.raises(PaeError, match="unknown model kind 'vae'.*'ae'"):
-        build_model(spec(kind="vae"))
+    with pytest.raises(PaeError, match="unknown model kind 'gan'.*'ae'"):
+        build_model(spec(kind="gan"))
 
 
 def test_unknown_arch():
-    with pytest.raises(PaeError, match="unknown architecture 'resnet'.*'conv'"):
-        build_model(spec(arch="resnet"))
+    with pytest.raises(PaeError, match="unknown architecture 'transformer'.*'conv'"):
+        build_model(spec(arch="transformer"))
 
 
 def test_spec_from_dict_round_trip():

@@ -82,6 +82,7 @@ def run_paths(run):
         "flow_history": f"{RES}/{run}/flow/history.json",
         "recon": f"{RES}/{run}/metrics/recon.json",
         "flow_metrics": f"{RES}/{run}/metrics/flow.json",
+        "elbo": f"{RES}/{run}/metrics/elbo.json",  # VAE, beta-VAE, VAD only (written by evaluate beside recon.json)
         "samples": f"{RES}/{run}/samples.h5",
         "benchmarks": {
             "prepare": f"benchmarks/prepare/{_data_key(RUNS[run]['dataset'])}.tsv",
