@@ -69,3 +69,24 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "train: Additional properties are not allowed ('bacth_size' was unexpected)" in proc.stderr + proc.stdout
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+@pytest.mark.integration
+def test_model_zoo_workflow(fashion_mnist_dir, tmp_path):
+    """AE, VAE, beta-VAE and VAD through the whole pipeline; runs.csv gains the likelihood, posterior and ELBO."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "2",
+           "--configfile", str(REPO / "tests" / "workflow" / "zoo.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = {r["model"]: r for r in csv.DictReader(open(tmp_path / "results" / "zoo" / "tables" / "runs.csv"))}
+    assert set(rows) == {"ae", "vae", "beta_vae", "vad"}
+    assert rows["ae"]["likelihood"] == "mse" and rows["ae"]["test_elbo"] == ""
+    for model in ("vae", "beta_vae", "vad"):
+        row = rows[model]
+        assert (row["likelihood"], row["posterior"]) == ("gaussian_learned", "diag")
+        elbo, nll, kl = float(row["test_elbo"]), float(row["test_nll"]), float(row["test_kl"])
+        assert elbo == pytest.approx(-(nll + kl), rel=1e-4) and kl >= 0
+    for row in rows.values():
+        assert 0 < float(row["recon_mse"]) < 0.2
+    train_log = (tmp_path / "logs" / "zoo" / "fashion_mnist-vad-z4-s0" / "train.log").read_text()
+    assert "epoch 2/2: train loss" in train_log

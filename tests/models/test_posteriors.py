@@ -1,0 +1,44 @@
+"""Posterior families: the KL to N(0, I) in closed form, valid full covariances, the prior as initial value."""
+from __future__ import annotations
+
+import torch
+from torch import distributions as D
+
+from pae.models.posteriors import POSTERIORS, DiagonalGaussian, FullGaussian
+
+
+def test_diagonal_kl_matches_closed_form():
+    post = DiagonalGaussian(5)
+    params = torch.randn(7, post.n_params(), generator=torch.Generator().manual_seed(0))
+    mu, logvar = params[:, :5], params[:, 5:]
+    expected = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)
+    torch.testing.assert_close(D.kl_divergence(post.distribution(params), post.prior(params)), expected)
+    torch.testing.assert_close(post.mean(params), mu)
+
+
+def test_full_covariance_is_lower_triangular_positive_definite_and_kl_is_right():
+    post = FullGaussian(4)
+    assert post.n_params() == 4 + 10
+    params = torch.randn(6, post.n_params(), generator=torch.Generator().manual_seed(1))
+    L = post.scale_tril(params)
+    assert torch.equal(L, L.tril()) and (torch.diagonal(L, dim1=1, dim2=2) > 0).all()
+    cov = L @ L.transpose(1, 2)
+    mu = params[:, :4]
+    expected = 0.5 * (torch.diagonal(cov, dim1=1, dim2=2).sum(1) + (mu ** 2).sum(1) - 4 - torch.logdet(cov))
+    torch.testing.assert_close(D.kl_divergence(post.distribution(params), post.prior(params)), expected,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_initial_parameters_are_the_prior():
+    for name, cls in POSTERIORS.items():
+        post = cls(3)
+        params = post.init_params(2)
+        kl = D.kl_divergence(post.distribution(params), post.prior(params))
+        assert kl.abs().max() < 1e-3, name
+
+
+def test_samples_are_reparameterised():
+    post = FullGaussian(3)
+    params = torch.randn(2, post.n_params(), requires_grad=True)
+    post.distribution(params).rsample().sum().backward()
+    assert params.grad is not None and params.grad.abs().sum() > 0
