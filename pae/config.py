@@ -48,12 +48,39 @@ def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
+_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+def _coerce_strings(config: dict, errors) -> bool:
+    """Replace string values that a type error complains about by their YAML reading when that has the wanted
+    type ("3" -> 3, "0.5" -> 0.5, "true" -> True, "null" -> None). Returns whether anything changed."""
+    changed = False
+    for e in errors:
+        if e.validator != "type" or not isinstance(e.instance, str) or not e.absolute_path:
+            continue
+        wanted = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
+        try:
+            value = yaml.safe_load(e.instance)
+        except yaml.YAMLError:
+            continue
+        if any(isinstance(value, _TYPES[t]) and not (t != "boolean" and isinstance(value, bool))
+               for t in wanted if t in _TYPES):
+            parent = config
+            for key in list(e.absolute_path)[:-1]:
+                parent = parent[key]
+            parent[e.absolute_path[-1]] = value
+            changed = True
+    return changed
+
+
 def resolve(config: dict[str, Any] | None, source: str = "config", validate: bool = True) -> dict[str, Any]:
     """Validate `config` and return a new dict with every default filled in; raise PaeError naming the bad key.
     With validate=False only the defaults are filled (to ask what a default entry looks like)."""
     resolved = copy.deepcopy(dict(config or {}))
     validator = _with_defaults(jsonschema.Draft202012Validator)(_schema())
     errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.absolute_path))
+    if errors and _coerce_strings(resolved, errors):  # `snakemake --config a={b: 3}` passes 3 as "3"
+        errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.absolute_path))
     if errors and validate:
         lines = [f"  - {_where(e)}: {e.message}" for e in errors]
         raise PaeError(f"{source}: invalid configuration:\n" + "\n".join(lines))

@@ -56,3 +56,15 @@ def test_check_config_command(tmp_path):
     assert proc.returncode == 1 and "train.epochs" in proc.stderr and str(bad) in proc.stderr
     missing = run_pae("check-config", tmp_path / "nope.yaml", check=False)
     assert missing.returncode == 1 and "config file not found" in missing.stderr
+
+
+def test_strings_from_the_command_line_are_read_as_their_type():
+    """`snakemake --config flow={layers: 3}` hands over "3"; it is read as 3, and a non-number still fails."""
+    cfg = resolve({"flow": {"layers": "3", "lr": "0.01"}, "train": {"channels_last": "true"},
+                   "datasets": {"mnist": {"limit_train": "null"}}})
+    assert (cfg["flow"]["layers"], cfg["flow"]["lr"], cfg["train"]["channels_last"]) == (3, 0.01, True)
+    assert cfg["datasets"]["mnist"]["limit_train"] is None
+    with pytest.raises(PaeError, match="flow.layers: 'three' is not of type 'integer'"):
+        resolve({"flow": {"layers": "three"}})
+    with pytest.raises(PaeError, match="experiment"):
+        resolve({"experiment": 5})  # not a string, and not coerced the other way
