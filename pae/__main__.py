@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prepare", help="raw dataset -> HDF5 store")
     s.add_argument("--dataset", required=True)
     s.add_argument("--spec", type=_json, default={"val_size": 5000, "split_seed": 0},
-                   help="the dataset's config entry (source, val_size, split_seed, limit_train, limit_test)")
+                   help="the dataset's config entry (source, val_size, split_seed, limit_train, limit_test, "
+                        "image_size)")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--download-root", type=Path, default=Path("resources/raw"))
     s.set_defaults(run=lambda a, st: st.prepare(a.dataset, a.spec, a.out, a.download_root))

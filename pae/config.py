@@ -100,3 +100,13 @@ def load(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
         raise PaeError(f"{path}: expected a mapping of config keys at the top level")
     config.update(overrides or {})
     return resolve(config, source=str(path))
+
+
+# Per-dataset keys that only some datasets use (the MNIST-type datasets have no image_size).
+DATASET_ONLY_KEYS = {"image_size": ("celeba", "image_folder")}
+
+
+def data_spec(dataset: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A dataset's config entry without the keys it does not use. The workflow names prepared files and decides
+    reruns by this, so an option added for some datasets never renames or redoes the others' files."""
+    return {k: v for k, v in spec.items() if dataset in DATASET_ONLY_KEYS.get(k, (dataset,))}

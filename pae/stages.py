@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def prepare(dataset: str, spec: dict, out: Path, download_root: Path) -> None:
     """Raw data -> HDF5 store (uint8 images, labels, train/val/test splits, source and checksum attributes)."""
-    raw = load_raw(dataset, spec.get("source", "auto"), download_root)
+    raw = load_raw(dataset, spec.get("source", "auto"), download_root, image_size=spec.get("image_size", 64))
     attrs = write_dataset(out, dataset, raw, val_size=spec["val_size"], split_seed=spec["split_seed"],
                           limit_train=spec.get("limit_train"), limit_test=spec.get("limit_test"))
     data = open_dataset(out)

@@ -12,7 +12,7 @@ from tests.helpers import REPO, run_pae
 def test_defaults_are_filled_everywhere():
     cfg = resolve({"datasets": {"mnist": {"limit_train": 10}}})
     assert cfg["datasets"]["mnist"] == {"source": "auto", "val_size": 5000, "split_seed": 0, "limit_train": 10,
-                                        "limit_test": None}
+                                        "limit_test": None, "image_size": 64}
     assert cfg["train"]["epochs"] == 15 and cfg["flow"]["kind"] == "nsf" and cfg["eval"]["n_samples"] == 64
     assert cfg["latent_sizes"] == [8, 32] and cfg["device"] == "auto"
 

