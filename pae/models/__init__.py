@@ -16,13 +16,17 @@ from pae.io import PaeError, torch_load, torch_save
 from pae.models.autoencoder import AutoEncoder
 from pae.models.conv import ConvDecoder, ConvEncoder
 from pae.models.likelihoods import LikelihoodSpec, build_likelihood
+from pae.models.mlp import MLPDecoder, MLPEncoder
 from pae.models.posteriors import POSTERIORS
+from pae.models.resnet import ResNetDecoder, ResNetEncoder
 from pae.models.vae import VAD, VAE
 
 # name -> (encoder class, decoder class): Encoder(image_shape, out_features, channels, hidden),
 # Decoder(image_shape, latent_dim, channels, hidden, out_channels=None)
 ARCHITECTURES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "conv": (ConvEncoder, ConvDecoder),
+    "mlp": (MLPEncoder, MLPDecoder),
+    "resnet": (ResNetEncoder, ResNetDecoder),
 }
 
 

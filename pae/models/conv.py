@@ -6,15 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-
-def _spatial_sizes(size: int, n: int) -> list[int]:
-    """Sizes after each 4x4 stride-2 padding-1 convolution: s -> floor(s / 2)."""
-    sizes = [size]
-    for _ in range(n):
-        sizes.append((sizes[-1] + 2 - 4) // 2 + 1)
-    if sizes[-1] < 1:
-        raise ValueError(f"{n} stride-2 convolutions are too many for images of size {size}")
-    return sizes
+from pae.models.sizes import spatial_sizes
 
 
 class ConvEncoder(nn.Module):
@@ -23,7 +15,7 @@ class ConvEncoder(nn.Module):
     def __init__(self, image_shape, out_features, channels, hidden):
         super().__init__()
         c, h, w = image_shape
-        layers, hs, ws = [], _spatial_sizes(h, len(channels)), _spatial_sizes(w, len(channels))
+        layers, hs, ws = [], spatial_sizes(h, len(channels)), spatial_sizes(w, len(channels))
         for ch in channels:
             layers += [nn.Conv2d(c, ch, 4, 2, 1), nn.LeakyReLU(0.2)]
             c = ch
@@ -43,7 +35,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         c_img, h, w = image_shape
         c_out = out_channels or c_img
-        hs, ws = _spatial_sizes(h, len(channels)), _spatial_sizes(w, len(channels))
+        hs, ws = spatial_sizes(h, len(channels)), spatial_sizes(w, len(channels))
         self.start = (channels[-1], hs[-1], ws[-1])
         self.fc = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2),
                                 nn.Linear(hidden, channels[-1] * hs[-1] * ws[-1]), nn.LeakyReLU(0.2))
