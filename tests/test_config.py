@@ -68,3 +68,19 @@ def test_strings_from_the_command_line_are_read_as_their_type():
         resolve({"flow": {"layers": "three"}})
     with pytest.raises(PaeError, match="experiment"):
         resolve({"experiment": 5})  # not a string, and not coerced the other way
+
+
+def test_schema_choices_match_the_registries():
+    """Every name the schema accepts is registered, and every registered name can be chosen."""
+    from pae.config import _schema
+    from pae.flows.latent_flow import FLOWS
+    from pae.models import ARCHITECTURES, MODELS
+    from pae.models.likelihoods import LIKELIHOODS
+    from pae.models.posteriors import POSTERIORS
+    props = _schema()["properties"]
+    train = props["train"]["properties"]
+    assert set(props["models"]["items"]["enum"]) == set(MODELS)
+    assert set(train["arch"]["enum"]) == set(ARCHITECTURES)
+    assert set(train["likelihood"]["properties"]["kind"]["enum"]) == set(LIKELIHOODS)
+    assert set(train["posterior"]["enum"]) == set(POSTERIORS)
+    assert set(props["flow"]["properties"]["kind"]["enum"]) == set(FLOWS)

@@ -4,6 +4,21 @@ from nflows layers maps them to a standard normal; the standardisation is part o
 
 log p(z) = log N(u; 0, I) + log|det du/dz|, u = f((z - mean) / std), the std entering the log-determinant.
 Sampling at temperature T draws u ~ N(0, T^2 I) and inverts.
+
+Kinds (FLOWS, `flow.kind` in the config); `layers` counts coupling / autoregressive layers:
+  nsf      rational-quadratic spline couplings (Durkan et al. 2019), mid-split masks, each followed by a fixed
+           random permutation.
+  realnvp  affine couplings (Dinh et al. 2017) with residual-net conditioners, masks alternating between the two
+           halves so consecutive layers transform complementary halves, and a fixed random permutation after every
+           pair of layers (a random permutation after every layer could leave a coordinate untransformed in low
+           dimensions). The scale is exp(3 tanh(s / 3)), not nflows' sigmoid(s + 2), which can only contract and
+           so cannot whiten correlated latents.
+  maf      masked affine autoregressive layers (Papamakarios et al. 2017; MADE with residual blocks), each followed
+           by a reversal of the dimensions. The density (z -> u) is one pass; sampling is sequential, `dim` passes
+           per layer. The scale is exp(3 tanh(s / 3)) too: nflows' softplus scale overflows on outliers.
+  hybrid   the PAE paper's flow: ceil(layers / 2) spline couplings followed by floor(layers / 2) affine couplings
+           (as in realnvp), alternating masks, each layer followed by a learned LU-decomposed linear map
+           (nflows LULinear, identity at initialisation).
 """
 from __future__ import annotations
 
@@ -19,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from nflows.distributions import StandardNormal
 from nflows.nn.nets import ResidualNet
-from nflows.transforms import (CompositeTransform, PiecewiseRationalQuadraticCouplingTransform, RandomPermutation,
-                               Transform)
+from nflows.transforms import (AffineCouplingTransform, CompositeTransform, LULinear,
+                               MaskedAffineAutoregressiveTransform, PiecewiseRationalQuadraticCouplingTransform,
+                               RandomPermutation, ReversePermutation, Transform)
 from nflows.utils import create_mid_split_binary_mask
 from torch import nn
 from tqdm import tqdm
@@ -52,21 +68,120 @@ class FlowSpec:
         return cls(**d)
 
 
-def _nsf(spec: FlowSpec, dim: int) -> Transform:
-    """Rational-quadratic spline couplings (Durkan et al. 2019), each followed by a fixed random permutation."""
+def _resnet(spec: FlowSpec) -> Callable[[int, int], nn.Module]:
+    """The coupling conditioner: a residual MLP of `spec.blocks` blocks of width `spec.hidden`."""
     def net(n_in, n_out):
         return ResidualNet(n_in, n_out, hidden_features=spec.hidden, num_blocks=spec.blocks, activation=F.relu)
+    return net
 
+
+def _half_mask(dim: int, i: int) -> torch.Tensor:
+    """Layer i's coupling mask (1 = transformed): the second half of the dimensions for even i, the first for odd i."""
+    mask = create_mid_split_binary_mask(dim)
+    return mask if i % 2 == 0 else 1 - mask
+
+
+def _spline_coupling(spec: FlowSpec, mask: torch.Tensor) -> Transform:
+    return PiecewiseRationalQuadraticCouplingTransform(mask, _resnet(spec), num_bins=spec.bins, tails="linear",
+                                                       tail_bound=spec.tail_bound)
+
+
+def _soft_clamp(s: torch.Tensor, bound: float = 3.0) -> torch.Tensor:
+    """The affine layers' log-scale: s softly clamped to [-bound, bound]."""
+    return bound * torch.tanh(s / bound)
+
+
+class ExpAffineCoupling(AffineCouplingTransform):
+    """nflows' affine coupling with scale exp(3 tanh(s / 3)), i.e. a log-scale softly clamped to [-3, 3] per layer.
+    nflows' own scale, sigmoid(s + 2) + 1e-3, never exceeds 1.001, so the data -> noise direction can only contract:
+    it cannot stretch the narrow directions of correlated latents to unit variance."""
+
+    def _scale_and_shift(self, transform_params):
+        shift = transform_params[:, :self.num_transform_features, ...]
+        return _soft_clamp(transform_params[:, self.num_transform_features:, ...]).exp(), shift
+
+
+class ExpMaskedAffineAutoregressive(MaskedAffineAutoregressiveTransform):
+    """nflows' MAF layer with scale exp(3 tanh(s / 3)) instead of softplus(s) + 1e-3. The softplus scale grows
+    linearly with the MADE's output, so on outliers it compounds over the layers and the log-density overflows
+    (-inf / NaN at 100 standard deviations with 6 layers)."""
+
+    def _elementwise_forward(self, inputs, autoregressive_params):
+        unconstrained_scale, shift = self._unconstrained_scale_and_shift(autoregressive_params)
+        log_scale = _soft_clamp(unconstrained_scale)
+        return inputs * log_scale.exp() + shift, log_scale.sum(1)
+
+    def _elementwise_inverse(self, inputs, autoregressive_params):
+        unconstrained_scale, shift = self._unconstrained_scale_and_shift(autoregressive_params)
+        log_scale = _soft_clamp(unconstrained_scale)
+        return (inputs - shift) * (-log_scale).exp(), -log_scale.sum(1)
+
+
+def _affine_coupling(spec: FlowSpec, mask: torch.Tensor) -> Transform:
+    return ExpAffineCoupling(mask, _resnet(spec))
+
+
+class SolveLULinear(LULinear):
+    """nflows' LULinear with its inverse computed by torch.linalg.solve_triangular instead of the deprecated
+    torch.triangular_solve (same parameters and state dict)."""
+
+    def inverse_no_cache(self, inputs):
+        lower, upper = self._create_lower_upper()
+        outputs = torch.linalg.solve_triangular(lower, (inputs - self.bias).t(), upper=False, unitriangular=True)
+        outputs = torch.linalg.solve_triangular(upper, outputs, upper=True)
+        return outputs.t(), -self.logabsdet() * inputs.new_ones(inputs.shape[0])
+
+    def weight_inverse(self):
+        lower, upper = self._create_lower_upper()
+        identity = torch.eye(self.features, dtype=lower.dtype, device=lower.device)
+        lower_inverse = torch.linalg.solve_triangular(lower, identity, upper=False, unitriangular=True)
+        return torch.linalg.solve_triangular(upper, lower_inverse, upper=True)
+
+
+def _nsf(spec: FlowSpec, dim: int) -> Transform:
+    """Rational-quadratic spline couplings (Durkan et al. 2019), each followed by a fixed random permutation."""
     layers = []
     for _ in range(spec.layers):
-        layers.append(PiecewiseRationalQuadraticCouplingTransform(
-            create_mid_split_binary_mask(dim), net, num_bins=spec.bins, tails="linear", tail_bound=spec.tail_bound))
+        layers.append(_spline_coupling(spec, create_mid_split_binary_mask(dim)))
         layers.append(RandomPermutation(dim))
     return CompositeTransform(layers)
 
 
+def _realnvp(spec: FlowSpec, dim: int) -> Transform:
+    """Affine couplings (Dinh et al. 2017) on alternating halves, a fixed random permutation after every pair."""
+    layers = []
+    for i in range(spec.layers):
+        layers.append(_affine_coupling(spec, _half_mask(dim, i)))
+        if i % 2 == 1:
+            layers.append(RandomPermutation(dim))
+    return CompositeTransform(layers)
+
+
+def _maf(spec: FlowSpec, dim: int) -> Transform:
+    """Masked affine autoregressive layers (Papamakarios et al. 2017), each followed by a reversal."""
+    layers = []
+    for _ in range(spec.layers):
+        layers.append(ExpMaskedAffineAutoregressive(dim, hidden_features=spec.hidden, num_blocks=spec.blocks,
+                                                    use_residual_blocks=True, activation=F.relu))
+        layers.append(ReversePermutation(dim))
+    return CompositeTransform(layers)
+
+
+def _hybrid(spec: FlowSpec, dim: int) -> Transform:
+    """The PAE paper's flow: ceil(layers / 2) spline couplings, then floor(layers / 2) affine couplings, each followed
+    by a learned LU-decomposed linear map (identity at initialisation)."""
+    n_spline = math.ceil(spec.layers / 2)
+    layers = []
+    for i in range(spec.layers):
+        coupling = _spline_coupling if i < n_spline else _affine_coupling
+        layers.append(coupling(spec, _half_mask(dim, i)))
+        layers.append(SolveLULinear(dim, identity_init=True))
+    return CompositeTransform(layers)
+
+
 # kind -> builder(spec, dim) returning an nflows Transform
-FLOWS: dict[str, Callable[[FlowSpec, int], Transform]] = {"nsf": _nsf}
+FLOWS: dict[str, Callable[[FlowSpec, int], Transform]] = {"nsf": _nsf, "realnvp": _realnvp, "maf": _maf,
+                                                          "hybrid": _hybrid}
 
 
 class LatentFlow(nn.Module):

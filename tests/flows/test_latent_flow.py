@@ -119,8 +119,8 @@ def test_build_flow_dim_1_rejected():
 
 
 def test_build_flow_unknown_kind_rejected():
-    with pytest.raises(PaeError, match="unknown flow kind 'maf'"):
-        build_flow(FlowSpec(**{**SPEC.__dict__, "kind": "maf"}), 2)
+    with pytest.raises(PaeError, match="unknown flow kind 'glow'"):
+        build_flow(FlowSpec(**{**SPEC.__dict__, "kind": "glow"}), 2)
 
 
 def test_flow_spec_from_dict_rejects_unknown_keys():
