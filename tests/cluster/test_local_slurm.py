@@ -3,11 +3,8 @@ records it COMPLETED; a 2-node srun on partition `multi` runs one task on each o
 Needs the cluster running (sudo cluster/local-slurm/start.sh) and PAE_SLURM=1; skipped otherwise."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
