@@ -1,0 +1,86 @@
+"""FID: the Fréchet distance against closed forms; the Inception loading path with a randomly initialised stand-in
+read from a file (this checks the loading, not the value); the message when the weights are missing."""
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from pytorch_fid import inception as fid_inception
+
+from pae.eval.fid import WEIGHTS_NAME, frechet_distance, inception_features, load_inception
+from pae.io import PaeError
+
+
+def _gaussian(mean, cov, n, seed):
+    return np.random.default_rng(seed).multivariate_normal(mean, cov, size=n)
+
+
+def test_frechet_distance_of_gaussians_with_known_moments():
+    """Diagonal covariances commute: d^2 = |mu1 - mu2|^2 + sum(s1 + s2 - 2 sqrt(s1 s2)). Sample moments are used, so
+    compare against the same formula on the sample moments, and both against the population value."""
+    mu1, mu2 = np.array([0.0, 1.0, -1.0]), np.array([0.5, 1.0, 1.0])
+    s1, s2 = np.array([1.0, 2.0, 0.5]), np.array([4.0, 0.5, 0.5])
+    a, b = _gaussian(mu1, np.diag(s1), 200_000, 0), _gaussian(mu2, np.diag(s2), 200_000, 1)
+    population = ((mu1 - mu2) ** 2).sum() + (s1 + s2 - 2 * np.sqrt(s1 * s2)).sum()
+    assert frechet_distance(a, b) == pytest.approx(population, rel=0.02)
+
+
+def test_frechet_distance_full_covariance_closed_form():
+    """Same covariance, shifted mean: d^2 = |mu1 - mu2|^2 exactly (up to sampling)."""
+    cov = np.array([[2.0, 0.8], [0.8, 1.0]])
+    a = _gaussian([0, 0], cov, 100_000, 2)
+    assert frechet_distance(a, a + np.array([3.0, -1.0])) == pytest.approx(10.0, rel=1e-6)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def stand_in_weights(tmp_path_factory):
+    """A randomly initialised FID-Inception state dict saved under the real file name."""
+    with mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *a, **k: None), \
+            mock.patch.object(torch.nn.Module, "load_state_dict", lambda self, sd, *a, **k: None):
+        net = fid_inception.fid_inception_v3()
+    path = tmp_path_factory.mktemp("weights") / WEIGHTS_NAME
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_load_inception_from_a_path_uses_those_weights(stand_in_weights):
+    model = load_inception(stand_in_weights)
+    saved = torch.load(stand_in_weights, weights_only=True)
+    block = model.blocks[0][0]  # Conv2d_1a_3x3 of the FID Inception
+    torch.testing.assert_close(block.conv.weight, saved["Conv2d_1a_3x3.conv.weight"])
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    feats = inception_features(model, images, batch_size=2)
+    assert feats.shape == (3, 2048) and np.isfinite(feats).all()
+    rgb = inception_features(model, images.expand(-1, 3, -1, -1).contiguous())
+    np.testing.assert_allclose(feats, rgb, rtol=1e-5, atol=1e-6)  # 1 channel is repeated to 3
+
+
+def test_load_inception_from_the_hub_cache(stand_in_weights, tmp_path, monkeypatch):
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / WEIGHTS_NAME).symlink_to(stand_in_weights)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    assert load_inception(None) is not None
+
+
+def test_missing_weights_say_what_to_put_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    with pytest.raises(PaeError) as e:
+        load_inception(tmp_path / "nope.pth")
+    msg = str(e.value)
+    assert fid_inception.FID_WEIGHTS_URL in msg and str(tmp_path / "hub" / "checkpoints" / WEIGHTS_NAME) in msg
+    assert "eval.fid_weights" in msg and str(tmp_path / "nope.pth") in msg
+
+
+def test_wrong_weights_file(tmp_path):
+    bad = tmp_path / WEIGHTS_NAME
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(PaeError, match="not pytorch-fid's Inception weights"):
+        load_inception(bad)
+    bad.write_bytes(b"garbage")
+    with pytest.raises(PaeError, match="cannot read Inception weights"):
+        load_inception(bad)
