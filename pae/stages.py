@@ -30,7 +30,7 @@ def prepare(dataset: str, spec: dict, out: Path, download_root: Path) -> None:
     raw = load_raw(dataset, spec.get("source", "auto"), download_root, image_size=spec.get("image_size", 64))
     attrs = write_dataset(out, dataset, raw, val_size=spec["val_size"], split_seed=spec["split_seed"],
                           limit_train=spec.get("limit_train"), limit_test=spec.get("limit_test"))
-    data = open_dataset(out)
+    data = open_dataset(out)  # read back: the file opens and its checksum verifies before the stage succeeds
     log.info("wrote %s: %s from %s (%s); train %d, val %d, test %d images of shape %s; sha256 %s", out, dataset,
              attrs["source"], attrs["source_detail"], *(len(data.splits[s]) for s in ("train", "val", "test")),
              data.image_shape, attrs["sha256"])
