@@ -97,7 +97,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, raise_interrupt: bool) -> int:
-    setup_logging()
     from pae import stages
 
     try:
@@ -116,20 +115,21 @@ def _run(args: argparse.Namespace, raise_interrupt: bool) -> int:
 def run_stage(argv: list[str], raise_interrupt: bool = False) -> int:
     """Run one stage (`STAGE ...` arguments) in this process; returns its exit status (1: bad input, 128+N: stopped
     by signal N, or raises `Interrupted` with raise_interrupt, for the SLURM task to requeue)."""
-    return _run(_parser().parse_args(argv), raise_interrupt)
+    args = _parser().parse_args(argv)
+    setup_logging()
+    return _run(args, raise_interrupt)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    setup_logging()
     try:
         job = Job.from_dict(args.job)
         if args.launcher == "local" and job.tasks == 1:
             return _run(args, raise_interrupt=False)
-        setup_logging()
         return LAUNCHERS[args.launcher](job, argv[argv.index(args.stage):])
     except PaeError as e:
-        setup_logging()
         log.error("%s", e)
         return 1
 

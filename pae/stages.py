@@ -16,7 +16,7 @@ from pae.data.sources import load_raw
 from pae.data.store import open_dataset, write_dataset
 from pae.eval import generate
 from pae.flows import FlowSpec, fit_flow, load_flow, save_flow
-from pae.flows.latent_flow import mean_log_prob
+from pae.flows.latent_flow import log_probs, mean_log_prob
 from pae.io import PaeError, atomic_path, write_json
 from pae.models import load_model
 from pae.train import distributed, interrupt
@@ -96,8 +96,7 @@ def evaluate(spec: dict, model_path: Path, flow_path: Path, data_path: Path, lat
                        "images; rerun the encode stage")
 
     errs = generate.reconstruction_errors(model, test_images, test_z, dev, spec["batch_size"])
-    with torch.no_grad():
-        logp = torch.cat([flow.log_prob(test_z[i:i + 4096].to(dev)).cpu() for i in range(0, len(test_z), 4096)])
+    logp = log_probs(flow, test_z)
     recon = {"test_mse_per_pixel": errs.double().mean().item(), "test_mse_std": errs.double().std().item(),
              "n_test": len(errs), "pixel_scale": "[-0.5, 0.5]"}
     finite = torch.isfinite(logp)
@@ -110,15 +109,13 @@ def evaluate(spec: dict, model_path: Path, flow_path: Path, data_path: Path, lat
     params = read_params(latents_path, "test")
     if params is not None:  # VAE, beta-VAE, VAD: the test ELBO from the posterior the encode stage found
         terms = generate.elbo(model, test_images, params, dev, samples=spec["elbo_samples"])
-        n_pixels = test_images[0].numel()
+        means = {k: v.double().mean().item() for k, v in terms.items()}
         write_json(metrics_dir / "elbo.json", {
-            "test_elbo": terms["elbo"].double().mean().item(), "test_nll": terms["nll"].double().mean().item(),
-            "test_kl": terms["kl"].double().mean().item(), "units": "nats per image",
-            "test_elbo_per_pixel": terms["elbo"].double().mean().item() / n_pixels, "samples": spec["elbo_samples"],
+            "test_elbo": means["elbo"], "test_nll": means["nll"], "test_kl": means["kl"], "units": "nats per image",
+            "test_elbo_per_pixel": means["elbo"] / test_images[0].numel(), "samples": spec["elbo_samples"],
             "likelihood": mspec.likelihood.kind, "posterior": mspec.posterior})
         scores["elbo"] = terms["elbo"]
-        log.info("test ELBO %.2f nats per image (NLL %.2f, KL %.2f)", terms["elbo"].mean(), terms["nll"].mean(),
-                 terms["kl"].mean())
+        log.info("test ELBO %.2f nats per image (NLL %.2f, KL %.2f)", means["elbo"], means["nll"], means["kl"])
     write_json(metrics_dir / "recon.json", recon)
     write_json(metrics_dir / "flow.json", flow_metrics)
     with atomic_path(metrics_dir / "test_scores.csv") as tmp, open(tmp, "w", newline="") as f:

@@ -36,12 +36,13 @@ def elbo(model: nn.Module, images: torch.Tensor, params: torch.Tensor, device: t
          batch_size: int = 500, seed: int = 0) -> dict[str, torch.Tensor]:
     """Per image: -E_q log p(x | z) (`nll`, `samples` draws), KL(q || N(0, I)) and the ELBO, in nats."""
     model.eval()
-    torch.manual_seed(seed)
     nll, kl = [], []
-    for i, x in enumerate(BatchLoader(images, batch_size, shuffle=False, device=device)):
-        n, k = model.elbo_terms(x, params[i * batch_size:(i + 1) * batch_size].to(device), samples=samples)
-        nll.append(n.cpu())
-        kl.append(k.cpu())
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        torch.manual_seed(seed)  # the posterior draws, without moving the caller's random stream
+        for i, x in enumerate(BatchLoader(images, batch_size, shuffle=False, device=device)):
+            n, k = model.elbo_terms(x, params[i * batch_size:(i + 1) * batch_size].to(device), samples=samples)
+            nll.append(n.cpu())
+            kl.append(k.cpu())
     nll, kl = torch.cat(nll), torch.cat(kl)
     return {"nll": nll, "kl": kl, "elbo": -(nll + kl)}
 

@@ -234,10 +234,16 @@ def build_flow(spec: FlowSpec, dim: int, mean=None, std=None) -> LatentFlow:
 
 
 @torch.no_grad()
-def mean_log_prob(flow: LatentFlow, z: torch.Tensor, batch_size: int = 4096) -> float:
+def log_probs(flow: LatentFlow, z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """log p(z) of every latent (N,), in batches, on the flow's device; returned on the CPU."""
     flow.eval()
-    total = sum(flow.log_prob(z[i:i + batch_size]).double().sum().item() for i in range(0, len(z), batch_size))
-    return total / len(z)
+    device = flow.mean.device
+    return torch.cat([flow.log_prob(z[i:i + batch_size].to(device)).cpu() for i in range(0, len(z), batch_size)])
+
+
+@torch.no_grad()
+def mean_log_prob(flow: LatentFlow, z: torch.Tensor, batch_size: int = 4096) -> float:
+    return log_probs(flow, z, batch_size).double().mean().item()
 
 
 def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device: torch.device | str = "cpu"

@@ -4,9 +4,11 @@ No batch normalisation, so one process and several DDP ranks compute the same fu
 """
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
-from pae.models.sizes import spatial_sizes
+from pae.models.sizes import decoder_stages, spatial_sizes
 
 
 class ConvEncoder(nn.Module):
@@ -33,19 +35,14 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, image_shape, latent_dim, channels, hidden, out_channels=None):
         super().__init__()
-        c_img, h, w = image_shape
-        c_out = out_channels or c_img
-        hs, ws = spatial_sizes(h, len(channels)), spatial_sizes(w, len(channels))
-        self.start = (channels[-1], hs[-1], ws[-1])
+        self.start, stages = decoder_stages(image_shape, channels, out_channels)
         self.fc = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2),
-                                nn.Linear(hidden, channels[-1] * hs[-1] * ws[-1]), nn.LeakyReLU(0.2))
+                                nn.Linear(hidden, math.prod(self.start)), nn.LeakyReLU(0.2))
         layers = []
-        outs = list(channels[-2::-1]) + [c_out]
-        for i, (c_in, c) in enumerate(zip(channels[::-1], outs)):
-            k = len(channels) - i  # spatial index this layer goes back to
-            pad = (hs[k - 1] - 2 * hs[k], ws[k - 1] - 2 * ws[k])  # odd sizes need one more row/column
-            layers.append(nn.ConvTranspose2d(c_in, c, 4, 2, 1, output_padding=pad))
-            if i < len(channels) - 1:  # no activation on the output
+        for i, (c_in, c, (h0, w0), (h1, w1)) in enumerate(stages):
+            # output_padding: odd sizes need one more row/column than 2x
+            layers.append(nn.ConvTranspose2d(c_in, c, 4, 2, 1, output_padding=(h1 - 2 * h0, w1 - 2 * w0)))
+            if i < len(stages) - 1:  # no activation on the output
                 layers.append(nn.LeakyReLU(0.2))
         self.deconv = nn.Sequential(*layers)
 

@@ -12,7 +12,7 @@ import math
 
 from torch import nn
 
-from pae.models.sizes import spatial_sizes
+from pae.models.sizes import decoder_stages, spatial_sizes
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -63,17 +63,12 @@ class ResNetDecoder(nn.Module):
 
     def __init__(self, image_shape, latent_dim, channels, hidden, out_channels=None):
         super().__init__()
-        c_img, h, w = image_shape
-        c_out = out_channels or c_img
-        hs, ws = spatial_sizes(h, len(channels)), spatial_sizes(w, len(channels))
-        self.start = (channels[-1], hs[-1], ws[-1])
+        self.start, stages = decoder_stages(image_shape, channels, out_channels)
         self.fc = nn.Sequential(nn.Linear(latent_dim, hidden), _act(), nn.Linear(hidden, math.prod(self.start)))
         layers: list[nn.Module] = []
-        outs = list(channels[-2::-1]) + [c_out]
-        for i, (c_in, c) in enumerate(zip(channels[::-1], outs)):
-            k = len(channels) - 1 - i  # spatial index this stage goes back up to
-            layers += [ResBlock(c_in), _norm(c_in), _act(),
-                       nn.Upsample(size=(hs[k], ws[k]), mode="nearest"), nn.Conv2d(c_in, c, 3, 1, 1)]
+        for c_in, c, _, size in stages:
+            layers += [ResBlock(c_in), _norm(c_in), _act(), nn.Upsample(size=size, mode="nearest"),
+                       nn.Conv2d(c_in, c, 3, 1, 1)]
         self.deconv = nn.Sequential(*layers)  # ends on the last convolution: no output activation
 
     def forward(self, z):

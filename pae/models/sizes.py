@@ -11,3 +11,16 @@ def spatial_sizes(size: int, n: int) -> list[int]:
     if sizes[-1] < 1:
         raise ValueError(f"{n} stride-2 convolutions are too many for images of size {size}")
     return sizes
+
+
+def decoder_stages(image_shape, channels, out_channels=None):
+    """How a decoder walks back up the encoder's pyramid: the feature map it starts from, (C, H, W), and per stage
+    (channels in, channels out, (h, w) it starts at, (h, w) it must end at); the last stage outputs `out_channels`
+    (default: the image's)."""
+    c_img, h, w = image_shape
+    n = len(channels)
+    hs, ws = spatial_sizes(h, n), spatial_sizes(w, n)
+    outs = list(channels[-2::-1]) + [out_channels or c_img]
+    stages = [(c_in, c, (hs[n - i], ws[n - i]), (hs[n - 1 - i], ws[n - 1 - i]))
+              for i, (c_in, c) in enumerate(zip(channels[::-1], outs))]
+    return (channels[-1], hs[-1], ws[-1]), stages

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -16,10 +16,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from pae.config import resolve
 from pae.data.loader import BatchLoader
+from pae.data.masks import mcar_mask
 from pae.data.store import Dataset
 from pae.io import PaeError, progress_kwargs, write_json
-from pae.data.masks import mcar_mask
 from pae.models import ModelSpec, build_model, save_model
 from pae.models.likelihoods import LikelihoodSpec
 from pae.train import checkpoint, distributed, interrupt
@@ -45,20 +46,21 @@ class TrainSpec:
     weight_decay: float
     precision: str
     channels_last: bool
-    likelihood: dict = field(default_factory=lambda: {"kind": "gaussian_fixed", "sigma": 0.1, "beta_nll": 0.0})
-    posterior: str = "diag"
-    beta_vae: dict = field(default_factory=lambda: {"beta": 4.0, "capacity": None, "capacity_steps": 10000,
-                                                    "gamma": 1000.0})
-    vad: dict = field(default_factory=lambda: {"infer_steps": 300, "infer_lr": 0.05})
-    missing: dict = field(default_factory=lambda: {"ratio": 0.0, "mode": "fixed"})
+    likelihood: dict
+    posterior: str
+    beta_vae: dict
+    vad: dict
+    missing: dict
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSpec":
+        """A spec from the run's keys (model, latent_dim, seed) and the `train` config section; keys it leaves out
+        take the schema's defaults (the one place defaults are written)."""
         names = {f.name for f in fields(cls)}
-        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
-        unknown, missing = set(d) - names, required - set(d)
-        if unknown or missing:
-            raise PaeError(f"train spec: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+        d = {**resolve({})["train"], **d}
+        unknown, absent = set(d) - names, names - set(d)
+        if unknown or absent:
+            raise PaeError(f"train spec: unknown keys {sorted(unknown)}, missing keys {sorted(absent)}")
         return cls(**{**d, "channels": tuple(d["channels"])})
 
     def identity(self) -> dict:

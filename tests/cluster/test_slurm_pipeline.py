@@ -70,7 +70,14 @@ def slurm_workflow(slurm_env, slurm_profile, fashion_mnist_dir, tmp_path_factory
     assert proc.returncode == 0, proc.stderr[-5000:]
     t2 = time.time()
     print(f"tiny workflow wall time: local {t1 - t0:.1f} s, through SLURM {t2 - t1:.1f} s")
-    return local, remote, sacct_jobs(slurm_env, since)
+    # Accounting records a job's end a second or two after the job: wait until every rule's job is recorded ended.
+    deadline = time.time() + 60
+    while True:
+        jobs = sacct_jobs(slurm_env, since)
+        ended = [j for j in jobs if j["name"].startswith("pae-") and j["state"] not in ("PENDING", "RUNNING")]
+        if len(ended) >= len(COMPUTE_RULES) or time.time() > deadline:
+            return local, remote, jobs
+        time.sleep(1)
 
 
 def test_tiny_workflow_through_slurm_profile(slurm_workflow):

@@ -13,7 +13,7 @@ from torch.autograd.functional import jacobian
 
 from pae.config import SCHEMA_PATH
 from pae.flows.latent_flow import FLOWS, SolveLULinear, build_flow, fit_flow, load_flow, mean_log_prob, save_flow
-from tests.flows.test_latent_flow import SPEC, points, stats
+from tests.flows.test_latent_flow import SPEC, correlated_gaussian, points, stats
 
 KINDS = sorted(FLOWS)
 
@@ -108,12 +108,7 @@ def test_temperature_sets_spread_in_u_space(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_fit_improves_validation_log_likelihood(kind):
-    mu, cov = torch.tensor([1.0, -2.0]), torch.tensor([[2.0, 1.2], [1.2, 1.0]])  # correlation 0.85
-    g = torch.Generator().manual_seed(0)
-    chol = torch.linalg.cholesky(cov)
-    train = torch.randn(1000, 2, generator=g) @ chol.T + mu
-    val = torch.randn(500, 2, generator=g) @ chol.T + mu
-    true = torch.distributions.MultivariateNormal(mu, cov).log_prob(val).mean().item()
+    train, val, true = correlated_gaussian(1000, 500)
     spec = spec_of(kind, epochs=4, patience=4)
     initial = mean_log_prob(build_flow(spec, 2, train.mean(0), train.std(0)), val)  # where fit_flow starts
     flow, history = fit_flow(spec, train, val)

@@ -31,6 +31,17 @@ def points(n: int, dim: int, seed=0) -> torch.Tensor:
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * std + mean
 
 
+def correlated_gaussian(n_train: int, n_val: int):
+    """Train and validation draws of a 2-D Gaussian with correlation 0.85, and the validation set's true mean
+    log-density."""
+    mu, cov = torch.tensor([1.0, -2.0]), torch.tensor([[2.0, 1.2], [1.2, 1.0]])
+    g = torch.Generator().manual_seed(0)
+    chol = torch.linalg.cholesky(cov)
+    train = torch.randn(n_train, 2, generator=g) @ chol.T + mu
+    val = torch.randn(n_val, 2, generator=g) @ chol.T + mu
+    return train, val, torch.distributions.MultivariateNormal(mu, cov).log_prob(val).mean().item()
+
+
 def test_standardisation_contributes_minus_sum_log_std():
     flow, _, std = flow_with_stats(2)
     z = points(8, 2)
@@ -68,12 +79,7 @@ def test_flow_spec_from_dict_rejects_unknown_keys():
 
 
 def test_fit_flow_reaches_true_gaussian_log_likelihood():
-    mu, cov = torch.tensor([1.0, -2.0]), torch.tensor([[2.0, 1.2], [1.2, 1.0]])  # correlation 0.85
-    g = torch.Generator().manual_seed(0)
-    chol = torch.linalg.cholesky(cov)
-    train = torch.randn(2000, 2, generator=g) @ chol.T + mu
-    val = torch.randn(1000, 2, generator=g) @ chol.T + mu
-    true = torch.distributions.MultivariateNormal(mu, cov).log_prob(val).mean().item()
+    train, val, true = correlated_gaussian(2000, 1000)
     flow, history = fit_flow(SPEC, train, val)
     assert not flow.training
     assert 1 <= len(history) <= SPEC.epochs

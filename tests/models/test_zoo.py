@@ -97,8 +97,8 @@ def test_vad_refuses_ddp(synthetic_h5, tmp_path):
     from pae.data.store import open_dataset
     from pae.train.distributed import DistInfo
     from pae.train.loop import TrainSpec, train
-    spec = TrainSpec(model="vad", latent_dim=3, seed=0, arch="conv", channels=(8,), hidden=16, epochs=1,
-                     batch_size=20, lr=1e-3, weight_decay=0.0, precision="fp32", channels_last=False)
+    spec = TrainSpec.from_dict({"model": "vad", "latent_dim": 3, "seed": 0, "channels": [8], "hidden": 16,
+                                "epochs": 1, "batch_size": 20})
     with pytest.raises(PaeError, match="trains in one process"):
         train(spec, open_dataset(synthetic_h5), tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "c.pt",
               DistInfo(rank=0, local_rank=0, world_size=2, device=torch.device("cpu")))
