@@ -1,5 +1,5 @@
-"""The pipeline stages. Each reads its inputs, calls the library and writes its outputs atomically; the workflow
-rules call them through `python -m pae STAGE` (see pae/__main__.py), and so can a user by hand.
+"""The walking pipeline's stages: prepare, train, encode, fit_flow, evaluate, report, check-config. Each reads its
+inputs, calls the library and writes its outputs atomically."""
 """
 from __future__ import annotations
 
