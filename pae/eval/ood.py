@@ -1,12 +1,56 @@
-"""Out-of-distribution detection metrics (issue 4's battery): AUROC, AUPR and the false-positive rate at 95% true-
-positive rate, with percentile bootstrap intervals. Out-of-distribution images are the positive class and a higher
-score means "more out-of-distribution": pass -log p for likelihood scores (flow log p(z), PAE density, ELBO) and the
-reconstruction error as it is. The ROC and PR computations are scikit-learn's.
+"""Out-of-distribution detection (issue 4's battery): the OoD image sets, the per-image scores and the metrics.
+
+Metrics: AUROC, AUPR and the false-positive rate at 95% true-positive rate, with percentile bootstrap intervals.
+Out-of-distribution images are the positive class and a higher score means "more out-of-distribution": pass -log p
+for likelihood scores (flow log p(z), PAE density, ELBO) and the reconstruction error as it is. The ROC and PR
+computations are scikit-learn's.
+
+Sets (uint8 (N, C, H, W), each with its images' positions in its source): another dataset's test split, the
+in-distribution test images flipped left-right ("hflip", width axis) or upside down ("vflip", height axis), and the
+image files of a folder (searched recursively, centre-cropped, resized to the run's size, converted to its channels:
+RGB -> grey with ITU-R 601 luma weights, grey -> RGB by repetition). Each set is capped at `max_images` drawn with a
+seeded generator (seed 0), kept in source order.
+
+Scores (SCORES; per image, float64): flow_logp = -log p(z) of the flow at the encoder mean z, recon_mse = the mean
+squared error per pixel of decode(z) on the [-0.5, 0.5] scale, pae_density = -(the PAE density, pae/eval/density.py),
+elbo = -ELBO (models with a posterior). Likelihood scores are in nats per image. A model with a posterior (VAE,
+beta-VAE, VAD) is encoded once per set (a VAD's test-time optimisation is slow) and the posterior mean is z for every
+score. Non-finite scores (a log-likelihood of -inf or NaN) become +-NONFINITE_SCORE so that they rank as the most
+(or, for +inf log-likelihoods, the least) out-of-distribution.
 """
 from __future__ import annotations
 
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from torch import nn
+from tqdm import tqdm
+
+from pae.data.images import list_images, load_images
+from pae.data.store import open_dataset
+from pae.eval import generate
+from pae.eval.density import pae_log_density
+from pae.flows import LatentFlow
+from pae.flows.latent_flow import log_probs
+from pae.io import PaeError, progress_kwargs
+
+log = logging.getLogger(__name__)
+
+TRANSFORMS = {"hflip": -1, "vflip": -2}  # name -> the flipped axis of (N, C, H, W): width, height
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
+ELBO_SAMPLES = 8
+SCORES = {
+    "flow_logp": "-log p(z): minus the flow's log-density at the encoder mean z (nats per image)",
+    "recon_mse": "mean squared error per pixel of decode(z) against the image ([-0.5, 0.5] pixel scale)",
+    "pae_density": "-(log p(z) - 1/2 log det J^T J): minus the PAE density on the decoder manifold (nats per image)",
+    "elbo": f"-ELBO with {ELBO_SAMPLES} posterior draws (nats per image; models with a posterior)",
+}
+NONFINITE_SCORE = 1e30  # what an infinite or NaN score becomes (NaN and +inf: +1e30, -inf: -1e30)
 
 
 def fpr_at_tpr(labels: np.ndarray, scores: np.ndarray, tpr: float = 0.95) -> float:
@@ -22,7 +66,8 @@ def _point(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 
 def ood_metrics(scores_in: np.ndarray, scores_out: np.ndarray, n_boot: int = 1000, level: float = 0.95,
                 seed: int = 0) -> dict[str, dict[str, float]]:
-    """Each metric with its `level` bootstrap interval (in- and out-of-distribution sets resampled separately)."""
+    """Each metric with its `level` bootstrap interval (in- and out-of-distribution sets resampled separately;
+    n_boot = 0: no interval, low and high None)."""
     scores_in, scores_out = np.asarray(scores_in, float), np.asarray(scores_out, float)
     if not (len(scores_in) and len(scores_out)):
         raise ValueError("need scores for both in- and out-of-distribution images")
@@ -30,6 +75,8 @@ def ood_metrics(scores_in: np.ndarray, scores_out: np.ndarray, n_boot: int = 100
         raise ValueError("scores must be finite (a -inf log-likelihood should be mapped to a large finite score)")
     labels = np.r_[np.zeros(len(scores_in)), np.ones(len(scores_out))]
     point = _point(labels, np.r_[scores_in, scores_out])
+    if n_boot == 0:
+        return {k: {"value": v, "low": None, "high": None, "n_boot": 0, "level": level} for k, v in point.items()}
     rng = np.random.default_rng(seed)
     boots = {k: [] for k in point}
     for _ in range(n_boot):
@@ -40,3 +87,132 @@ def ood_metrics(scores_in: np.ndarray, scores_out: np.ndarray, n_boot: int = 100
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     return {k: {"value": v, "low": float(np.percentile(boots[k], lo)), "high": float(np.percentile(boots[k], hi)),
                 "n_boot": n_boot, "level": level} for k, v in point.items()}
+
+
+@dataclass
+class ImageSet:
+    """uint8 images (N, C, H, W), their positions in the source, the source's size and a description of it."""
+    images: torch.Tensor
+    index: torch.Tensor
+    n_available: int
+    source: str
+
+
+def pick(n: int, max_images: int, seed: int = 0) -> torch.Tensor:
+    """The positions of at most `max_images` of `n` items, drawn with a seeded generator, in increasing order."""
+    if n <= max_images:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_images].sort().values
+
+
+def capped(images: torch.Tensor, max_images: int, source: str) -> ImageSet:
+    index = pick(len(images), max_images)
+    return ImageSet(images[index], index, len(images), source)
+
+
+def dataset_set(path: str | os.PathLike, image_shape: tuple[int, int, int], run_data: str | os.PathLike,
+                max_images: int) -> ImageSet:
+    """The test split of a prepared dataset file, which must hold images of the run's shape."""
+    data = open_dataset(path)
+    if tuple(data.image_shape) != tuple(image_shape):
+        raise PaeError(f"{path}: OoD images of shape {tuple(data.image_shape)}, but the run's dataset {run_data} "
+                       f"has images of shape {tuple(image_shape)}; list only datasets of the same shape in "
+                       "eval.ood.datasets")
+    images, _ = data.split("test")
+    return capped(images, max_images, f"{path} (test split)")
+
+
+def flip(images: torch.Tensor, kind: str) -> torch.Tensor:
+    """Images (N, C, H, W) flipped left-right ("hflip") or upside down ("vflip")."""
+    if kind not in TRANSFORMS:
+        raise PaeError(f"unknown OoD transform {kind!r}; known: {sorted(TRANSFORMS)}")
+    return torch.flip(images, dims=(TRANSFORMS[kind],))
+
+
+def flipped_set(in_set: ImageSet, kind: str) -> ImageSet:
+    """The in-distribution images flipped (the same images, so the pairs line up by index)."""
+    return ImageSet(flip(in_set.images, kind), in_set.index, in_set.n_available,
+                    f"{kind} of the in-distribution test images")
+
+
+def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 images (N, c, H, W) with `channels` channels: RGB -> grey by ITU-R 601 luma, grey -> copies."""
+    c = images.shape[1]
+    if c == channels:
+        return images
+    if c == 3 and channels == 1:
+        weights = torch.tensor(LUMA).view(1, 3, 1, 1)
+        return (images.float() * weights).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+    if c == 1:
+        return images.expand(-1, channels, -1, -1).contiguous()
+    raise PaeError(f"cannot convert {c}-channel images to {channels} channels (only RGB <-> grey)")
+
+
+def folder_set(folder: str | os.PathLike, image_shape: tuple[int, int, int], max_images: int) -> ImageSet:
+    """At most `max_images` image files found under `folder`, centre-cropped, resized and converted to the run's
+    shape (only the drawn files are decoded)."""
+    c, h, w = image_shape
+    if h != w:
+        raise PaeError(f"{folder}: folder images are cropped to squares, but the run's images are {h} x {w}")
+    paths = list_images(folder, recursive=True)
+    index = pick(len(paths), max_images)
+    rgb = torch.from_numpy(load_images([paths[i] for i in index], size=h, crop=None, desc=f"reading {folder}"))
+    return ImageSet(to_channels(rgb, c), index, len(paths), f"{folder} (image files)")
+
+
+def build_sets(in_images: torch.Tensor, run_data: str | os.PathLike, ood_data: dict[str, Path],
+               transforms: list[str], folders: dict[str, str], max_images: int) -> tuple[ImageSet, dict[str, ImageSet]]:
+    """The in-distribution set (the run's test images, capped) and the OoD sets by name: each dataset of `ood_data`
+    under its name, each transform ("hflip", "vflip"), each folder as "folder:<name>"."""
+    image_shape = tuple(in_images.shape[1:])
+    in_set = capped(in_images, max_images, f"{run_data} (test split)")
+    sets = {name: dataset_set(path, image_shape, run_data, max_images) for name, path in ood_data.items()}
+    sets.update({kind: flipped_set(in_set, kind) for kind in transforms})
+    sets.update({f"folder:{name}": folder_set(folder, image_shape, max_images) for name, folder in folders.items()})
+    for name, s in {"in": in_set, **sets}.items():
+        log.info("set %s: %d of %d images, %s", name, len(s.images), s.n_available, s.source)
+    return in_set, sets
+
+
+def score_names(model: nn.Module, jacobian: bool) -> list[str]:
+    """The scores computed for `model`: pae_density only with the Jacobian, elbo only with a posterior."""
+    return [k for k in SCORES if (k != "pae_density" or jacobian) and (k != "elbo" or hasattr(model, "posterior"))]
+
+
+def pae_log_densities(model: nn.Module, flow: LatentFlow, z: torch.Tensor, device: torch.device,
+                      batch_size: int) -> torch.Tensor:
+    """The PAE density of every latent (N,), `batch_size` latents at a time on `device`; float64 on the CPU."""
+    return torch.cat([pae_log_density(model, flow, z[i:i + batch_size].to(device), batch_size).cpu()
+                      for i in tqdm(range(0, len(z), batch_size), desc="decoder Jacobians", **progress_kwargs())])
+
+
+def image_scores(model: nn.Module, flow: LatentFlow, images: torch.Tensor, device: torch.device,
+                 batch_size: int = 250, jacobian: bool = True) -> dict[str, torch.Tensor]:
+    """The scores of score_names(model, jacobian) for uint8 images (N, C, H, W): name -> (N,) float64 on the CPU,
+    higher = more OoD, possibly non-finite (see finite_scores). Model and flow on `device`."""
+    model.eval()
+    if hasattr(model, "posterior"):  # VAE, beta-VAE, VAD: the posterior once (a VAD optimises it), its mean as z
+        params = generate.posterior_params(model, images, device, batch_size)
+        z = model.posterior.mean(params)
+    else:
+        params, z = None, generate.encode_images(model, images, device, batch_size)
+    scores = {"flow_logp": -log_probs(flow, z, batch_size).double(),
+              "recon_mse": generate.reconstruction_errors(model, images, z, device, batch_size).double()}
+    if jacobian:
+        scores["pae_density"] = -pae_log_densities(model, flow, z, device, batch_size)
+    if params is not None:
+        terms = generate.elbo(model, images, params, device, samples=ELBO_SAMPLES, batch_size=batch_size)
+        scores["elbo"] = -terms["elbo"].double()
+    return scores
+
+
+def finite_scores(scores: torch.Tensor) -> torch.Tensor:
+    """NaN and +inf -> NONFINITE_SCORE (most OoD), -inf -> -NONFINITE_SCORE (least): ood_metrics needs finite."""
+    return torch.nan_to_num(scores.double(), nan=NONFINITE_SCORE, posinf=NONFINITE_SCORE, neginf=-NONFINITE_SCORE)
+
+
+def metrics_table(scores_in: dict[str, torch.Tensor], scores_out: dict[str, dict[str, torch.Tensor]],
+                  n_boot: int) -> dict[str, dict[str, dict]]:
+    """set -> score -> ood_metrics of that set's scores against the in-distribution ones (finite scores)."""
+    return {name: {k: ood_metrics(scores_in[k].numpy(), v.numpy(), n_boot=n_boot) for k, v in scores.items()}
+            for name, scores in scores_out.items()}

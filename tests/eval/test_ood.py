@@ -1,10 +1,25 @@
-"""OoD metrics: known cases by hand, chance level, intervals around the point estimate, determinism, bad input."""
+"""OoD metrics: known cases by hand, chance level, intervals around the point estimate, determinism, bad input.
+OoD sets and scores: seeded capping, flips, folder images converted to the run's shape, the shape check of other
+datasets, non-finite scores, the scores' definitions and order, a VAD optimised once per set."""
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from pae.eval.ood import fpr_at_tpr, ood_metrics
+from pae.data.loader import to_float
+from pae.data.store import write_dataset
+from pae.eval.density import pae_log_density
+from pae.eval.ood import (NONFINITE_SCORE, dataset_set, finite_scores, flip, folder_set, fpr_at_tpr, image_scores,
+                          ood_metrics, pick, score_names, to_channels)
+from pae.flows import FlowSpec, build_flow
+from pae.io import PaeError
+from pae.models import ModelSpec, build_model
+from tests.helpers import synthetic_raw
 
 
 def test_perfect_separation():
@@ -48,3 +63,112 @@ def test_bad_input():
         ood_metrics([], [1.0])
     with pytest.raises(ValueError, match="finite"):
         ood_metrics([1.0, np.inf], [2.0])
+
+
+# ------------------------------------------------------------------------------------------------ sets and scores
+
+def test_no_bootstrap_gives_the_point_estimate_only():
+    m = ood_metrics([0, 1, 2, 3], [2.5, 4], n_boot=0)
+    assert m["auroc"]["value"] == pytest.approx(7 / 8) and m["auroc"]["low"] is None and m["fpr95"]["high"] is None
+
+
+def test_pick_is_seeded_sorted_and_capped():
+    a, b = pick(100, 10), pick(100, 10)
+    assert torch.equal(a, b) and len(a) == 10 and len(a.unique()) == 10
+    assert torch.equal(a, a.sort().values) and a.max() < 100
+    assert not torch.equal(a, torch.arange(10))  # drawn, not the first ten
+    assert torch.equal(pick(5, 10), torch.arange(5))
+
+
+def test_flips_move_a_pixel_where_they_say():
+    images = torch.zeros(2, 1, 5, 7, dtype=torch.uint8)
+    images[0, 0, 1, 2] = 255
+    h, v = flip(images, "hflip"), flip(images, "vflip")
+    assert h.dtype == torch.uint8 and h.shape == images.shape
+    assert h[0, 0, 1, 7 - 1 - 2] == 255 and h.sum() == 255  # mirrored across the vertical axis: column 2 -> 4
+    assert v[0, 0, 5 - 1 - 1, 2] == 255 and v.sum() == 255  # upside down: row 1 -> 3
+    assert torch.equal(flip(h, "hflip"), images)
+    with pytest.raises(PaeError, match="rot90"):
+        flip(images, "rot90")
+
+
+def test_rgb_to_grey_uses_the_601_luma_and_grey_to_rgb_repeats():
+    rgb = torch.tensor([10, 200, 40], dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 2, 2)
+    grey = to_channels(rgb, 1)
+    assert grey.shape == (1, 1, 2, 2) and (grey == round(0.299 * 10 + 0.587 * 200 + 0.114 * 40)).all()  # 125
+    again = to_channels(grey, 3)
+    assert again.shape == (1, 3, 2, 2) and (again == grey).all()
+    assert to_channels(rgb, 3) is rgb
+
+
+def _png(path: Path, mode: str, size: tuple[int, int], colour) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, colour).save(path)
+
+
+def test_folder_images_come_out_with_the_runs_shape(tmp_path):
+    _png(tmp_path / "a_red.png", "RGB", (40, 30), (255, 0, 0))
+    _png(tmp_path / "deeper" / "b_grey.png", "L", (20, 20), 100)
+    (tmp_path / "notes.txt").write_text("not an image")
+    grey = folder_set(tmp_path, (1, 28, 28), max_images=10)
+    assert grey.images.shape == (2, 1, 28, 28) and grey.images.dtype == torch.uint8 and grey.n_available == 2
+    assert (grey.images[0] == 76).all() and (grey.images[1] == 100).all()  # red: round(0.299 * 255); grey as is
+    rgb = folder_set(tmp_path, (3, 16, 16), max_images=10)
+    assert rgb.images.shape == (2, 3, 16, 16)
+    assert rgb.images[0, :, 3, 5].tolist() == [255, 0, 0] and (rgb.images[1] == 100).all()
+    one = folder_set(tmp_path, (1, 28, 28), max_images=1)
+    assert len(one.images) == 1 and one.n_available == 2 and len(one.index) == 1
+
+
+def test_a_dataset_of_another_shape_is_refused_naming_both_files(synthetic_h5, tmp_path):
+    other = tmp_path / "rgb.h5"
+    write_dataset(other, "rgb", synthetic_raw(shape=(3, 28, 28)), val_size=20, split_seed=0)
+    with pytest.raises(PaeError) as e:
+        dataset_set(other, (1, 28, 28), synthetic_h5, max_images=10)
+    assert str(other) in str(e.value) and str(synthetic_h5) in str(e.value)
+    assert "(3, 28, 28)" in str(e.value) and "(1, 28, 28)" in str(e.value)
+    same = dataset_set(synthetic_h5, (1, 28, 28), synthetic_h5, max_images=10)
+    assert same.images.shape == (10, 1, 28, 28) and same.n_available == 40
+
+
+def test_nonfinite_scores_become_large_finite_ones():
+    s = finite_scores(torch.tensor([1.0, math.inf, -math.inf, math.nan]))
+    assert s.tolist() == [1.0, NONFINITE_SCORE, -NONFINITE_SCORE, NONFINITE_SCORE]
+    assert ood_metrics(s[:1].numpy(), s[1:2].numpy(), n_boot=0)["auroc"]["value"] == 1.0
+
+
+def _tiny_flow(dim: int):
+    return build_flow(FlowSpec(kind="realnvp", layers=2, hidden=8, blocks=1, bins=4, tail_bound=3.0, epochs=1,
+                               patience=1, batch_size=8, lr=1e-3), dim).eval()
+
+
+def test_ae_scores_are_the_stated_quantities_in_image_order():
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(kind="ae", arch="mlp", image_shape=(1, 8, 8), latent_dim=3, channels=(16,),
+                                  hidden=8)).eval()
+    flow = _tiny_flow(3)
+    images = torch.randint(0, 256, (7, 1, 8, 8), dtype=torch.uint8)
+    scores = image_scores(model, flow, images, torch.device("cpu"), batch_size=3)  # batches of 3, 3, 1
+    assert list(scores) == score_names(model, jacobian=True) == ["flow_logp", "recon_mse", "pae_density"]
+    x = to_float(images)
+    with torch.no_grad():
+        z = model.encode(x)
+        torch.testing.assert_close(scores["recon_mse"], (model.decode(z) - x).pow(2).flatten(1).mean(1).double())
+        torch.testing.assert_close(scores["flow_logp"], -flow.log_prob(z).double())
+    torch.testing.assert_close(scores["pae_density"], -pae_log_density(model, flow, z))
+    assert "pae_density" not in image_scores(model, flow, images, torch.device("cpu"), jacobian=False)
+
+
+def test_a_vad_is_optimised_once_per_set_and_scored_with_its_elbo():
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(kind="vad", arch="mlp", image_shape=(1, 8, 8), latent_dim=3, channels=(16,),
+                                  hidden=8, n_items=10, infer_steps=3)).eval()
+    calls = []
+    infer = model.infer
+    model.infer = lambda x, mask=None: calls.append(len(x)) or infer(x, mask)
+    images = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
+    scores = image_scores(model, _tiny_flow(3), images, torch.device("cpu"), batch_size=16)
+    assert calls == [6]  # one test-time optimisation of the whole set, reused by every score
+    assert list(scores) == ["flow_logp", "recon_mse", "pae_density", "elbo"]
+    assert all(v.shape == (6,) and torch.isfinite(v).all() for v in scores.values())
+    assert (scores["elbo"] > 0).all()  # -ELBO of 64 Gaussian pixels (sigma 0.1) far from a 3-step fit: positive
