@@ -1,5 +1,6 @@
-"""FID: the Fréchet distance against closed forms; the Inception loading path with a randomly initialised stand-in
-read from a file (this checks the loading, not the value); the message when the weights are missing."""
+"""FID: the Fréchet distance against closed forms; its bootstrap interval (agreement with pytorch-fid, coverage,
+width, seeding); the Inception loading path with a randomly initialised stand-in read from a file (this checks the
+loading, not the value); the message when the weights are missing."""
 from __future__ import annotations
 
 from unittest import mock
@@ -9,7 +10,8 @@ import pytest
 import torch
 from pytorch_fid import inception as fid_inception
 
-from pae.eval.fid import WEIGHTS_NAME, frechet_distance, inception_features, load_inception
+from pae.eval.fid import WEIGHTS_NAME, find_weights, frechet_bootstrap, frechet_distance, inception_features, \
+    load_inception
 from pae.io import PaeError
 
 
@@ -64,6 +66,8 @@ def test_load_inception_from_the_hub_cache(stand_in_weights, tmp_path, monkeypat
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
     assert load_inception(None) is not None
+    assert find_weights(None) == tmp_path / "hub" / "checkpoints" / WEIGHTS_NAME
+    assert find_weights(stand_in_weights) == stand_in_weights
 
 
 def test_missing_weights_say_what_to_put_where(tmp_path, monkeypatch):
@@ -73,7 +77,7 @@ def test_missing_weights_say_what_to_put_where(tmp_path, monkeypatch):
         load_inception(tmp_path / "nope.pth")
     msg = str(e.value)
     assert fid_inception.FID_WEIGHTS_URL in msg and str(tmp_path / "hub" / "checkpoints" / WEIGHTS_NAME) in msg
-    assert "eval.fid_weights" in msg and str(tmp_path / "nope.pth") in msg
+    assert "eval.fid.weights" in msg and str(tmp_path / "nope.pth") in msg
 
 
 def test_wrong_weights_file(tmp_path):
@@ -84,3 +88,49 @@ def test_wrong_weights_file(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(PaeError, match="cannot read Inception weights"):
         load_inception(bad)
+
+
+def test_bootstrap_value_agrees_with_pytorch_fid():
+    """The QR / nuclear-norm route gives pytorch-fid's sqrtm value, also when n < D (singular covariances, checked
+    against the eigenvalues of S_a S_b, where pytorch-fid's sqrtm needs its eps offset)."""
+    rng = np.random.default_rng(4)
+    a = _gaussian(np.zeros(6), np.diag([1.0, 2, 3, 4, 5, 6]), 400, 5)
+    b = a[:300] @ rng.normal(size=(6, 6)) * 0.5 + 1.0
+    assert frechet_bootstrap(a, b, 0, 0)["value"] == pytest.approx(frechet_distance(a, b), rel=1e-9)
+    a, b = rng.normal(size=(5, 20)), rng.normal(size=(7, 20)) + 0.3
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvals(sa @ sb).real, 0, None)).sum()
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * trace_sqrt
+    assert frechet_bootstrap(a, b, 0, 0)["value"] == pytest.approx(expected, rel=1e-8)
+
+
+def test_bootstrap_interval_contains_the_value_and_narrows_with_n():
+    """Unit Gaussians with means 1 apart in each of 4 dimensions (population d^2 = 4): the interval holds the value,
+    and with 25x the samples it is several times narrower (width ~ 1 / sqrt(n))."""
+    shift = np.ones(4)
+    widths = []
+    for n in (200, 5000):
+        a, b = _gaussian(np.zeros(4), np.eye(4), n, 6), _gaussian(shift, np.eye(4), n, 7)
+        r = frechet_bootstrap(a, b, 100, 0)
+        assert r["low"] < r["value"] < r["high"]
+        assert (r["n_boot"], r["level"], r["n_a"], r["n_b"]) == (100, 0.95, n, n) and r["bootstrap_bias"] > 0
+        widths.append(r["high"] - r["low"])
+    assert r["low"] < 4.0 < r["high"]
+    assert widths[1] < widths[0] / 3
+
+
+def test_bootstrap_is_seeded_and_n_boot_zero_gives_the_value_alone():
+    a, b = _gaussian(np.zeros(3), np.eye(3), 300, 8), _gaussian(np.ones(3), 2 * np.eye(3), 250, 9)
+    r = frechet_bootstrap(a, b, 30, seed=1)
+    assert r == frechet_bootstrap(a, b, 30, seed=1)
+    assert frechet_bootstrap(a, b, 30, seed=2)["low"] != r["low"]
+    bare = frechet_bootstrap(a, b, 0, seed=1)
+    assert bare["value"] == r["value"] and bare["n_boot"] == 0
+    assert bare["low"] is None and bare["high"] is None and bare["bootstrap_bias"] is None
+
+
+def test_bootstrap_bad_input():
+    with pytest.raises(ValueError, match="one width"):
+        frechet_bootstrap(np.zeros((5, 3)), np.zeros((5, 4)), 0, 0)
+    with pytest.raises(ValueError, match="N >= 2"):
+        frechet_bootstrap(np.zeros((1, 3)), np.zeros((5, 3)), 0, 0)

@@ -1,0 +1,205 @@
+"""Sample-quality stages: `train_classifier` (once per dataset: the domain classifier whose penultimate features give
+the domain Fréchet distance) and `fid` (per run: metrics/fid.json).
+
+fid.json compares image sets with the real test images (at most eval.fid.n_samples of them, drawn with the seed):
+  prior            z ~ N(0, I) through the decoder (what the auto-encoder gives without a density on its latents)
+  pae_T{T}         the PAE: u ~ N(0, T^2 I) through the inverse flow, then the decoder, for each T of
+                   eval.fid.temperatures (the distance-vs-T curve); every temperature and the prior share the same
+                   base draws u (common random numbers, so differences between them are not sampling noise)
+  reconstructions  the decoded test latents of latents.h5 of the same real test images
+  train_vs_test    train-split images (at most n_samples, drawn with seed + 1): the floor a perfect sampler reaches
+Every set is made of uint8 images: decoder means on the [-0.5, 0.5] scale are clamped and rounded to uint8 (`to_uint8`),
+the form the real images are stored in, so both sets pass through the same quantisation and the same feature path.
+
+Layout of fid.json:
+  protocol         n_real, n_generated {set: n}, seed, reference, sets {set: description}, image_conversion {domain_fd,
+                   fid}, pixel_normalisation, bootstrap {n_boot, level, method}, classifier {file, test_accuracy, ...},
+                   inception {mode, weights (the file used, or null)}, nonfinite_latents {set: count}
+  domain_fd        {set: {value, low, high, bootstrap_bias, n_boot, level, n_a, n_b}}: the Fréchet distance in the
+                   domain classifier's features (never an FID: not comparable with published figures)
+  fid              the same for pytorch-fid's Inception pool3 features, or null when Inception was not run
+  fid_unavailable  why the FID is null (the missing-weights message, or the config's inception: never), else null
+  temperatures     the PAE temperatures, in config order
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from pae.data.latents import read_latents
+from pae.data.store import Dataset, open_dataset
+from pae.eval import fid as fid_lib
+from pae.eval.classifier import DomainClassifier, classifier_features, load_classifier, save_classifier
+from pae.eval.classifier import train_classifier as fit_classifier
+from pae.eval.generate import decode_to_uint8
+from pae.flows import LatentFlow, load_flow
+from pae.io import PaeError, write_json
+from pae.models import ModelSpec, load_model
+from pae.train.distributed import resolve_device
+
+log = logging.getLogger(__name__)
+
+LEVEL = 0.95
+PIXELS = ("real and generated images are uint8 (generated: the decoder mean on the [-0.5, 0.5] scale clamped and "
+          "rounded to uint8, as the real images are stored); both then take the identical path of each feature "
+          "extractor")
+CLASSIFIER_INPUT = ("uint8 -> [-0.5, 0.5] (pae.data.loader.to_float), native size and channels; the domain "
+                    "classifier's penultimate layer (after its ReLU)")
+BOOTSTRAP = ("percentile bootstrap of the plug-in estimate (both sets resampled with replacement), shifted by the "
+             "bootstrap bias estimate: an interval for the expected plug-in distance at these sample sizes "
+             "(pae/eval/fid.py)")
+
+
+def train_classifier(spec: dict, data_path: Path, out: Path, device: str) -> None:
+    """The dataset's domain classifier (spec = config eval.classifier) -> `out`, its accuracies in the file's meta."""
+    dev = resolve_device(device)
+    data = open_dataset(data_path)
+    try:
+        model, meta = fit_classifier(data.split("train"), data.split("val"), data.split("test"),
+                                     len(data.attrs["classes"]), spec, dev)
+    except PaeError as e:
+        raise PaeError(f"{data_path}: {e}") from None
+    meta.update(dataset=data.attrs["dataset"], dataset_sha256=data.attrs["sha256"], spec=spec)
+    save_classifier(out, model, meta)
+    log.info("domain classifier of %s: accuracy train %.4f, val %.4f, test %.4f (epoch %d of %d, %d features, "
+             "%.0f s) -> %s", data.attrs["dataset"], meta["train_accuracy"], meta["val_accuracy"],
+             meta["test_accuracy"], meta["best_epoch"], meta["epochs"], meta["features"], meta["seconds"], out)
+
+
+def _subset(n_items: int, n: int, seed: int) -> torch.Tensor:
+    """Sorted positions of min(n, n_items) items drawn without replacement with `seed` (all of them, in order, when
+    n >= n_items)."""
+    if n >= n_items:
+        return torch.arange(n_items)
+    return torch.randperm(n_items, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+@torch.no_grad()
+def _decode(model: torch.nn.Module, z: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    return torch.cat([decode_to_uint8(model, z[i:i + batch_size], device) for i in range(0, len(z), batch_size)])
+
+
+@torch.no_grad()
+def _flow_latents(flow: LatentFlow, u: torch.Tensor, temperature: float, batch_size: int) -> torch.Tensor:
+    """z = f^-1(T u) for base draws u ~ N(0, I), in batches, on the flow's device."""
+    device = flow.mean.device
+    return torch.cat([flow.inverse(u[i:i + batch_size].to(device) * temperature)[0]
+                      for i in range(0, len(u), batch_size)])
+
+
+def _image_sets(model: torch.nn.Module, flow: LatentFlow, latent_dim: int, test_z: torch.Tensor,
+                train_images: torch.Tensor, spec: dict, device: torch.device, nonfinite: dict[str, int]
+                ) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, uint8 images) of each compared set, made one at a time (only one set is held in memory)."""
+    n, seed, bs = spec["n_samples"], spec["seed"], spec["batch_size"]
+    u = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+    yield "prior", _decode(model, u, device, bs)
+    flow.eval()
+    for t in spec["temperatures"]:
+        name = f"pae_T{float(t)}"
+        z = _flow_latents(flow, u, float(t), bs)
+        nonfinite[name] = int((~torch.isfinite(z).all(1)).sum())
+        if nonfinite[name]:
+            log.warning("%s: %d of %d flow samples are not finite", name, nonfinite[name], n)
+        yield name, _decode(model, z, device, bs)
+    yield "reconstructions", _decode(model, test_z, device, bs)
+    yield "train_vs_test", train_images[_subset(len(train_images), n, seed + 1)]
+
+
+def _inception(spec: dict, device: torch.device) -> tuple[torch.nn.Module | None, str | None, str | None]:
+    """(model, weights file, reason it is unavailable) by spec["inception"]: auto, required or never."""
+    if spec["inception"] == "never":
+        return None, None, "skipped: eval.fid.inception is 'never'"
+    try:
+        model = fid_lib.load_inception(spec["weights"], device)
+    except PaeError as e:
+        if spec["inception"] == "required":
+            raise
+        log.warning("no FID, only the domain Fréchet distance: %s", e)
+        return None, None, str(e)
+    return model, str(fid_lib.find_weights(spec["weights"])), None
+
+
+def _check_inputs(data: Dataset, mspec: ModelSpec, model_path: Path, cmeta: dict, classifier: DomainClassifier,
+                  classifier_path: Path, test_z: torch.Tensor, n_test: int, latents_path: Path) -> None:
+    shape = tuple(data.image_shape)
+    if shape != tuple(mspec.image_shape):
+        raise PaeError(f"{data.path}: images of shape {shape}, but {model_path} expects {tuple(mspec.image_shape)}")
+    if cmeta.get("dataset_sha256") != data.attrs["sha256"] or tuple(classifier.config["image_shape"]) != shape:
+        raise PaeError(f"{classifier_path}: trained on another dataset than {data.path} (sha256 "
+                       f"{cmeta.get('dataset_sha256')} vs {data.attrs['sha256']}); rerun the train_classifier stage")
+    if len(test_z) != n_test:
+        raise PaeError(f"{latents_path}: {len(test_z)} test latents but {data.path} has {n_test} test images; rerun "
+                       "the encode stage")
+
+
+def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_path: Path, classifier_path: Path,
+        out: Path, device: str) -> None:
+    """Domain Fréchet distance (and FID when Inception is available) of every set against the real test images ->
+    `out` (fid.json, layout in the module docstring). spec = config eval.fid."""
+    dev = resolve_device(device)
+    with torch.random.fork_rng(devices=[]):  # building the networks draws initial weights: leave the global RNG
+        model, mspec, _ = load_model(model_path, dev)
+        flow, _, _ = load_flow(flow_path, dev)
+        classifier, cmeta = load_classifier(classifier_path, dev)
+        inception, weights_file, fid_unavailable = _inception(spec, dev)
+    data = open_dataset(data_path)
+    test_images, _ = data.split("test")
+    test_z, _ = read_latents(latents_path, "test")
+    _check_inputs(data, mspec, model_path, cmeta, classifier, classifier_path, test_z, len(test_images),
+                  latents_path)
+    n, seed, bs = spec["n_samples"], spec["seed"], spec["batch_size"]
+    pick = _subset(len(test_images), n, seed)
+    real = test_images[pick]
+
+    extractors: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
+        "domain_fd": lambda images: classifier_features(classifier, images, dev, bs)}
+    if inception is not None:
+        extractors["fid"] = lambda images: fid_lib.inception_features(inception, images, dev, bs)
+    real_features = {key: extract(real) for key, extract in extractors.items()}
+    results: dict[str, dict] = {key: {} for key in extractors}
+    n_generated, nonfinite = {}, {}
+    sets = _image_sets(model, flow, mspec.latent_dim, test_z[pick], data.split("train")[0], spec, dev, nonfinite)
+    for name, images in sets:
+        n_generated[name] = len(images)
+        for key, extract in extractors.items():
+            results[key][name] = fid_lib.frechet_bootstrap(extract(images), real_features[key], spec["bootstrap"],
+                                                           seed, LEVEL, dev)
+        log.info("%-16s %s", name, "; ".join(_describe(key, results[key][name]) for key in extractors))
+
+    write_json(out, {
+        "protocol": _protocol(spec, len(real), n_generated, nonfinite, classifier_path, cmeta, weights_file),
+        "domain_fd": results["domain_fd"], "fid": results.get("fid"), "fid_unavailable": fid_unavailable,
+        "temperatures": [float(t) for t in spec["temperatures"]]})
+    log.info("wrote %s (%d real test images; %s; domain classifier test accuracy %.4f)", out, len(real),
+             "FID and domain FD" if inception is not None else "domain FD only, no FID", cmeta["test_accuracy"])
+
+
+def _describe(key: str, r: dict) -> str:
+    label = {"domain_fd": "domain FD", "fid": "FID"}[key]
+    interval = "" if r["low"] is None else f" [{r['low']:.4g}, {r['high']:.4g}]"
+    return f"{label} {r['value']:.4g}{interval} ({r['n_a']} vs {r['n_b']} images)"
+
+
+def _protocol(spec: dict, n_real: int, n_generated: dict, nonfinite: dict, classifier_path: Path, cmeta: dict,
+              weights_file: str | None) -> dict:
+    return {
+        "n_real": n_real, "n_generated": n_generated, "seed": spec["seed"],
+        "reference": f"the test split, {n_real} images (all of them, or n_samples drawn with the seed)",
+        "sets": {"prior": "z ~ N(0, I) -> decoder",
+                 "pae_T": "u ~ N(0, I) (the prior's draws), z = flow^-1(T u) -> decoder, for T in temperatures",
+                 "reconstructions": "decoder(test latents of latents.h5) of the reference images",
+                 "train_vs_test": "train-split images (at most n_samples, drawn with seed + 1): the floor"},
+        "pixel_normalisation": PIXELS,
+        "image_conversion": {"domain_fd": CLASSIFIER_INPUT, "fid": fid_lib.PROTOCOL},
+        "bootstrap": {"n_boot": spec["bootstrap"], "level": LEVEL, "method": BOOTSTRAP},
+        "classifier": {"file": str(classifier_path), "test_accuracy": cmeta.get("test_accuracy"),
+                       "val_accuracy": cmeta.get("val_accuracy"), "features": cmeta.get("features"),
+                       "n_classes": cmeta.get("n_classes")},
+        "inception": {"mode": spec["inception"], "weights": weights_file},
+        "nonfinite_latents": nonfinite,
+    }

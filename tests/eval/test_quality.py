@@ -1,0 +1,120 @@
+"""The sample-quality stages end to end on tiny synthetic inputs (an untrained AE, an untrained flow, their latents, a
+one-epoch classifier): fid.json has every set, the protocol, intervals; FID is null with the reason when the
+Inception weights are absent, computed with a random stand-in named in the spec (the path, not the values), and
+inception=required without weights fails naming the file."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pae.data.latents import write_latents
+from pae.data.store import open_dataset
+from pae.eval.classifier import load_classifier, save_classifier
+from pae.eval.fid import WEIGHTS_NAME
+from pae.eval.generate import encode_images
+from pae.flows import FlowSpec, build_flow, save_flow
+from pae.io import PaeError
+from pae.models import ModelSpec, build_model, save_model
+from pae.stages import quality
+from tests.eval.test_fid import stand_in_weights  # noqa: F401 (a fixture)
+
+CLASSIFIER = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "features": 8, "seed": 0}
+FID = {"n_samples": 16, "temperatures": [1.0, 0.5], "bootstrap": 5, "inception": "auto", "weights": None,
+       "batch_size": 7, "seed": 0}
+SETS = {"prior", "pae_T1.0", "pae_T0.5", "reconstructions", "train_vs_test"}
+
+
+@pytest.fixture
+def inputs(tmp_path, synthetic_h5):
+    """model.pt, flow.pt, latents.h5 and classifier.pt for the synthetic dataset (120/20/40 images of 1x28x28)."""
+    mspec = ModelSpec("ae", "conv", (1, 28, 28), 4, (8, 16), 32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(mspec).eval()
+    save_model(tmp_path / "model.pt", model, mspec, {})
+    data = open_dataset(synthetic_h5)
+    splits = {s: {"z": encode_images(model, data.split(s)[0], "cpu"), "labels": data.split(s)[1]}
+              for s in ("train", "val", "test")}
+    write_latents(tmp_path / "latents.h5", splits, {"model": "model.pt"})
+    fspec = FlowSpec(kind="realnvp", layers=2, hidden=8, blocks=1, bins=4, tail_bound=3.0, epochs=1, patience=1,
+                     batch_size=16, lr=1e-3)
+    z = splits["train"]["z"]
+    save_flow(tmp_path / "flow.pt", build_flow(fspec, 4, z.mean(0), z.std(0)), fspec, {})
+    quality.train_classifier(CLASSIFIER, synthetic_h5, tmp_path / "classifier.pt", "cpu")
+    return {"model_path": tmp_path / "model.pt", "flow_path": tmp_path / "flow.pt", "data_path": synthetic_h5,
+            "latents_path": tmp_path / "latents.h5", "classifier_path": tmp_path / "classifier.pt"}
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    """No Inception weights in the torch hub cache."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+
+
+def _run(inputs, out, **spec):
+    quality.fid({**FID, **spec}, **inputs, out=out, device="cpu")
+    return json.loads(out.read_text())
+
+
+def test_train_classifier_stage_writes_its_accuracies(inputs, synthetic_h5):
+    _, meta = load_classifier(inputs["classifier_path"])
+    assert 0 <= meta["test_accuracy"] <= 1 and meta["n_test"] == 40 and meta["features"] == CLASSIFIER["features"]
+    assert meta["dataset_sha256"] == open_dataset(synthetic_h5).attrs["sha256"] and meta["spec"] == CLASSIFIER
+
+
+def test_fid_stage_without_inception_weights(inputs, tmp_path, empty_hub):
+    state = torch.random.get_rng_state()
+    result = _run(inputs, tmp_path / "fid.json")
+    assert torch.equal(torch.random.get_rng_state(), state)  # seeded by its own generators
+    assert result["fid"] is None and WEIGHTS_NAME in result["fid_unavailable"]
+    assert str(tmp_path / "torch_home" / "hub" / "checkpoints" / WEIGHTS_NAME) in result["fid_unavailable"]
+    assert set(result["domain_fd"]) == SETS and result["temperatures"] == [1.0, 0.5]
+    for name, r in result["domain_fd"].items():
+        assert r["value"] >= 0 and r["low"] <= r["high"] and (r["n_a"], r["n_b"], r["n_boot"]) == (16, 16, 5), name
+    # The floor: train images against test images of one distribution beat an untrained decoder's outputs.
+    floor = result["domain_fd"]["train_vs_test"]["value"]
+    assert all(floor < r["value"] for name, r in result["domain_fd"].items() if name != "train_vs_test")
+    p = result["protocol"]
+    assert p["n_real"] == 16 and p["n_generated"] == dict.fromkeys(SETS, 16) and p["seed"] == 0
+    assert p["bootstrap"]["n_boot"] == 5 and p["bootstrap"]["level"] == 0.95
+    assert "percentile" in p["bootstrap"]["method"]
+    assert p["classifier"]["file"] == str(inputs["classifier_path"]) and 0 <= p["classifier"]["test_accuracy"] <= 1
+    assert "repeated to 3" in p["image_conversion"]["fid"] and "to_float" in p["image_conversion"]["domain_fd"]
+    assert "uint8" in p["pixel_normalisation"] and p["inception"] == {"mode": "auto", "weights": None}
+    assert p["nonfinite_latents"] == {"pae_T1.0": 0, "pae_T0.5": 0}
+    again = _run(inputs, tmp_path / "again.json")
+    assert again["domain_fd"] == result["domain_fd"]  # seeded: the same samples, the same resamples
+
+
+def test_fid_stage_with_an_inception_stand_in(inputs, tmp_path, stand_in_weights, empty_hub):  # noqa: F811
+    result = _run(inputs, tmp_path / "fid.json", n_samples=4, temperatures=[1.0], bootstrap=2, inception="required",
+                  weights=str(stand_in_weights))
+    sets = {"prior", "pae_T1.0", "reconstructions", "train_vs_test"}
+    assert result["fid_unavailable"] is None and set(result["fid"]) == set(result["domain_fd"]) == sets
+    for r in result["fid"].values():
+        assert r["value"] >= 0 and r["low"] is not None and (r["n_a"], r["n_b"]) == (4, 4)
+    assert result["protocol"]["inception"] == {"mode": "required", "weights": str(stand_in_weights)}
+    assert result["fid"] != result["domain_fd"]
+
+
+def test_inception_required_without_weights_fails_naming_the_file(inputs, tmp_path, empty_hub):
+    with pytest.raises(PaeError, match=WEIGHTS_NAME) as e:
+        _run(inputs, tmp_path / "fid.json", inception="required", weights=str(tmp_path / "nope.pth"))
+    assert str(tmp_path / "nope.pth") in str(e.value)
+    assert not (tmp_path / "fid.json").exists()
+
+
+def test_inception_never_and_no_bootstrap(inputs, tmp_path, stand_in_weights):  # noqa: F811
+    result = _run(inputs, tmp_path / "fid.json", inception="never", weights=str(stand_in_weights), bootstrap=0)
+    assert result["fid"] is None and "never" in result["fid_unavailable"]
+    assert all(r["low"] is None and r["high"] is None for r in result["domain_fd"].values())
+
+
+def test_a_classifier_of_another_dataset_is_refused(inputs, tmp_path):
+    model, meta = load_classifier(inputs["classifier_path"])
+    save_classifier(tmp_path / "other.pt", model, {**meta, "dataset_sha256": "0" * 64})
+    with pytest.raises(PaeError, match="rerun the train_classifier stage"):
+        _run({**inputs, "classifier_path": tmp_path / "other.pt"}, tmp_path / "fid.json")
