@@ -9,7 +9,8 @@ with ReLU (the feature layer), then the class logits.
 Training: Adam on the train split (cross-entropy), batches in a seeded order (BatchLoader with the spec's seed), seeded
 initialisation; the epoch with the best validation accuracy is kept and its test accuracy measured.
 
-A dataset with a single class (an unlabelled image folder) cannot train it: the domain distance needs labels.
+A dataset with a single class (CelebA, a flat image folder) cannot train it on its labels: the train_classifier stage
+(pae/stages/quality.py) then trains it to tell four rotations of the images apart instead.
 """
 from __future__ import annotations
 

@@ -54,19 +54,42 @@ BOOTSTRAP = ("percentile bootstrap of the plug-in estimate (both sets resampled 
              "(pae/eval/fid.py)")
 
 
+ROTATION_CLASSES = ["0", "90", "180", "270"]
+
+
+def rotation_task(images: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A label-free task for datasets without classes (CelebA, a flat image folder): each image rotated by k x 90
+    degrees, k drawn per image, to be predicted (Gidaris et al. 2018, whose features transfer well); square images."""
+    k = torch.randint(0, 4, (len(images),), generator=torch.Generator().manual_seed(seed))
+    out = images.clone()
+    for r in range(1, 4):
+        out[k == r] = torch.rot90(images[k == r], r, dims=(2, 3))
+    return out, k
+
+
 def train_classifier(spec: dict, data_path: Path, out: Path, device: str) -> None:
-    """The dataset's domain classifier (spec = config eval.classifier) -> `out`, its accuracies in the file's meta."""
+    """The dataset's domain classifier (spec = config eval.classifier) -> `out`, its accuracies in the file's meta.
+    A dataset with fewer than two classes is given the rotation task instead (rotation_task), said in the meta."""
     dev = resolve_device(device)
     data = open_dataset(data_path)
+    splits = {s: data.split(s) for s in ("train", "val", "test")}
+    classes, task = data.attrs["classes"], "classes"
+    h, w = data.image_shape[1:]
+    if len(classes) < 2 or len(torch.unique(splits["train"][1])) < 2:
+        if h != w:
+            raise PaeError(f"{data_path}: one class and non-square {h}x{w} images: neither the classes nor the "
+                           "rotation task can train a domain classifier")
+        splits = {s: rotation_task(x, spec["seed"] + i) for i, (s, (x, _)) in enumerate(splits.items())}
+        classes, task = ROTATION_CLASSES, "rotation by k x 90 degrees (the dataset has one class)"
+        log.info("%s has one class: the domain classifier learns to tell 4 rotations apart", data_path)
     try:
-        model, meta = fit_classifier(data.split("train"), data.split("val"), data.split("test"),
-                                     len(data.attrs["classes"]), spec, dev)
+        model, meta = fit_classifier(splits["train"], splits["val"], splits["test"], len(classes), spec, dev)
     except PaeError as e:
         raise PaeError(f"{data_path}: {e}") from None
-    meta.update(dataset=data.attrs["dataset"], dataset_sha256=data.attrs["sha256"], spec=spec)
+    meta.update(dataset=data.attrs["dataset"], dataset_sha256=data.attrs["sha256"], spec=spec, task=task)
     save_classifier(out, model, meta)
-    log.info("domain classifier of %s: accuracy train %.4f, val %.4f, test %.4f (epoch %d of %d, %d features, "
-             "%.0f s) -> %s", data.attrs["dataset"], meta["train_accuracy"], meta["val_accuracy"],
+    log.info("domain classifier of %s (%s): accuracy train %.4f, val %.4f, test %.4f (epoch %d of %d, %d features, "
+             "%.0f s) -> %s", data.attrs["dataset"], task, meta["train_accuracy"], meta["val_accuracy"],
              meta["test_accuracy"], meta["best_epoch"], meta["epochs"], meta["features"], meta["seconds"], out)
 
 
@@ -199,7 +222,8 @@ def _protocol(spec: dict, n_real: int, n_generated: dict, nonfinite: dict, class
         "bootstrap": {"n_boot": spec["bootstrap"], "level": LEVEL, "method": BOOTSTRAP},
         "classifier": {"file": str(classifier_path), "test_accuracy": cmeta.get("test_accuracy"),
                        "val_accuracy": cmeta.get("val_accuracy"), "features": cmeta.get("features"),
-                       "n_classes": cmeta.get("n_classes")},
+                       "n_classes": cmeta.get("n_classes"),
+                       "task": cmeta.get("task", "classes")},
         "inception": {"mode": spec["inception"], "weights": weights_file},
         "nonfinite_latents": nonfinite,
     }

@@ -65,6 +65,32 @@ def test_train_classifier_stage_writes_its_accuracies(inputs, synthetic_h5):
     assert meta["dataset_sha256"] == open_dataset(synthetic_h5).attrs["sha256"] and meta["spec"] == CLASSIFIER
 
 
+def test_rotation_task_rotates_each_image_by_its_label():
+    images = torch.zeros(40, 1, 6, 6, dtype=torch.uint8)
+    images[:, 0, 0, 0] = 255  # a bright top-left corner: each rotation moves it to a different corner
+    rotated, k = quality.rotation_task(images, seed=0)
+    corners = {0: (0, 0), 1: (5, 0), 2: (5, 5), 3: (0, 5)}  # torch.rot90 turns counter-clockwise
+    for img, r in zip(rotated, k.tolist()):
+        assert img[0, corners[r][0], corners[r][1]] == 255 and img.sum() == 255
+    assert set(k.tolist()) == {0, 1, 2, 3}
+    assert torch.equal(quality.rotation_task(images, seed=0)[1], k)
+
+
+def test_a_dataset_with_one_class_trains_the_rotation_task(tmp_path):
+    from pae.data.store import write_dataset
+    from tests.helpers import synthetic_raw
+    raw = synthetic_raw()
+    raw.train_labels[:], raw.test_labels[:], raw.classes = 0, 0, ["face"]
+    for images in (raw.train_images, raw.test_images):  # an upright feature (blobs alone look the same rotated)
+        images[:, :, :4, 4:24] = 200
+    path = tmp_path / "one_class.h5"
+    write_dataset(path, "image_folder", raw, val_size=20, split_seed=0)
+    quality.train_classifier({**CLASSIFIER, "epochs": 20, "lr": 3e-3}, path, tmp_path / "classifier.pt", "cpu")
+    _, meta = load_classifier(tmp_path / "classifier.pt")
+    assert meta["task"].startswith("rotation") and meta["n_classes"] == 4
+    assert meta["test_accuracy"] > 0.6  # a bar along the top: rotations are learnable; chance is 0.25
+
+
 def test_fid_stage_without_inception_weights(inputs, tmp_path, empty_hub):
     state = torch.random.get_rng_state()
     result = _run(inputs, tmp_path / "fid.json")
