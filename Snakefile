@@ -18,6 +18,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/encode.smk"
 include: "workflow/rules/flow.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/quality.smk"
+include: "workflow/rules/ood.smk"
+include: "workflow/rules/posterior.smk"
+include: "workflow/rules/impute.smk"
 include: "workflow/rules/report.smk"
 
 

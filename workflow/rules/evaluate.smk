@@ -10,7 +10,7 @@ rule evaluate:
         scores=f"{RES}/{{run}}/metrics/test_scores.csv",
         samples=f"{RES}/{{run}}/samples.h5",
     params:
-        spec=eval_spec,
+        spec=eval_spec(),
         metrics_dir=f"{RES}/{{run}}/metrics",
         device=config["device"],
     log:

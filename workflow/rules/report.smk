@@ -2,7 +2,7 @@ rule report:
     input:
         report_inputs,
     output:
-        table=f"{RES}/tables/runs.csv",
+        tables=[f"{RES}/tables/{name}.csv" for name in ("runs", "samplers", "ood", "posterior", "impute")],
         figures=directory(f"{RES}/figures"),
     params:
         manifest=report_manifest,
@@ -12,5 +12,5 @@ rule report:
         f"{BENCH}/report.tsv"
     threads: 1
     run:
-        pae_stage(rule, wildcards, "report", ["--manifest", params.manifest, "--table-out", output.table,
+        pae_stage(rule, wildcards, "report", ["--manifest", params.manifest, "--tables-dir", f"{RES}/tables",
                   "--figures-dir", output.figures], log, threads, resources)
