@@ -33,7 +33,7 @@ def methods_for(model: nn.Module) -> list[str]:
     return ["vad_infer" if getattr(model, "needs_index", False) else "encoder", "pae_map"]
 
 
-def test_masks(seed: int, items: torch.Tensor, shape: tuple[int, int], ratio: float) -> torch.Tensor:
+def imputation_masks(seed: int, items: torch.Tensor, shape: tuple[int, int], ratio: float) -> torch.Tensor:
     """(N, 1, H, W) MCAR masks (1 = observed) of test items at a missing ratio; never all-missing per image."""
     mask = mcar_mask(seed, items, shape, ratio)
     empty = mask.flatten(1).sum(1) == 0
@@ -85,7 +85,7 @@ def impute_sweep(model: nn.Module, flow: LatentFlow, images: torch.Tensor, items
         seconds = dict.fromkeys(errs, 0.0)
         for i in range(0, len(images), batch_size):
             x = to_float(images[i:i + batch_size]).to(device)
-            mask = test_masks(seed, items[i:i + batch_size], tuple(x.shape[2:]), ratio).to(device)
+            mask = imputation_masks(seed, items[i:i + batch_size], tuple(x.shape[2:]), ratio).to(device)
             recons, took = impute_batch(model, flow, x, mask, sigma, restarts, steps, lr,
                                         generator=torch.Generator().manual_seed(seed + i))
             for method, recon in recons.items():
