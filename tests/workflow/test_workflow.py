@@ -41,6 +41,7 @@ def test_tiny_workflow_end_to_end(fashion_mnist_dir, tmp_path):
     figures = {p.name for p in (res / "figures").glob("*.png")}
     assert {f"{RUN}_samples.png", f"{RUN}_reconstructions.png", f"{RUN}_interpolations.png",
             "training_curves.png"} <= figures
+    _check_evaluation_battery(res)
     data = next((tmp_path / "resources" / "data").glob("fashion_mnist-*.h5"))
     import h5py
     with h5py.File(data) as f:
@@ -57,7 +58,57 @@ def test_tiny_workflow_end_to_end(fashion_mnist_dir, tmp_path):
     out = changed.stdout + changed.stderr
     assert changed.returncode == 0, out[-3000:]
     assert "rule fit_flow:" in out and "rule evaluate:" in out and "rule report:" in out
+    assert all(f"rule {r}:" in out for r in ("fid", "ood", "posterior", "impute"))
     assert "rule train:" not in out and "rule encode:" not in out and "rule prepare:" not in out
+    assert "rule train_classifier:" not in out  # the domain classifier depends on the data only
+
+    # A posterior setting changed: only the posterior stage and the report rerun.
+    changed = snakemake(tmp_path, "--dry-run", "--config", "eval={'posterior': {'n_images': 5}}")
+    out = changed.stdout + changed.stderr
+    assert changed.returncode == 0, out[-3000:]
+    assert "rule posterior:" in out and "rule report:" in out
+    assert not any(f"rule {r}:" in out for r in ("fid", "ood", "impute", "evaluate", "fit_flow", "train"))
+
+
+def _check_evaluation_battery(res: Path):
+    """The tables and figures of the evaluation battery (issue 4) from the tiny run, with sanity bounds that a broken
+    metric would cross (measured values in comments)."""
+    tables = {name: list(csv.DictReader(open(res / "tables" / f"{name}.csv")))
+              for name in ("runs", "samplers", "ood", "posterior", "impute")}
+    row = tables["runs"][0]
+    # PAE samples are closer to the test images than N(0, I) through the same decoder (1.2 vs 4.5), and both are
+    # farther than the train-vs-test floor (0.14).
+    fd = {k: float(row[f"domain_fd_{k}"]) for k in ("prior", "pae_T1", "recon", "floor")}
+    assert fd["floor"] < fd["pae_T1"] < fd["prior"], fd
+    assert 0.5 < float(row["classifier_test_accuracy"]) <= 1  # two epochs on 2,000 images (~0.8)
+    assert {r["set"] for r in tables["samplers"]} == {"prior", "pae_T1.0", "pae_T0.7", "reconstructions",
+                                                      "train_vs_test"}
+    assert all(r["fid"] == "" for r in tables["samplers"])  # no Inception weights on test machines: no FID
+
+    ood = {(r["ood_set"], r["score"]): r for r in tables["ood"]}
+    assert set(ood) == {(s, k) for s in ("mnist", "hflip", "vflip") for k in ("flow_logp", "recon_mse", "pae_density")}
+    for r in ood.values():
+        assert 0 <= float(r["auroc_low"]) <= float(r["auroc"]) <= float(r["auroc_high"]) <= 1
+    assert float(ood["mnist", "recon_mse"]["auroc"]) > 0.7  # MNIST digits are far from clothing even here (0.86)
+
+    post = {(r["corruption"], r["method"]): r for r in tables["posterior"]}
+    assert set(post) == {(c, m) for c in ("left_half", "noise_sparse") for m in ("map", "laplace", "mcmc")}
+    for (c, m), r in post.items():
+        assert 0 < float(r["mse_all"]) < 0.2
+        if m != "map":
+            assert 0 <= float(r["coverage95_all"]) <= 1 and float(r["posterior_std_all"]) > 0
+
+    imp = {(r["train_missing"], r["test_ratio"], r["method"]): float(r["mse_missing"]) for r in tables["impute"]}
+    assert set(imp) == {("clean", "0.3", m) for m in ("encoder", "pae_map")} | \
+        {("clean", "0.7", m) for m in ("encoder", "pae_map")} | \
+        {(f"{r}/fixed", r, m) for r in ("0.3", "0.7") for m in ("encoder", "pae_map")}
+    # An encoder trained on whole images sees 70% of pixels missing for the first time; the MAP under the flow prior
+    # uses only the observed pixels (0.050 vs 0.074).
+    assert imp["clean", "0.7", "pae_map"] < imp["clean", "0.7", "encoder"]
+
+    figures = {p.name for p in (res / "figures").glob("*.png")}
+    assert {f"{RUN}_ood_roc.png", f"{RUN}_posterior.png", "fd_vs_temperature.png",
+            "impute_mse_vs_ratio.png"} <= figures
 
 
 def test_bad_config_stops_before_any_job(tmp_path):
@@ -88,5 +139,13 @@ def test_model_zoo_workflow(fashion_mnist_dir, tmp_path):
         assert elbo == pytest.approx(-(nll + kl), rel=1e-4) and kl >= 0
     for row in rows.values():
         assert 0 < float(row["recon_mse"]) < 0.2
+    # Every model goes through the evaluation battery; models with a posterior are scored by their ELBO too.
+    ood_scores = {(r["model"], r["score"]) for r in csv.DictReader(open(tmp_path / "results" / "zoo" / "tables" /
+                                                                         "ood.csv"))}
+    assert ("ae", "elbo") not in ood_scores and all((m, "elbo") in ood_scores for m in ("vae", "beta_vae", "vad"))
+    methods = {(r["model"], r["method"]) for r in csv.DictReader(open(tmp_path / "results" / "zoo" / "tables" /
+                                                                       "impute.csv"))}
+    assert methods == {("ae", "encoder"), ("vae", "encoder"), ("beta_vae", "encoder"), ("vad", "vad_infer")} | \
+        {(m, "pae_map") for m in rows}
     train_log = (tmp_path / "logs" / "zoo" / "fashion_mnist-vad-z4-s0" / "train.log").read_text()
     assert "epoch 2/2: train loss" in train_log
