@@ -1,0 +1,249 @@
+"""Stage posterior: inpainting and denoising of test images with the posterior over the latent, the flow as prior
+(pae.eval.posterior): multi-restart MAP, Laplace approximation, and NUTS (spec["mcmc"]), for each corruption of
+pae.eval.corruptions. Pixels are on the [-0.5, 0.5] scale; errors are squared errors per pixel on that scale.
+
+Likelihood sigma: sigma_pix (C, H, W) from the validation residuals of the run's model at its validation latents
+(latents.h5), combined with the corruption's noise: sigma^2 = sigma_pix^2 + noise_sigma^2. Coverage is against the
+clean truth with the predictive mixture of N(decode(z_s), sigma_pix^2) (see pae.eval.posterior).
+
+metrics/posterior.json:
+    n_images, latent_dim, pixel_scale, spec (the eval.posterior section),
+    sigma_pix: {floor, mean, median, min, max, floored_fraction},
+    corruptions: {kind: {
+        missing_fraction, noise_sigma, corrupted_mse_all (the observed image, missing pixels mid-grey, vs the truth),
+        methods: {map | laplace | mcmc: {
+            reconstruction ("map" for map: decode(z_map); "posterior_mean" for laplace, mcmc: the mean of the decoded
+                samples),
+            mse_missing, mse_all (per pixel, vs the clean truth; mse_missing null without missing pixels),
+            posterior_std_missing, posterior_std_all (mean per-pixel std of the decoded samples; 0 for map),
+            coverage_missing, coverage_all ({"0.68": fraction, "0.95": fraction}; map: the plug-in predictive
+                N(decode(z_map), sigma_pix^2); null on an empty region),
+            seconds (map: encoder start + optimisation; laplace: curvature, covariance and sampling; mcmc: NUTS
+                alone, its Laplace preconditioner counted under laplace),
+            map: neg_log_post_mean; laplace: curvature; mcmc: n_images (NUTS runs on the first
+                eval.posterior.mcmc_images images; its figures are over those), laplace_same_images (the Laplace
+                figures of the same images, when fewer than n_images), step_size, acceptance_rate, divergences,
+                grad_evals_per_iteration, n_eff_min, n_eff_median}}}}
+
+panels (HDF5, for the figure "corrupted | MAP | samples | truth"), per corruption kind, the first figure_images
+images, uint8 on the 0-255 scale: /{kind}/truth, corrupted (missing pixels mid-grey), map, mean (posterior mean)
+(F, C, H, W); mask (F, 1, H, W) 0/1; samples (F, K, C, H, W), K = min(4, posterior_samples) decoded posterior
+samples; std (F, C, H, W) the per-pixel posterior std in grey levels (round(255 std), clipped). Group attrs:
+samples_method (mcmc if run, else laplace), noise_sigma. File attrs: format.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import torch
+
+from pae.data.latents import read_latents
+from pae.data.loader import to_float, to_uint8
+from pae.data.store import open_dataset
+from pae.eval.corruptions import corrupt
+from pae.eval.posterior import (SIGMA_FLOOR, Predictive, coverage, laplace, laplace_samples, map_estimate, nuts,
+                                predictive, residual_sigma)
+from pae.flows import load_flow
+from pae.io import PaeError, atomic_path, write_json
+from pae.models import load_model
+from pae.train import distributed
+
+log = logging.getLogger(__name__)
+
+PANELS_FORMAT = "pae-posterior-panels/1"
+FIGURE_SAMPLES = 4
+LEVELS = (0.68, 0.95)
+
+
+def _timed(fn: Callable, device: torch.device):
+    """(fn(), seconds), the device synchronised so that queued GPU work is counted."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    sync()
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - t0
+
+
+def _sigma_pix(model, data, data_path: Path, latents_path: Path, device: torch.device) -> torch.Tensor:
+    val_images, _ = data.split("val")
+    val_z, _ = read_latents(latents_path, "val")
+    if len(val_z) != len(val_images):
+        raise PaeError(f"{latents_path}: {len(val_z)} validation latents but {data_path} has {len(val_images)} "
+                       "validation images; rerun the encode stage")
+    return residual_sigma(model, val_images, val_z, device)
+
+
+def _sigma_summary(sigma: torch.Tensor) -> dict:
+    s = sigma.double()
+    return {"floor": SIGMA_FLOOR, "mean": s.mean().item(), "median": s.median().item(), "min": s.min().item(),
+            "max": s.max().item(), "floored_fraction": (sigma <= SIGMA_FLOOR).double().mean().item()}
+
+
+@torch.no_grad()
+def _encoder_init(model, x: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+    """The model's latent of the corrupted image (the encoder; a VAD's test-time optimisation, on observed pixels),
+    seeded for a VAD's random posterior draws."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return model.encode(x, mask)
+
+
+def _mse(recon: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> float | None:
+    n = region.sum()
+    return ((recon - truth).pow(2) * region).sum().item() / n.item() if n > 0 else None
+
+
+def _mean_over(values: torch.Tensor, region: torch.Tensor) -> float | None:
+    n = region.sum()
+    return (values * region).sum().item() / n.item() if n > 0 else None
+
+
+def _coverage(truth, decoded, sigma_pix, mask, region: str, has_region: bool) -> dict | None:
+    if not has_region:
+        return None
+    return {f"{k:g}": v for k, v in coverage(truth, decoded, sigma_pix, mask, levels=LEVELS, region=region).items()}
+
+
+def _method_metrics(truth: torch.Tensor, mask: torch.Tensor, pred: Predictive, sigma_pix: torch.Tensor) -> dict:
+    """Scores of one method's predictive; its reconstruction is pred.mean (for the MAP, decode(z_map))."""
+    missing = torch.broadcast_to(mask == 0, truth.shape).to(truth)
+    everywhere = torch.ones_like(truth)
+    has_missing = bool(missing.any())
+    return {"mse_missing": _mse(pred.mean, truth, missing), "mse_all": _mse(pred.mean, truth, everywhere),
+            "posterior_std_missing": _mean_over(pred.std, missing),
+            "posterior_std_all": _mean_over(pred.std, everywhere),
+            "coverage_missing": _coverage(truth, pred.samples, sigma_pix, mask, "missing", has_missing),
+            "coverage_all": _coverage(truth, pred.samples, sigma_pix, mask, "all", True)}
+
+
+def _log_method(kind: str, method: str, m: dict) -> None:
+    def fmt(v, spec=".4f"):
+        return "n/a" if v is None else format(v, spec)
+    cov_m, cov_a = m["coverage_missing"] or {}, m["coverage_all"]
+    log.info("%s / %s: MSE missing %s, all %s; posterior std missing %s; coverage 68/95%% missing %s/%s, "
+             "all %s/%s; %.1f s", kind, method, fmt(m["mse_missing"]), fmt(m["mse_all"]),
+             fmt(m["posterior_std_missing"]), fmt(cov_m.get("0.68"), ".3f"), fmt(cov_m.get("0.95"), ".3f"),
+             fmt(cov_a["0.68"], ".3f"), fmt(cov_a["0.95"], ".3f"), m["seconds"])
+
+
+def _posteriors(spec: dict, model, flow, x: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor,
+                device: torch.device) -> dict[str, tuple[Predictive, dict]]:
+    """method -> (its predictive, its record: reconstruction, seconds and the method's own figures)."""
+    seed, n_samples = spec["seed"], spec["posterior_samples"]
+
+    def run_map():
+        return map_estimate(model, flow, x, mask, sigma, restarts=spec["restarts"], steps=spec["map_steps"],
+                            lr=spec["map_lr"], init=_encoder_init(model, x, mask, seed),
+                            generator=torch.Generator().manual_seed(seed))
+    (z_map, nlp), t_map = _timed(run_map, device)
+
+    def run_laplace():
+        cov = laplace(model, flow, x, mask, sigma, z_map, curvature=spec["laplace"])
+        return cov, laplace_samples(z_map, cov, n_samples, torch.Generator().manual_seed(seed))
+    (cov, z_laplace), t_laplace = _timed(run_laplace, device)
+
+    out = {"map": (predictive(model, z_map[None]), {"reconstruction": "map", "seconds": t_map,
+                                                   "neg_log_post_mean": nlp.double().mean().item()}),
+           "laplace": (predictive(model, z_laplace), {"reconstruction": "posterior_mean", "seconds": t_laplace,
+                                                       "curvature": spec["laplace"]})}
+    if spec["mcmc"]:
+        k = min(spec["mcmc_images"], len(x))  # NUTS on the first k images (one joint chain; see mcmc_images)
+        (z_mcmc, diagnostics), t_mcmc = _timed(lambda: nuts(
+            model, flow, x[:k], mask[:k], sigma, z_map[:k], cov[:k], samples=n_samples, warmup=spec["mcmc_warmup"],
+            max_tree_depth=spec["mcmc_max_tree_depth"], seed=seed), device)
+        out["mcmc"] = (predictive(model, z_mcmc), {"reconstruction": "posterior_mean", "seconds": t_mcmc,
+                                                   "n_images": k, **diagnostics})
+    return out
+
+
+def _first(pred: Predictive, k: int) -> Predictive:
+    """The predictive of the first k images."""
+    return Predictive(pred.mean[:k], pred.std[:k], pred.samples[:, :k])
+
+
+def _analyse(kind: str, spec: dict, model, flow, truth: torch.Tensor, sigma_pix: torch.Tensor,
+             device: torch.device) -> tuple[dict, dict]:
+    """One corruption: (its metrics, its figure panels)."""
+    x, mask, noise = corrupt(kind, truth.cpu(), box_fraction=spec["box_fraction"],
+                             sparse_ratio=spec["sparse_ratio"], noise_sigma=spec["noise_sigma"], seed=spec["seed"])
+    x, mask = x.to(device), mask.to(device)
+    sigma = (sigma_pix.pow(2) + noise ** 2).sqrt()
+    fits = _posteriors(spec, model, flow, x, mask, sigma, device)
+    methods = {}
+    for method, (pred, record) in fits.items():
+        k = record.get("n_images", len(truth))  # mcmc may cover the first images only
+        methods[method] = record | _method_metrics(truth[:k], mask[:k], pred, sigma_pix)
+        if k < len(truth):  # the same images under the Laplace posterior, to compare like with like
+            methods[method]["laplace_same_images"] = _method_metrics(truth[:k], mask[:k], _first(fits["laplace"][0],
+                                                                                                  k), sigma_pix)
+        _log_method(kind, method, methods[method])
+    metrics = {"missing_fraction": 1 - mask.mean().item(), "noise_sigma": noise,
+               "corrupted_mse_all": (x - truth).pow(2).mean().item(), "methods": methods}
+    shown = "mcmc" if "mcmc" in fits and fits["mcmc"][1]["n_images"] >= min(spec["figure_images"], len(truth)) \
+        else "laplace"
+    panels = _panels(truth, x, mask, fits["map"][0].mean, fits[shown][0], spec["figure_images"])
+    return metrics, panels | {"attrs": {"samples_method": shown, "noise_sigma": noise}}
+
+
+def _panels(truth: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, map_image: torch.Tensor, pred: Predictive,
+            n: int) -> dict:
+    k = min(FIGURE_SAMPLES, len(pred.samples))
+    return {"truth": to_uint8(truth[:n]), "corrupted": to_uint8(x[:n]), "mask": mask[:n].to(torch.uint8).cpu(),
+            "map": to_uint8(map_image[:n]), "mean": to_uint8(pred.mean[:n]),
+            "samples": to_uint8(pred.samples[:k, :n].transpose(0, 1)),
+            "std": (pred.std[:n] * 255).round().clamp(0, 255).to(torch.uint8).cpu()}
+
+
+def _write_panels(path: Path, panels: dict[str, dict]) -> None:
+    with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = PANELS_FORMAT
+        for kind, arrays in panels.items():
+            group = f.create_group(kind)
+            group.attrs.update(arrays.pop("attrs"))
+            for name, value in arrays.items():
+                group.create_dataset(name, data=value.cpu().numpy())
+
+
+def posterior(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_path: Path, out: Path,
+              panels_out: Path, device: str) -> None:
+    """Inpainting and denoising with MAP, Laplace and (spec["mcmc"]) NUTS posteriors -> `out` (metrics JSON) and
+    `panels_out` (HDF5 images for the figure); layouts in the module docstring. spec = config eval.posterior."""
+    dev = distributed.resolve_device(device)
+    model, mspec, _ = load_model(model_path, dev)
+    flow, _, _ = load_flow(flow_path, dev)
+    if flow.dim != mspec.latent_dim:
+        raise PaeError(f"{flow_path}: a flow on {flow.dim}-dimensional latents, but {model_path} has latent size "
+                       f"{mspec.latent_dim}")
+    data = open_dataset(data_path)
+    if tuple(data.image_shape) != tuple(mspec.image_shape):
+        raise PaeError(f"{data_path}: images of shape {data.image_shape}, but {model_path} expects "
+                       f"{mspec.image_shape}")
+    for p in (*model.parameters(), *flow.parameters()):
+        p.requires_grad_(False)  # gradients are taken with respect to the latents only
+    sigma_pix = _sigma_pix(model, data, data_path, latents_path, dev)
+    summary = _sigma_summary(sigma_pix)
+    log.info("sigma_pix from %d validation images: median %.4f, mean %.4f, range %.4f-%.4f, %.1f%% at the floor %g",
+             len(data.splits["val"]), summary["median"], summary["mean"], summary["min"], summary["max"],
+             100 * summary["floored_fraction"], SIGMA_FLOOR)
+
+    test_images, _ = data.split("test")
+    n = min(spec["n_images"], len(test_images))
+    if n < spec["n_images"]:
+        log.warning("only %d test images; n_images=%d asked for", n, spec["n_images"])
+    pick = torch.randperm(len(test_images), generator=torch.Generator().manual_seed(spec["seed"]))[:n]
+    truth = to_float(test_images[pick]).to(dev)
+    results, panels = {}, {}
+    for kind in spec["corruptions"]:
+        results[kind], panels[kind] = _analyse(kind, spec, model, flow, truth, sigma_pix, dev)
+    write_json(out, {"n_images": n, "latent_dim": mspec.latent_dim, "pixel_scale": "[-0.5, 0.5]", "spec": spec,
+                     "sigma_pix": summary, "corruptions": results})
+    _write_panels(panels_out, panels)
+    log.info("wrote %s and %s (%d images, corruptions %s)", out, panels_out, n, ", ".join(spec["corruptions"]))

@@ -1,0 +1,121 @@
+"""The posterior stage end to end on tiny synthetic inputs: both outputs written, every corruption x method present,
+finite figures, coverages in [0, 1], images of the stated shapes; bad inputs named."""
+from __future__ import annotations
+
+import json
+import math
+
+import h5py
+import pytest
+import torch
+
+from pae.data.latents import write_latents
+from pae.data.store import open_dataset
+from pae.eval import generate
+from pae.flows import FlowSpec, build_flow, save_flow
+from pae.io import PaeError
+from pae.models import ModelSpec, build_model, save_model
+from pae.stages.posterior import posterior
+
+LATENT = 4
+SPEC = {"n_images": 4, "corruptions": ["center_box", "noise_sparse"], "box_fraction": 0.5, "sparse_ratio": 0.5,
+        "noise_sigma": 0.1, "restarts": 2, "map_steps": 15, "map_lr": 0.05, "laplace": "gauss_newton",
+        "posterior_samples": 6, "mcmc": True, "mcmc_images": 3, "mcmc_warmup": 8, "mcmc_max_tree_depth": 3, "figure_images": 2,
+        "seed": 0}
+
+
+def _run_files(tmp_path, data_path, kind: str) -> dict:
+    """A tiny untrained conv model, an untrained flow and the model's latents of the dataset."""
+    mspec = ModelSpec(kind=kind, arch="conv", image_shape=(1, 28, 28), latent_dim=LATENT, channels=(4, 8), hidden=16,
+                      n_items=100, infer_steps=5)
+    torch.manual_seed(0)
+    model = build_model(mspec).eval()
+    save_model(tmp_path / "model.pt", model, mspec, {})
+    fspec = FlowSpec(kind="nsf", layers=2, hidden=8, blocks=1, bins=4, tail_bound=4.0, epochs=1, patience=1,
+                     batch_size=32, lr=1e-3)
+    save_flow(tmp_path / "flow.pt", build_flow(fspec, LATENT), fspec, {})
+    data = open_dataset(data_path)
+    splits = {}
+    for name in ("train", "val", "test"):
+        images, labels = data.split(name)
+        splits[name] = {"z": generate.encode_images(model, images, torch.device("cpu")), "labels": labels}
+    write_latents(tmp_path / "latents.h5", splits, {"model": "model.pt"})
+    return {"model_path": tmp_path / "model.pt", "flow_path": tmp_path / "flow.pt", "data_path": data_path,
+            "latents_path": tmp_path / "latents.h5", "out": tmp_path / "metrics" / "posterior.json",
+            "panels_out": tmp_path / "panels.h5", "device": "cpu"}
+
+
+@pytest.fixture
+def run_files(tmp_path, synthetic_h5) -> dict:
+    return _run_files(tmp_path, synthetic_h5, "ae")
+
+
+def _finite_numbers(obj) -> list[float]:
+    if isinstance(obj, dict):
+        return [v for value in obj.values() for v in _finite_numbers(value)]
+    return [float(obj)] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
+
+
+def test_stage_writes_every_corruption_and_method(run_files):
+    posterior(SPEC, **run_files)
+    metrics = json.loads(run_files["out"].read_text())
+    assert metrics["n_images"] == 4 and metrics["latent_dim"] == LATENT
+    assert metrics["sigma_pix"]["min"] >= metrics["sigma_pix"]["floor"]
+    assert set(metrics["corruptions"]) == set(SPEC["corruptions"])
+    box, noisy = metrics["corruptions"]["center_box"], metrics["corruptions"]["noise_sparse"]
+    assert box["missing_fraction"] == pytest.approx(14 * 14 / 28 ** 2) and box["noise_sigma"] == 0.0
+    assert noisy["noise_sigma"] == 0.1 and 0.3 < noisy["missing_fraction"] < 0.7
+    for corruption in metrics["corruptions"].values():
+        assert set(corruption["methods"]) == {"map", "laplace", "mcmc"}
+        for name, m in corruption["methods"].items():
+            assert all(math.isfinite(v) for v in _finite_numbers(m)), (name, m)
+            assert m["mse_missing"] > 0 and m["mse_all"] > 0 and m["seconds"] > 0
+            for region in ("coverage_missing", "coverage_all"):
+                assert set(m[region]) == {"0.68", "0.95"}
+                assert 0 <= m[region]["0.68"] <= m[region]["0.95"] <= 1
+        assert corruption["methods"]["map"]["posterior_std_all"] == 0.0
+        assert corruption["methods"]["laplace"]["posterior_std_missing"] > 0
+        mcmc = corruption["methods"]["mcmc"]
+        assert mcmc["step_size"] > 0 and 0 <= mcmc["acceptance_rate"] <= 1 and mcmc["divergences"] >= 0
+        # NUTS ran on the first mcmc_images images; the Laplace figures of the same images are beside it
+        assert mcmc["n_images"] == 3 and set(mcmc["laplace_same_images"]) >= {"mse_all", "coverage_all"}
+
+    with h5py.File(run_files["panels_out"], "r") as f:
+        for kind in SPEC["corruptions"]:
+            g = f[kind]
+            assert g.attrs["samples_method"] == "mcmc"
+            for name in ("truth", "corrupted", "map", "mean", "std"):
+                assert g[name].shape == (2, 1, 28, 28) and g[name].dtype == "uint8", name
+            assert g["samples"].shape == (2, 4, 1, 28, 28) and g["mask"].shape == (2, 1, 28, 28)
+        box = f["center_box"]
+        assert (box["corrupted"][:][box["mask"][:] == 0] == 128).all()  # missing pixels shown mid-grey
+
+
+def test_stage_without_mcmc_and_with_the_exact_hessian(run_files):
+    spec = SPEC | {"corruptions": ["noise"], "mcmc": False, "laplace": "hessian"}
+    posterior(spec, **run_files)
+    noise = json.loads(run_files["out"].read_text())["corruptions"]["noise"]
+    assert set(noise["methods"]) == {"map", "laplace"} and noise["missing_fraction"] == 0.0
+    assert noise["methods"]["laplace"]["curvature"] == "hessian"
+    laplace_metrics = noise["methods"]["laplace"]
+    assert laplace_metrics["mse_missing"] is None and laplace_metrics["coverage_missing"] is None
+    # denoising: the noisy observation's error is the noise variance, the reconstructions are scored on all pixels
+    assert noise["corrupted_mse_all"] == pytest.approx(0.01, rel=0.1)
+    with h5py.File(run_files["panels_out"], "r") as f:
+        assert f["noise"].attrs["samples_method"] == "laplace"
+
+
+def test_stage_with_a_vad(tmp_path, synthetic_h5):
+    """No encoder: the MAP starts from the VAD's test-time optimisation on the observed pixels."""
+    files = _run_files(tmp_path, synthetic_h5, "vad")
+    posterior(SPEC | {"corruptions": ["left_half"], "mcmc": False}, **files)
+    methods = json.loads(files["out"].read_text())["corruptions"]["left_half"]["methods"]
+    assert set(methods) == {"map", "laplace"}
+    assert all(math.isfinite(v) for m in methods.values() for v in _finite_numbers(m))
+
+
+def test_latents_that_do_not_match_the_data_are_named(run_files, tmp_path):
+    write_latents(tmp_path / "short.h5", {"val": {"z": torch.zeros(3, LATENT), "labels": torch.zeros(3)}}, {})
+    with pytest.raises(PaeError, match="short.h5.*validation latents"):
+        posterior(SPEC, **run_files | {"latents_path": tmp_path / "short.h5"})
+    assert not run_files["out"].exists() and not run_files["panels_out"].exists()
