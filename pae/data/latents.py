@@ -54,3 +54,14 @@ def read_params(path: str | os.PathLike, split: str) -> torch.Tensor | None:
     with _open(Path(path)) as f:
         key = f"{split}/params"
         return torch.from_numpy(f[key][...]) if key in f else None
+
+
+def split_with_latents(path: str | os.PathLike, data, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 images, latents) of one split of a Dataset (pae.data.store) and the latents file written from it;
+    a PaeError when their counts differ (the latents are stale)."""
+    images, _ = data.split(split)
+    z, _ = read_latents(path, split)
+    if len(z) != len(images):
+        raise PaeError(f"{path}: {len(z)} {split} latents but {data.path} has {len(images)} {split} images; rerun "
+                       "the encode stage")
+    return images, z

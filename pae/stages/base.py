@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import torch
 
-from pae.data.latents import read_latents, read_params, write_latents
+from pae.data.latents import read_latents, read_params, split_with_latents, write_latents
 from pae.data.masks import mcar_mask
 from pae.data.sources import load_raw
 from pae.data.store import open_dataset, write_dataset
@@ -101,11 +101,8 @@ def evaluate(spec: dict, model_path: Path, flow_path: Path, data_path: Path, lat
     model, mspec, _ = load_model(model_path, dev)
     flow, _, flow_meta = load_flow(flow_path, dev)
     data = open_dataset(data_path)
-    test_images, test_labels = data.split("test")
-    test_z, _ = read_latents(latents_path, "test")
-    if len(test_z) != len(test_images):
-        raise PaeError(f"{latents_path}: {len(test_z)} test latents but {data_path} has {len(test_images)} test "
-                       "images; rerun the encode stage")
+    test_images, test_z = split_with_latents(latents_path, data, "test")
+    test_labels = data.split("test")[1]
 
     errs = generate.reconstruction_errors(model, test_images, test_z, dev, spec["batch_size"])
     logp = log_probs(flow, test_z)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from pae.data.latents import read_latents
+from pae.data.latents import split_with_latents
 from pae.data.store import open_dataset
 from pae.eval.impute import impute_sweep
 from pae.eval.posterior import residual_sigma
 from pae.flows import load_flow
-from pae.io import PaeError, write_json
+from pae.io import write_json
 from pae.models import load_model
 from pae.train import distributed
 
@@ -31,12 +31,7 @@ def impute(spec: dict, model_path: Path, flow_path: Path, data_path: Path, laten
     model, _, _ = load_model(model_path, dev)
     flow, _, _ = load_flow(flow_path, dev)
     data = open_dataset(data_path)
-    val_images, _ = data.split("val")
-    val_z, _ = read_latents(latents_path, "val")
-    if len(val_z) != len(val_images):
-        raise PaeError(f"{latents_path}: {len(val_z)} val latents but {data_path} has {len(val_images)} val images; "
-                       "rerun the encode stage")
-    sigma = residual_sigma(model, val_images, val_z, dev)
+    sigma = residual_sigma(model, *split_with_latents(latents_path, data, "val"), dev)
 
     test_images, _ = data.split("test")
     n = min(spec["n_images"], len(test_images))

@@ -41,7 +41,7 @@ from typing import Callable
 import h5py
 import torch
 
-from pae.data.latents import read_latents
+from pae.data.latents import split_with_latents
 from pae.data.loader import to_float, to_uint8
 from pae.data.store import open_dataset
 from pae.eval.corruptions import corrupt
@@ -71,13 +71,8 @@ def _timed(fn: Callable, device: torch.device):
     return out, time.perf_counter() - t0
 
 
-def _sigma_pix(model, data, data_path: Path, latents_path: Path, device: torch.device) -> torch.Tensor:
-    val_images, _ = data.split("val")
-    val_z, _ = read_latents(latents_path, "val")
-    if len(val_z) != len(val_images):
-        raise PaeError(f"{latents_path}: {len(val_z)} validation latents but {data_path} has {len(val_images)} "
-                       "validation images; rerun the encode stage")
-    return residual_sigma(model, val_images, val_z, device)
+def _sigma_pix(model, data, latents_path: Path, device: torch.device) -> torch.Tensor:
+    return residual_sigma(model, *split_with_latents(latents_path, data, "val"), device)
 
 
 def _sigma_summary(sigma: torch.Tensor) -> dict:
@@ -228,7 +223,7 @@ def posterior(spec: dict, model_path: Path, flow_path: Path, data_path: Path, la
                        f"{mspec.image_shape}")
     for p in (*model.parameters(), *flow.parameters()):
         p.requires_grad_(False)  # gradients are taken with respect to the latents only
-    sigma_pix = _sigma_pix(model, data, data_path, latents_path, dev)
+    sigma_pix = _sigma_pix(model, data, latents_path, dev)
     summary = _sigma_summary(sigma_pix)
     log.info("sigma_pix from %d validation images: median %.4f, mean %.4f, range %.4f-%.4f, %.1f%% at the floor %g",
              len(data.splits["val"]), summary["median"], summary["mean"], summary["min"], summary["max"],
