@@ -116,6 +116,6 @@ def test_stage_with_a_vad(tmp_path, synthetic_h5):
 
 def test_latents_that_do_not_match_the_data_are_named(run_files, tmp_path):
     write_latents(tmp_path / "short.h5", {"val": {"z": torch.zeros(3, LATENT), "labels": torch.zeros(3)}}, {})
-    with pytest.raises(PaeError, match="short.h5.*validation latents"):
+    with pytest.raises(PaeError, match="short.h5: 3 val latents but .*synthetic.h5 has 20 val images"):
         posterior(SPEC, **run_files | {"latents_path": tmp_path / "short.h5"})
     assert not run_files["out"].exists() and not run_files["panels_out"].exists()
