@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -47,6 +48,10 @@ def train_stage(spec: dict, data_path: Path, model_out: Path, history_out: Path,
         distributed.cleanup()
 
 
+def _split_masks(seed: int, shape: tuple[int, int], ratio: float, idx: torch.Tensor) -> torch.Tensor:
+    return mcar_mask(seed, idx.cpu(), shape, ratio)
+
+
 def encode(model_path: Path, data_path: Path, out: Path, device: str, missing: dict | None = None,
            seed: int = 0) -> None:
     """Latents of every split. A model trained with missing pixels (train.missing) sees its train and val images as
@@ -63,10 +68,8 @@ def encode(model_path: Path, data_path: Path, out: Path, device: str, missing: d
     splits = {}
     for name in ("train", "val", "test"):
         images, labels = data.split(name)
-        mask_fn = None
-        if name in mask_seeds:
-            def mask_fn(idx, s=mask_seeds[name]):
-                return mcar_mask(s, idx.cpu(), tuple(spec.image_shape[1:]), ratio)
+        mask_fn = partial(_split_masks, mask_seeds[name], tuple(spec.image_shape[1:]), ratio) \
+            if name in mask_seeds else None
         if not hasattr(model, "posterior"):  # the AE: its code
             splits[name] = {"z": generate.encode_images(model, images, dev, mask_fn=mask_fn), "labels": labels}
         else:  # VAE: the encoder's posterior; VAD: its learnt table for the train split, inference for the others
