@@ -20,6 +20,7 @@ factor of J^T J in float64, and from torch.linalg.svdvals of J for the latents w
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -69,3 +70,30 @@ def pae_log_density(model: nn.Module, flow: LatentFlow, z: torch.Tensor, batch_s
     flow.eval()
     chunk = max(1, batch_size // z.shape[1])
     return flow.log_prob(z).double() - decoder_log_det(model.decode, z, chunk)
+
+
+@torch.no_grad()
+def pae_log_marginal(model: nn.Module, flow: LatentFlow, z: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor,
+                     batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(manifold density, marginal likelihood) per image (N,), float64, from one Jacobian per latent.
+
+    The marginal likelihood of the image x itself under the PAE with a Gaussian pixel likelihood N(x; g(z), sigma^2)
+    (sigma per pixel, e.g. from validation residuals), by Laplace's approximation around the encoder's latent z:
+        log p(x) ~ log N(x; g(z), sigma^2) + log p(z) + d/2 log 2 pi - 1/2 log det(J^T diag(sigma^-2) J),
+    the Gauss-Newton curvature of the likelihood (the prior's curvature is neglected beside it). Unlike the manifold
+    density it counts how far x lies off the decoder's manifold; it is a density on R^n, in nats per image."""
+    model.eval()
+    flow.eval()
+    chunk = max(1, batch_size // z.shape[1])
+    inv_sigma = sigma.flatten().double().reciprocal()
+    manifold, marginal = [], []
+    for i in range(0, len(z), chunk):
+        zc, xc = z[i:i + chunk], x[i:i + chunk]
+        jac = decoder_jacobians(model.decode, zc).double()
+        log_pz = flow.log_prob(zc).double()
+        resid = (xc.flatten(1).double() - model.decode(zc).flatten(1).double()) * inv_sigma
+        loglik = -0.5 * resid.pow(2).sum(1) + inv_sigma.log().sum() - 0.5 * resid.shape[1] * math.log(2 * math.pi)
+        manifold.append(log_pz - half_log_det_gram(jac))
+        marginal.append(loglik + log_pz + 0.5 * zc.shape[1] * math.log(2 * math.pi)
+                        - half_log_det_gram(jac * inv_sigma[:, None]))
+    return torch.cat(manifold), torch.cat(marginal)

@@ -12,8 +12,9 @@ RGB -> grey with ITU-R 601 luma weights, grey -> RGB by repetition). Each set is
 seeded generator (seed 0), kept in source order.
 
 Scores (SCORES; per image, float64): flow_logp = -log p(z) of the flow at the encoder mean z, recon_mse = the mean
-squared error per pixel of decode(z) on the [-0.5, 0.5] scale, pae_density = -(the PAE density, pae/eval/density.py),
-elbo = -ELBO (models with a posterior). Likelihood scores are in nats per image. A model with a posterior (VAE,
+squared error per pixel of decode(z) on the [-0.5, 0.5] scale, pae_density = -(the PAE density on the decoder
+manifold), pae_marginal = -(the PAE's Laplace-approximated marginal likelihood of the image, with the per-pixel sigma
+of validation residuals; both pae/eval/density.py), elbo = -ELBO (models with a posterior). Likelihood scores are in nats per image. A model with a posterior (VAE,
 beta-VAE, VAD) is encoded once per set (a VAD's test-time optimisation is slow) and the posterior mean is z for every
 score. Non-finite scores (a log-likelihood of -inf or NaN) become +-NONFINITE_SCORE so that they rank as the most
 (or, for +inf log-likelihoods, the least) out-of-distribution.
@@ -32,9 +33,10 @@ from torch import nn
 from tqdm import tqdm
 
 from pae.data.images import list_images, load_images
+from pae.data.loader import to_float
 from pae.data.store import open_dataset
 from pae.eval import generate
-from pae.eval.density import pae_log_density
+from pae.eval.density import pae_log_marginal
 from pae.flows import LatentFlow
 from pae.flows.latent_flow import log_probs
 from pae.io import PaeError, progress_kwargs
@@ -48,6 +50,8 @@ SCORES = {
     "flow_logp": "-log p(z): minus the flow's log-density at the encoder mean z (nats per image)",
     "recon_mse": "mean squared error per pixel of decode(z) against the image ([-0.5, 0.5] pixel scale)",
     "pae_density": "-(log p(z) - 1/2 log det J^T J): minus the PAE density on the decoder manifold (nats per image)",
+    "pae_marginal": "-log p(x): minus the PAE's marginal likelihood of the image, Laplace-approximated at z with the "
+                    "per-pixel sigma of validation residuals (nats per image)",
     "elbo": f"-ELBO with {ELBO_SAMPLES} posterior draws (nats per image; models with a posterior)",
 }
 NONFINITE_SCORE = 1e30  # what an infinite or NaN score becomes (NaN and +inf: +1e30, -inf: -1e30)
@@ -175,35 +179,51 @@ def build_sets(in_images: torch.Tensor, run_data: str | os.PathLike, ood_data: d
 
 
 def score_names(model: nn.Module, jacobian: bool) -> list[str]:
-    """The scores computed for `model`: pae_density only with the Jacobian, elbo only with a posterior."""
-    return [k for k in SCORES if (k != "pae_density" or jacobian) and (k != "elbo" or hasattr(model, "posterior"))]
+    """The scores computed for `model`: pae_density and pae_marginal only with the Jacobian, elbo only with a
+    posterior."""
+    return [k for k in SCORES if (k not in ("pae_density", "pae_marginal") or jacobian)
+            and (k != "elbo" or hasattr(model, "posterior"))]
 
 
-def pae_log_densities(model: nn.Module, flow: LatentFlow, z: torch.Tensor, device: torch.device,
-                      batch_size: int) -> torch.Tensor:
-    """The PAE density of every latent (N,), `batch_size` latents at a time on `device`; float64 on the CPU."""
-    return torch.cat([pae_log_density(model, flow, z[i:i + batch_size].to(device), batch_size).cpu()
-                      for i in tqdm(range(0, len(z), batch_size), desc="decoder Jacobians", **progress_kwargs())])
+def pae_log_densities(model: nn.Module, flow: LatentFlow, z: torch.Tensor, images: torch.Tensor, sigma: torch.Tensor,
+                      device: torch.device, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The PAE manifold density and marginal likelihood of every image (N,) (pae.eval.density.pae_log_marginal),
+    `batch_size` at a time on `device`; float64 on the CPU."""
+    parts = [pae_log_marginal(model, flow, z[i:i + batch_size].to(device),
+                              to_float(images[i:i + batch_size]).to(device), sigma.to(device), batch_size)
+             for i in tqdm(range(0, len(z), batch_size), desc="decoder Jacobians", **progress_kwargs())]
+    return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
 
 
 def image_scores(model: nn.Module, flow: LatentFlow, images: torch.Tensor, device: torch.device,
-                 batch_size: int = 250, jacobian: bool = True) -> dict[str, torch.Tensor]:
+                 batch_size: int = 250, jacobian: bool = True, sigma: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
     """The scores of score_names(model, jacobian) for uint8 images (N, C, H, W): name -> (N,) float64 on the CPU,
-    higher = more OoD, possibly non-finite (see finite_scores). Model and flow on `device`."""
+    higher = more OoD, possibly non-finite (see finite_scores). Model and flow on `device`. sigma: the per-pixel
+    likelihood sigma (C, H, W) of pae_marginal (needed with jacobian)."""
     model.eval()
-    if hasattr(model, "posterior"):  # VAE, beta-VAE, VAD: the posterior once (a VAD optimises it), its mean as z
-        params = generate.posterior_params(model, images, device, batch_size)
-        z = model.posterior.mean(params)
-    else:
-        params, z = None, generate.encode_images(model, images, device, batch_size)
+    z, params = latents(model, images, device, batch_size)
     scores = {"flow_logp": -log_probs(flow, z, batch_size).double(),
               "recon_mse": generate.reconstruction_errors(model, images, z, device, batch_size).double()}
     if jacobian:
-        scores["pae_density"] = -pae_log_densities(model, flow, z, device, batch_size)
+        if sigma is None:
+            raise ValueError("the pae_marginal score needs the per-pixel sigma")
+        manifold, marginal = pae_log_densities(model, flow, z, images, sigma, device, batch_size)
+        scores["pae_density"], scores["pae_marginal"] = -manifold, -marginal
     if params is not None:
         terms = generate.elbo(model, images, params, device, samples=ELBO_SAMPLES, batch_size=batch_size)
         scores["elbo"] = -terms["elbo"].double()
     return scores
+
+
+def latents(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(z, posterior params or None): the encoder's latent of an AE; for a VAE, beta-VAE or VAD the posterior once
+    (a VAD optimises it) and its mean as z."""
+    if hasattr(model, "posterior"):
+        params = generate.posterior_params(model, images, device, batch_size)
+        return model.posterior.mean(params), params
+    return generate.encode_images(model, images, device, batch_size), None
 
 
 def finite_scores(scores: torch.Tensor) -> torch.Tensor:

@@ -26,14 +26,17 @@ from pathlib import Path
 import torch
 
 from pae.data.store import open_dataset
-from pae.eval.ood import (NONFINITE_SCORE, SCORES, ImageSet, build_sets, finite_scores, image_scores, metrics_table,
-                          score_names)
+from pae.eval.ood import (NONFINITE_SCORE, SCORES, ImageSet, build_sets, finite_scores, image_scores, latents,
+                          metrics_table, score_names)
+from pae.eval.posterior import residual_sigma
 from pae.flows import load_flow
 from pae.io import PaeError, atomic_path, write_json
 from pae.models import load_model
 from pae.train import distributed
 
 log = logging.getLogger(__name__)
+
+SIGMA_IMAGES = 2000  # validation images that estimate pae_marginal's per-pixel sigma
 
 
 def _write_scores(path: Path, sets: dict[str, ImageSet], scores: dict[str, dict[str, torch.Tensor]],
@@ -76,7 +79,12 @@ def ood(spec: dict, model_path: Path, flow_path: Path, data_path: Path, ood_data
                                   spec["max_images"])
     sets = {"in": in_set, **ood_sets}
     names = score_names(model, spec["jacobian"])
-    raw = {name: image_scores(model, flow, s.images, dev, spec["batch_size"], spec["jacobian"])
+    sigma = None
+    if spec["jacobian"]:  # pae_marginal's pixel sigma: validation residuals at the model's latents
+        val = data.split("val")[0][:SIGMA_IMAGES]
+        sigma = residual_sigma(model, val, latents(model, val, dev, spec["batch_size"])[0], dev)
+        log.info("pixel sigma of pae_marginal from %d validation images: median %.4f", len(val), sigma.median())
+    raw = {name: image_scores(model, flow, s.images, dev, spec["batch_size"], spec["jacobian"], sigma)
            for name, s in sets.items()}
     scores = {name: {k: finite_scores(v) for k, v in r.items()} for name, r in raw.items()}
     nonfinite = {name: {k: int((~torch.isfinite(v)).sum()) for k, v in r.items()} for name, r in raw.items()}

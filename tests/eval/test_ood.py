@@ -148,14 +148,27 @@ def test_ae_scores_are_the_stated_quantities_in_image_order():
                                   hidden=8)).eval()
     flow = _tiny_flow(3)
     images = torch.randint(0, 256, (7, 1, 8, 8), dtype=torch.uint8)
-    scores = image_scores(model, flow, images, torch.device("cpu"), batch_size=3)  # batches of 3, 3, 1
-    assert list(scores) == score_names(model, jacobian=True) == ["flow_logp", "recon_mse", "pae_density"]
+    sigma = torch.linspace(0.05, 0.2, 64).view(1, 8, 8)
+    scores = image_scores(model, flow, images, torch.device("cpu"), batch_size=3, sigma=sigma)  # batches of 3, 3, 1
+    assert list(scores) == score_names(model, jacobian=True) == ["flow_logp", "recon_mse", "pae_density",
+                                                                 "pae_marginal"]
     x = to_float(images)
     with torch.no_grad():
         z = model.encode(x)
         torch.testing.assert_close(scores["recon_mse"], (model.decode(z) - x).pow(2).flatten(1).mean(1).double())
         torch.testing.assert_close(scores["flow_logp"], -flow.log_prob(z).double())
     torch.testing.assert_close(scores["pae_density"], -pae_log_density(model, flow, z))
+    # the Laplace marginal, term by term with an explicit Jacobian: Gaussian log-likelihood + log p(z) + d/2 log 2pi
+    # - 1/2 log det(J^T S^-1 J)
+    s = sigma.flatten().double()
+    for i in range(len(x)):
+        jac = torch.autograd.functional.jacobian(lambda v: model.decode(v[None]).flatten(), z[i]).double()
+        with torch.no_grad():
+            resid = (x[i].flatten() - model.decode(z[i:i + 1]).flatten()).double()
+            loglik = torch.distributions.Normal(0.0, s).log_prob(resid).sum()
+            expected = loglik + flow.log_prob(z[i:i + 1]).double()[0] + 1.5 * math.log(2 * math.pi) \
+                - 0.5 * torch.logdet((jac / s[:, None]).T @ (jac / s[:, None]))
+        torch.testing.assert_close(scores["pae_marginal"][i], -expected, rtol=1e-5, atol=1e-6)
     assert "pae_density" not in image_scores(model, flow, images, torch.device("cpu"), jacobian=False)
 
 
@@ -167,8 +180,9 @@ def test_a_vad_is_optimised_once_per_set_and_scored_with_its_elbo():
     infer = model.infer
     model.infer = lambda x, mask=None: calls.append(len(x)) or infer(x, mask)
     images = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
-    scores = image_scores(model, _tiny_flow(3), images, torch.device("cpu"), batch_size=16)
+    scores = image_scores(model, _tiny_flow(3), images, torch.device("cpu"), batch_size=16,
+                          sigma=torch.full((1, 8, 8), 0.1))
     assert calls == [6]  # one test-time optimisation of the whole set, reused by every score
-    assert list(scores) == ["flow_logp", "recon_mse", "pae_density", "elbo"]
+    assert list(scores) == ["flow_logp", "recon_mse", "pae_density", "pae_marginal", "elbo"]
     assert all(v.shape == (6,) and torch.isfinite(v).all() for v in scores.values())
     assert (scores["elbo"] > 0).all()  # -ELBO of 64 Gaussian pixels (sigma 0.1) far from a 3-step fit: positive

@@ -80,7 +80,7 @@ def test_ae_end_to_end_detects_inverted_images(trained_ae, synthetic_h5, tmp_pat
 
     result = json.loads(out.read_text())
     sets = {"blobs", "inverted", "hflip", "vflip", "folder:pngs"}
-    scores = {"flow_logp", "recon_mse", "pae_density"}  # no elbo: an AE has no posterior
+    scores = {"flow_logp", "recon_mse", "pae_density", "pae_marginal"}  # no elbo: an AE has no posterior
     assert set(result["sets"]) == set(result["metrics"]) == sets and set(result["scores"]) == scores
     assert result["in_distribution"] == {"dataset": str(synthetic_h5), "source": f"{synthetic_h5} (test split)",
                                          "n": 30, "n_available": 40, "nonfinite": dict.fromkeys(scores, 0)}
@@ -95,7 +95,7 @@ def test_ae_end_to_end_detects_inverted_images(trained_ae, synthetic_h5, tmp_pat
     assert result["metrics"]["inverted"]["recon_mse"]["auroc"]["value"] > 0.9
 
     rows = _rows(scores_out)
-    assert list(rows[0]) == ["set", "index", "flow_logp", "recon_mse", "pae_density"]
+    assert list(rows[0]) == ["set", "index", "flow_logp", "recon_mse", "pae_density", "pae_marginal"]
     assert Counter(r["set"] for r in rows) == {"in": 30, **{s: result["sets"][s]["n"] for s in sets}}
     index = {s: [int(r["index"]) for r in rows if r["set"] == s] for s in ("in", "hflip", "vflip")}
     assert index["in"] == index["hflip"] == index["vflip"] == sorted(set(index["in"]))  # flips pair up with "in"

@@ -86,7 +86,8 @@ def _check_evaluation_battery(res: Path):
     assert all(r["fid"] == "" for r in tables["samplers"])  # no Inception weights on test machines: no FID
 
     ood = {(r["ood_set"], r["score"]): r for r in tables["ood"]}
-    assert set(ood) == {(s, k) for s in ("mnist", "hflip", "vflip") for k in ("flow_logp", "recon_mse", "pae_density")}
+    assert set(ood) == {(s, k) for s in ("mnist", "hflip", "vflip") for k in ("flow_logp", "recon_mse", "pae_density",
+                                                                               "pae_marginal")}
     for r in ood.values():
         assert 0 <= float(r["auroc_low"]) <= float(r["auroc"]) <= float(r["auroc_high"]) <= 1
     assert float(ood["mnist", "recon_mse"]["auroc"]) > 0.7  # MNIST digits are far from clothing even here (0.86)
