@@ -97,11 +97,15 @@ def test_tiny_workflow_through_slurm_profile(slurm_workflow):
     assert len(a) == len(b) == 1
     for key in ("run", "dataset", "model", "latent_dim", "seed", "epochs", "flow_epochs"):
         assert a[0][key] == b[0][key]
-    for key in ("recon_mse", "val_mse", "flow_val_logp", "flow_test_logp", "domain_fd_pae_T1",
-                "auroc_mnist_recon_mse", "auroc_vflip_pae_density"):
+    for key in ("recon_mse", "val_mse", "flow_val_logp", "flow_test_logp"):
         # Same seeds, data and thread counts: equal up to float32 summation order (a 1.5e-5 relative difference in
         # val_mse was seen once, with other jobs of the DAG sharing the machine).
         assert float(b[0][key]) == pytest.approx(float(a[0][key]), rel=1e-4), key
+    # The domain FD also goes through a separately trained classifier, which amplifies those differences (7.5e-4
+    # relative seen); AUROCs are rank statistics.
+    assert float(b[0]["domain_fd_pae_T1"]) == pytest.approx(float(a[0]["domain_fd_pae_T1"]), rel=1e-2)
+    for key in ("auroc_mnist_recon_mse", "auroc_vflip_pae_density"):
+        assert float(b[0][key]) == pytest.approx(float(a[0][key]), abs=2e-3), key
     wa = torch_load(local / "results" / "tiny" / RUN / "model" / "model.pt", "model")["state_dict"]
     wb = torch_load(remote / "results" / "tiny" / RUN / "model" / "model.pt", "model")["state_dict"]
     for k in wa:
