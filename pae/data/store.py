@@ -136,3 +136,10 @@ def open_dataset(path: str | os.PathLike, verify: bool = True) -> Dataset:
     attrs["classes"] = json.loads(attrs["classes"])
     return Dataset(path, torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)),
                    {s: torch.from_numpy(idx.astype(np.int64)) for s, idx in splits.items()}, attrs)
+
+
+def pick(n: int, max_images: int, seed: int = 0) -> torch.Tensor:
+    """The positions of at most `max_images` of `n` items, drawn with a seeded generator, in increasing order."""
+    if n <= max_images:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_images].sort().values

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from pae.data.images import list_images, load_images
 from pae.data.loader import to_float
-from pae.data.store import open_dataset
+from pae.data.store import open_dataset, pick  # noqa: F401 (pick: part of this module's API)
 from pae.eval import generate
 from pae.eval.density import pae_log_marginal
 from pae.flows import LatentFlow
@@ -100,13 +100,6 @@ class ImageSet:
     index: torch.Tensor
     n_available: int
     source: str
-
-
-def pick(n: int, max_images: int, seed: int = 0) -> torch.Tensor:
-    """The positions of at most `max_images` of `n` items, drawn with a seeded generator, in increasing order."""
-    if n <= max_images:
-        return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_images].sort().values
 
 
 def capped(images: torch.Tensor, max_images: int, source: str) -> ImageSet:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-
 from pae.data.latents import split_with_latents
-from pae.data.store import open_dataset
+from pae.data.store import open_dataset, pick
 from pae.eval.impute import impute_sweep
 from pae.eval.posterior import residual_sigma
 from pae.flows import load_flow
@@ -35,7 +33,7 @@ def impute(spec: dict, model_path: Path, flow_path: Path, data_path: Path, laten
 
     test_images, _ = data.split("test")
     n = min(spec["n_images"], len(test_images))
-    items = torch.randperm(len(test_images), generator=torch.Generator().manual_seed(spec["seed"]))[:n].sort().values
+    items = pick(len(test_images), n, spec["seed"])
     trained_ratio = float(train_missing.get("ratio", 0.0))
     matched = trained_ratio > 0
     ratios = [trained_ratio] if matched else list(spec["ratios"])

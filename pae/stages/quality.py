@@ -30,8 +30,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from pae.data.latents import read_latents
-from pae.data.store import Dataset, open_dataset
+from pae.data.latents import split_with_latents
+from pae.data.store import Dataset, open_dataset, pick
 from pae.eval import fid as fid_lib
 from pae.eval.classifier import DomainClassifier, classifier_features, load_classifier, save_classifier
 from pae.eval.classifier import train_classifier as fit_classifier
@@ -93,14 +93,6 @@ def train_classifier(spec: dict, data_path: Path, out: Path, device: str) -> Non
              meta["test_accuracy"], meta["best_epoch"], meta["epochs"], meta["features"], meta["seconds"], out)
 
 
-def _subset(n_items: int, n: int, seed: int) -> torch.Tensor:
-    """Sorted positions of min(n, n_items) items drawn without replacement with `seed` (all of them, in order, when
-    n >= n_items)."""
-    if n >= n_items:
-        return torch.arange(n_items)
-    return torch.randperm(n_items, generator=torch.Generator().manual_seed(seed))[:n].sort().values
-
-
 @torch.no_grad()
 def _decode(model: torch.nn.Module, z: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
     return torch.cat([decode_to_uint8(model, z[i:i + batch_size], device) for i in range(0, len(z), batch_size)])
@@ -130,7 +122,7 @@ def _image_sets(model: torch.nn.Module, flow: LatentFlow, latent_dim: int, test_
             log.warning("%s: %d of %d flow samples are not finite", name, nonfinite[name], n)
         yield name, _decode(model, z, device, bs)
     yield "reconstructions", _decode(model, test_z, device, bs)
-    yield "train_vs_test", train_images[_subset(len(train_images), n, seed + 1)]
+    yield "train_vs_test", train_images[pick(len(train_images), n, seed + 1)]
 
 
 def _inception(spec: dict, device: torch.device) -> tuple[torch.nn.Module | None, str | None, str | None]:
@@ -148,16 +140,13 @@ def _inception(spec: dict, device: torch.device) -> tuple[torch.nn.Module | None
 
 
 def _check_inputs(data: Dataset, mspec: ModelSpec, model_path: Path, cmeta: dict, classifier: DomainClassifier,
-                  classifier_path: Path, test_z: torch.Tensor, n_test: int, latents_path: Path) -> None:
+                  classifier_path: Path) -> None:
     shape = tuple(data.image_shape)
     if shape != tuple(mspec.image_shape):
         raise PaeError(f"{data.path}: images of shape {shape}, but {model_path} expects {tuple(mspec.image_shape)}")
     if cmeta.get("dataset_sha256") != data.attrs["sha256"] or tuple(classifier.config["image_shape"]) != shape:
         raise PaeError(f"{classifier_path}: trained on another dataset than {data.path} (sha256 "
                        f"{cmeta.get('dataset_sha256')} vs {data.attrs['sha256']}); rerun the train_classifier stage")
-    if len(test_z) != n_test:
-        raise PaeError(f"{latents_path}: {len(test_z)} test latents but {data.path} has {n_test} test images; rerun "
-                       "the encode stage")
 
 
 def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_path: Path, classifier_path: Path,
@@ -171,13 +160,11 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
         classifier, cmeta = load_classifier(classifier_path, dev)
         inception, weights_file, fid_unavailable = _inception(spec, dev)
     data = open_dataset(data_path)
-    test_images, _ = data.split("test")
-    test_z, _ = read_latents(latents_path, "test")
-    _check_inputs(data, mspec, model_path, cmeta, classifier, classifier_path, test_z, len(test_images),
-                  latents_path)
+    test_images, test_z = split_with_latents(latents_path, data, "test")
+    _check_inputs(data, mspec, model_path, cmeta, classifier, classifier_path)
     n, seed, bs = spec["n_samples"], spec["seed"], spec["batch_size"]
-    pick = _subset(len(test_images), n, seed)
-    real = test_images[pick]
+    chosen = pick(len(test_images), n, seed)
+    real = test_images[chosen]
 
     extractors: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
         "domain_fd": lambda images: classifier_features(classifier, images, dev, bs)}
@@ -186,7 +173,7 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
     real_features = {key: extract(real) for key, extract in extractors.items()}
     results: dict[str, dict] = {key: {} for key in extractors}
     n_generated, nonfinite = {}, {}
-    sets = _image_sets(model, flow, mspec.latent_dim, test_z[pick], data.split("train")[0], spec, dev, nonfinite)
+    sets = _image_sets(model, flow, mspec.latent_dim, test_z[chosen], data.split("train")[0], spec, dev, nonfinite)
     for name, images in sets:
         n_generated[name] = len(images)
         for key, extract in extractors.items():
