@@ -84,6 +84,8 @@ def resolve(config: dict[str, Any] | None, source: str = "config", validate: boo
     if errors and validate:
         lines = [f"  - {_where(e)}: {e.message}" for e in errors]
         raise PaeError(f"{source}: invalid configuration:\n" + "\n".join(lines))
+    if validate:
+        runs(resolved, source)  # the grid's blocks and run ids, checked before any job starts
     return resolved
 
 
@@ -100,6 +102,71 @@ def load(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
         raise PaeError(f"{path}: expected a mapping of config keys at the top level")
     config.update(overrides or {})
     return resolve(config, source=str(path))
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, nested mappings merged key by key."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _merge(base[key], value) if both else copy.deepcopy(value)
+    return out
+
+
+GRID_KEYS = ("models", "latent_sizes", "seeds", "train", "flow")
+
+
+def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str, Any]]:
+    """The blocks of a resolved config's grid (one block of every dataset when `grid` is null), each with its own
+    models, latent sizes, seeds and complete `train` and `flow` sections (the block's overrides merged over the
+    top-level ones and validated)."""
+    blocks = config.get("grid")
+    if blocks is None:
+        blocks = [{"datasets": list(config["datasets"])}]
+    validator = _with_defaults(jsonschema.Draft202012Validator)(_schema())
+    out = []
+    for i, block in enumerate(blocks):
+        where = f"{source}: grid[{i}]"
+        unknown = [d for d in block["datasets"] if d not in config["datasets"]]
+        if unknown:
+            raise PaeError(f"{where}.datasets: {unknown} have no entry in `datasets` (add e.g. `{unknown[0]}: {{}}` "
+                           "there)")
+        sub = {k: copy.deepcopy(block.get(k, config[k])) for k in ("models", "latent_sizes", "seeds")}
+        sub.update(train=_merge(config["train"], block.get("train") or {}),
+                   flow=_merge(config["flow"], block.get("flow") or {}))
+        errors = sorted(validator.iter_errors(sub), key=lambda e: list(e.absolute_path))
+        if errors:
+            lines = [f"  - {_where(e)}: {e.message}" for e in errors]
+            raise PaeError(f"{where}: invalid configuration (the block merged over the top-level keys):\n"
+                           + "\n".join(lines))
+        out.append({"datasets": list(block["datasets"]), **{k: sub[k] for k in GRID_KEYS}})
+    return out
+
+
+def runs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, Any]]:
+    """Every run of a resolved config, by id ({dataset}-{model}-z{latent}-s{seed}, also its folder name): its grid
+    coordinates, `train` and `flow` sections and training missingness. With eval.impute.matched each also has runs
+    trained with missing pixels at every ratio x mode ("...-miss0.5-fixed"), which only the imputation sweep
+    evaluates (against the missingness they were trained with)."""
+    impute = config["eval"]["impute"]
+    missing = [{"ratio": r, "mode": m} for r in impute["ratios"] for m in impute["modes"]] if impute["matched"] else []
+    out: dict[str, dict[str, Any]] = {}
+    for i, block in enumerate(grid_blocks(config, source)):
+        for d in block["datasets"]:
+            for m in block["models"]:
+                for z in block["latent_sizes"]:
+                    for s in block["seeds"]:
+                        base = f"{d}-{m}-z{z}-s{s}"
+                        if base in out:
+                            raise PaeError(f"{source}: grid[{i}] repeats run {base} of an earlier block (each "
+                                           "dataset x model x latent size x seed may appear once)")
+                        for miss in [None, *missing]:
+                            run = base if miss is None else f"{base}-miss{miss['ratio']:g}-{miss['mode']}"
+                            out[run] = {"run": run, "dataset": d, "model": m, "latent_dim": z, "seed": s,
+                                        "missing": miss or block["train"]["missing"],
+                                        "matched_imputation": miss is not None,
+                                        "train": block["train"], "flow": block["flow"]}
+    return out
 
 
 # Per-dataset keys that only some datasets use (the MNIST-type datasets have no image_size).

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pae.config import load, resolve
+from pae.config import load, resolve, runs
 from pae.io import PaeError
 from tests.helpers import REPO, run_pae
 
@@ -84,3 +84,53 @@ def test_schema_choices_match_the_registries():
     assert set(train["likelihood"]["properties"]["kind"]["enum"]) == set(LIKELIHOODS)
     assert set(train["posterior"]["enum"]) == set(POSTERIORS)
     assert set(props["flow"]["properties"]["kind"]["enum"]) == set(FLOWS)
+
+
+def test_runs_without_grid_are_the_cross_product():
+    cfg = resolve({"datasets": {"fashion_mnist": {}, "mnist": {}}, "models": ["ae", "vae"], "latent_sizes": [4],
+                   "seeds": [0, 1], "train": {"epochs": 3}})
+    got = runs(cfg)
+    assert len(got) == 8 and "mnist-vae-z4-s1" in got
+    assert all(r["train"] == cfg["train"] and r["flow"] == cfg["flow"] for r in got.values())
+    assert not any(r["matched_imputation"] for r in got.values())
+
+
+def test_grid_blocks_override_sizes_models_and_training():
+    cfg = resolve({"datasets": {"fashion_mnist": {}, "mnist": {}}, "models": ["ae", "vae"], "seeds": [0],
+                   "train": {"epochs": 7, "likelihood": {"kind": "gaussian_learned"}},
+                   "grid": [{"datasets": ["fashion_mnist"], "latent_sizes": [4, 128]},
+                            {"datasets": ["mnist"], "latent_sizes": [10], "models": ["vad"], "seeds": [3],
+                             "train": {"epochs": 2, "likelihood": {"sigma": 0.3}}, "flow": {"kind": "maf"}}]})
+    got = runs(cfg)
+    assert sorted(got) == ["fashion_mnist-ae-z128-s0", "fashion_mnist-ae-z4-s0", "fashion_mnist-vae-z128-s0",
+                           "fashion_mnist-vae-z4-s0", "mnist-vad-z10-s3"]
+    mnist = got["mnist-vad-z10-s3"]
+    # nested overrides merge key by key: the top-level likelihood kind stays, the block's sigma is added
+    assert mnist["train"]["epochs"] == 2 and mnist["train"]["likelihood"] == {
+        "kind": "gaussian_learned", "sigma": 0.3, "beta_nll": 0.0}
+    assert mnist["flow"]["kind"] == "maf" and mnist["flow"]["layers"] == cfg["flow"]["layers"]
+    assert got["fashion_mnist-ae-z4-s0"]["train"] == cfg["train"]
+
+
+def test_grid_with_matched_imputation_adds_runs_per_block():
+    cfg = resolve({"datasets": {"mnist": {}}, "seeds": [0],
+                   "grid": [{"datasets": ["mnist"], "latent_sizes": [8]}],
+                   "eval": {"impute": {"matched": True, "ratios": [0.5], "modes": ["fixed"]}}})
+    got = runs(cfg)
+    assert sorted(got) == ["mnist-ae-z8-s0", "mnist-ae-z8-s0-miss0.5-fixed"]
+    assert got["mnist-ae-z8-s0-miss0.5-fixed"]["missing"] == {"ratio": 0.5, "mode": "fixed"}
+
+
+@pytest.mark.parametrize("grid, what", [
+    ([{"datasets": ["mnist"]}], "grid[0].datasets: ['mnist'] have no entry in `datasets`"),
+    ([{"datasets": ["fashion_mnist"], "train": {"epochs": 0}}], "train.epochs: 0 is less than the minimum"),
+    ([{"datasets": ["fashion_mnist"], "flow": {"kind": "glow"}}], "flow.kind: 'glow' is not one of"),
+    ([{"datasets": ["fashion_mnist"]}, {"datasets": ["fashion_mnist"], "latent_sizes": [8]}],
+     "grid[1] repeats run fashion_mnist-ae-z8-s0"),
+    ([{"datasets": ["fashion_mnist"], "models": ["gan"]}], "grid.0.models.0: 'gan' is not one of"),
+    ([{"models": ["ae"]}], "'datasets' is a required property"),
+])
+def test_bad_grid_is_caught_before_any_job(grid, what):
+    with pytest.raises(PaeError) as e:
+        resolve({"grid": grid})
+    assert what in str(e.value)

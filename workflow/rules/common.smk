@@ -56,21 +56,8 @@ def ood_datasets(dataset):
 
 DATA_KEYS = {_data_key(d): d for d in {*config["datasets"], *(o for d in config["datasets"] for o in ood_datasets(d))}}
 
-# One run = dataset x model x latent size x seed; its id is also its folder name. With eval.impute.matched, each also
-# has runs trained with missing pixels at every ratio x mode ("...-miss0.5-fixed"), which only the imputation sweep
-# evaluates (against the missingness they were trained with).
-IMPUTE = config["eval"]["impute"]
-MISSING = [{"ratio": r, "mode": m} for r in IMPUTE["ratios"] for m in IMPUTE["modes"]] if IMPUTE["matched"] else []
-RUNS = {}
-for d in config["datasets"]:
-    for m in config["models"]:
-        for z in config["latent_sizes"]:
-            for s in config["seeds"]:
-                base = f"{d}-{m}-z{z}-s{s}"
-                for miss in [None, *MISSING]:
-                    run = base if miss is None else f"{base}-miss{miss['ratio']:g}-{miss['mode']}"
-                    RUNS[run] = {"run": run, "dataset": d, "model": m, "latent_dim": z, "seed": s,
-                                 "missing": miss or config["train"]["missing"], "matched_imputation": miss is not None}
+# One run = dataset x model x latent size x seed (per grid block), plus the matched-imputation runs: pae.config.runs.
+RUNS = pae.config.runs(config)
 MAIN_RUNS = [run for run, spec in RUNS.items() if not spec["matched_imputation"]]
 
 
@@ -161,7 +148,7 @@ def dataset_spec(wildcards):
 
 def train_spec(wildcards):
     run = RUNS[wildcards.run]
-    spec = {**config["train"], "model": run["model"], "latent_dim": run["latent_dim"], "seed": run["seed"],
+    spec = {**run["train"], "model": run["model"], "latent_dim": run["latent_dim"], "seed": run["seed"],
             "missing": run["missing"]}
     return json.dumps(spec, sort_keys=True)
 
@@ -175,7 +162,8 @@ def run_seed(wildcards):
 
 
 def flow_spec(wildcards):
-    return json.dumps({**config["flow"], "seed": RUNS[wildcards.run]["seed"]}, sort_keys=True)
+    run = RUNS[wildcards.run]
+    return json.dumps({**run["flow"], "seed": run["seed"]}, sort_keys=True)
 
 
 def eval_spec(section=None):
