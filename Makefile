@@ -1,6 +1,7 @@
 # The project's two commands (see README.md):
 #   make demo   create .venv if needed, install pae, run the default pipeline (real Fashion-MNIST, CPU, ~30 min)
 #   make test   create/reuse .venv, run the test suite (unit and integration tests)
+#   make example-report   the smoke grid and its report, copied to docs/example-report/
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ CORES ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST_ARGS ?=
 SNAKEMAKE_ARGS ?=
 
-.PHONY: demo test venv clean-venv
+.PHONY: demo test example-report venv clean-venv
 
 venv: $(VENV)/.installed
 
@@ -30,6 +31,12 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/default.yaml $(SNAKEMAKE_ARGS)
 	@echo "done: table results/default/tables/runs.csv, figures results/default/figures/"
+
+# The smoke grid (configs/smoke.yaml: the paper grid's shape on 2 CPU cores) and its report copied to
+# docs/example-report/ (report.md, tables, the figures it shows), the committed example.
+example-report: venv
+	$(BIN)/snakemake --cores $(CORES) --configfile configs/smoke.yaml $(SNAKEMAKE_ARGS)
+	$(BIN)/python -m pae export-report results/smoke/report.md docs/example-report
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -145,10 +145,16 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="tables and figures of an experiment")
     s.add_argument("--manifest", type=_json, required=True, help='{"runs": [{"run", "dataset", ..., "files"}]}')
-    s.add_argument("--tables-dir", type=Path, required=True, help="runs.csv, samplers.csv, ood.csv, posterior.csv, "
-                   "impute.csv")
+    s.add_argument("--tables-dir", type=Path, required=True, help="runs.csv, table1.csv, table2.csv, samplers.csv, "
+                   "ood.csv, posterior.csv, impute.csv")
     s.add_argument("--figures-dir", type=Path, required=True)
-    s.set_defaults(run=lambda a, st: st.report(a.manifest, a.tables_dir, a.figures_dir))
+    s.add_argument("--report", type=Path, help="report.md to write (tables and figures with the papers' values)")
+    s.set_defaults(run=lambda a, st: st.report(a.manifest, a.tables_dir, a.figures_dir, a.report))
+
+    s = sub.add_parser("export-report", help="copy a report.md with its tables and the figures it shows")
+    s.add_argument("report", type=Path, help="results/{exp}/report.md")
+    s.add_argument("dest", type=Path, help="folder to (re)create, e.g. docs/example-report")
+    s.set_defaults(run=lambda a, st: print(f"wrote {len(st.export_report(a.report, a.dest))} files to {a.dest}"))
 
     s = sub.add_parser("check-config", help="validate a config file and print it with defaults filled in")
     s.add_argument("configfile", type=Path)

@@ -1,1 +1,3 @@
-"""Report: the runs table (CSV) and the figures of an experiment, from the files the other stages wrote."""
+"""Report: the tables (CSV), figures and report.md of an experiment, from the files the other stages wrote."""
+
+TABLES = ("runs", "table1", "table2", "samplers", "ood", "posterior", "impute")  # results/{exp}/tables/{name}.csv

@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from pae.io import PaeError, atomic_path, read_json  # noqa: E402
+from pae.report.summary import over_seeds  # noqa: E402
 
 
 def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
@@ -139,26 +140,114 @@ def roc_figure(run: dict, path: str | os.PathLike) -> None:
     _save(fig, Path(path))
 
 
+def _model_lines(rows: list[dict]) -> dict[tuple, list[dict]]:
+    lines: dict[tuple, list[dict]] = {}
+    for r in rows:
+        lines.setdefault((r["model"], r["latent_dim"]), []).append(r)
+    return lines
+
+
+def _band(ax, x, rows, metric, **style):
+    """A line of `metric` (mean over seeds) with its interval as a band; points without a value are skipped."""
+    pts = [(xi, r) for xi, r in zip(x, rows) if r.get(metric) is not None]
+    if not pts:
+        return None
+    xs = [p[0] for p in pts]
+    line, = ax.plot(xs, [p[1][metric] for p in pts], marker="o", ms=3, **style)
+    low = [p[1].get(f"{metric}_low") for p in pts]
+    high = [p[1].get(f"{metric}_high") for p in pts]
+    if all(v is not None and np.isfinite(v) for v in low + high):
+        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15, lw=0)
+    return line
+
+
 def temperature_figure(rows: list[dict], path: str | os.PathLike) -> None:
-    """Distance of PAE samples to the test images vs the flow temperature T, a line per run, the N(0, I) sampler and
-    the train-vs-test floor as horizontal lines; the domain FD, and the FID beside it when it was computed."""
+    """Distance of PAE samples to the test images vs the flow temperature T (mean over seeds, with its interval), a
+    line per model and latent size, a panel per dataset (and metric: domain FD, and FID when it was computed); the
+    N(0, I) sampler dashed and the train-vs-test floor dotted. `rows`: samplers.csv rows."""
     metrics = ["domain_fd"] + (["fid"] if any(r["fid"] is not None for r in rows) else [])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
-    runs = list(dict.fromkeys(r["run"] for r in rows))
-    for ax, metric in zip(axes[0], metrics):
-        for run in runs:
-            mine = [r for r in rows if r["run"] == run]
-            pae = sorted((r for r in mine if r["temperature"] is not None), key=lambda r: r["temperature"])
-            line, = ax.plot([r["temperature"] for r in pae], [r[metric] for r in pae], marker="o", ms=3, label=run)
-            ax.fill_between([r["temperature"] for r in pae], [r[f"{metric}_low"] for r in pae],
-                            [r[f"{metric}_high"] for r in pae], color=line.get_color(), alpha=0.15, lw=0)
-            for r in mine:
-                if r["set"] in ("prior", "train_vs_test"):
-                    ax.axhline(r[metric], color=line.get_color(), lw=0.8, ls="--" if r["set"] == "prior" else ":")
+    summary = over_seeds(rows, ("dataset", "model", "latent_dim", "set", "temperature"), tuple(metrics))
+    datasets = sorted({r["dataset"] for r in summary})
+    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(5.5 * len(datasets), 4 * len(metrics)),
+                             squeeze=False)
+    for i, metric in enumerate(metrics):
         label = "domain Fréchet distance (classifier features; not FID)" if metric == "domain_fd" else "FID"
-        ax.set(xlabel="flow temperature T", ylabel=label, yscale="log",
-               title=f"{label.split(' (')[0]}: PAE samples vs T\n(dashed: z ~ N(0, I); dotted: train-vs-test floor)")
+        for ax, dataset in zip(axes[i], datasets):
+            mine = [r for r in summary if r["dataset"] == dataset]
+            for (model, z), rs in sorted(_model_lines(mine).items()):
+                pae = sorted((r for r in rs if r["temperature"] is not None), key=lambda r: r["temperature"])
+                line = _band(ax, [r["temperature"] for r in pae], pae, metric, label=f"{model} z{z}")
+                for r in rs:
+                    if line is not None and r["set"] in ("prior", "train_vs_test") and r[metric] is not None:
+                        ax.axhline(r[metric], color=line.get_color(), lw=0.8,
+                                   ls="--" if r["set"] == "prior" else ":")
+            ax.set(xlabel="flow temperature T", ylabel=label, yscale="log",
+                   title=f"{dataset}: PAE samples vs T\n(dashed: z ~ N(0, I); dotted: train-vs-test floor)")
+            ax.legend(fontsize=6)
+    _save(fig, Path(path))
+
+
+def latent_figure(table1_rows: list[dict], path: str | os.PathLike) -> None:
+    """Table 1 against the latent size, a panel column per dataset: the distance of PAE samples (T = 1, solid) and of
+    N(0, I) samples (dashed) to the test images, a line per model (domain FD; FID in a further row when computed),
+    and the reconstruction MSE. Means over seeds with their intervals."""
+    metrics = ["domain_fd"] + (["fid"] if any(r.get("fid_pae_T1") is not None for r in table1_rows) else [])
+    datasets = sorted({r["dataset"] for r in table1_rows})
+    fig, axes = plt.subplots(len(metrics) + 1, len(datasets), figsize=(5 * len(datasets), 3.6 * (len(metrics) + 1)),
+                             squeeze=False)
+    for j, dataset in enumerate(datasets):
+        mine = [r for r in table1_rows if r["dataset"] == dataset]
+        models = sorted({r["model"] for r in mine})
+        for i, metric in enumerate(metrics):
+            ax = axes[i, j]
+            for model in models:
+                rs = sorted((r for r in mine if r["model"] == model), key=lambda r: r["latent_dim"])
+                x = [r["latent_dim"] for r in rs]
+                line = _band(ax, x, rs, f"{metric}_pae_T1", label=f"{model}: PAE (flow) T=1")
+                _band(ax, x, rs, f"{metric}_prior", ls="--", label=f"{model}: N(0, I)",
+                      color=line.get_color() if line else None)
+            name = "domain FD (not FID)" if metric == "domain_fd" else "FID"
+            ax.set(xscale="log", yscale="log", xlabel="latent size", ylabel=name,
+                   title=f"{dataset}: {name} of samples vs latent size")
+            ax.legend(fontsize=6)
+        ax = axes[-1, j]
+        for model in models:
+            rs = sorted((r for r in mine if r["model"] == model), key=lambda r: r["latent_dim"])
+            _band(ax, [r["latent_dim"] for r in rs], rs, "recon_mse", label=model)
+        ax.set(xscale="log", yscale="log", xlabel="latent size", ylabel="test MSE per pixel",
+               title=f"{dataset}: reconstruction error vs latent size")
         ax.legend(fontsize=6)
+        for a in axes[:, j]:
+            a.set_xticks(sorted({r["latent_dim"] for r in mine}), [str(z) for z in sorted({r["latent_dim"]
+                                                                                          for r in mine})])
+    _save(fig, Path(path))
+
+
+def samples_figure(runs: list[dict], dataset: str, path: str | os.PathLike, n: int = 16) -> None:
+    """Sample grids of one dataset: a row per latent size, a column per model, each cell `n` PAE samples (the
+    flow at the evaluate stage's temperature) of the lowest seed's run; N(0, I) samples beside for models trained
+    with that prior (VAE, beta-VAE, VAD)."""
+    mine = [r for r in runs if r["dataset"] == dataset]
+    first: dict[tuple, dict] = {}
+    for r in sorted(mine, key=lambda r: r["seed"]):
+        first.setdefault((r["latent_dim"], r["model"]), r)
+    sizes = sorted({z for z, _ in first})
+    columns = [(m, kind) for m in dict.fromkeys(r["model"] for r in mine) for kind in
+               (("pae",) if m == "ae" else ("pae", "prior"))]
+    ncols = int(np.ceil(np.sqrt(n)))
+    fig, axes = plt.subplots(len(sizes), len(columns), figsize=(2.1 * len(columns), 2.3 * len(sizes)),
+                             squeeze=False)
+    for i, z in enumerate(sizes):
+        for j, (model, kind) in enumerate(columns):
+            ax = axes[i, j]
+            run = first.get((z, model))
+            if run is None:
+                ax.axis("off")
+                continue
+            s = _read_samples(run["files"]["samples"])
+            title = f"{model} + flow (T={s['temperature']:g})" if kind == "pae" else f"{model}: N(0, I)"
+            _show(ax, image_grid(s[kind][:n], ncols), f"z{z} {title}")
+    fig.suptitle(f"{dataset}: samples (lowest seed of each run)", fontsize=10)
     _save(fig, Path(path))
 
 

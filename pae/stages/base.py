@@ -18,8 +18,9 @@ from pae.data.store import open_dataset, write_dataset
 from pae.eval import generate
 from pae.flows import FlowSpec, fit_flow, load_flow, save_flow
 from pae.flows.latent_flow import log_probs, mean_log_prob
-from pae.io import PaeError, atomic_path, write_json
+from pae.io import PaeError, atomic_path, read_json, write_json
 from pae.models import load_model
+from pae.report import TABLES
 from pae.train import distributed, interrupt
 from pae.train.loop import TrainSpec, train
 
@@ -160,18 +161,21 @@ def check_config(path: Path) -> str:
     return yaml.safe_dump(load(path), sort_keys=False)
 
 
-TABLES = ("runs", "samplers", "ood", "posterior", "impute")  # results/{exp}/tables/{name}.csv
 
 
-def report(manifest: dict, tables_dir: Path, figures_dir: Path) -> None:
-    """The experiment's tables (pae/report/tables.py) and figures (pae/report/figures.py). Matched-imputation runs
-    (trained with missing pixels for the imputation sweep) appear in impute.csv only."""
-    from pae.report import figures, tables
+def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Path | None = None) -> None:
+    """The experiment's tables (pae/report/tables.py, summary.py), figures (pae/report/figures.py) and report.md
+    (pae/report/markdown.py). Matched-imputation runs (trained with missing pixels for the imputation sweep) appear
+    in impute.csv only."""
+    from pae.report import figures, markdown, summary, tables
 
     runs = manifest["runs"]
     main = [r for r in runs if not r.get("matched_imputation")]
+    refs = summary.load_references()
     rows = {"runs": tables.runs_table(main), "samplers": tables.samplers_table(main), "ood": tables.ood_table(main),
             "posterior": tables.posterior_table(main), "impute": tables.impute_table(runs)}
+    rows["table1"] = summary.table1(rows["runs"], rows["samplers"], refs)
+    rows["table2"] = summary.table2(rows["ood"], refs)
     for name in TABLES:
         tables.write_csv(Path(tables_dir) / f"{name}.csv", rows[name])
     figures_dir = Path(figures_dir)
@@ -179,7 +183,29 @@ def report(manifest: dict, tables_dir: Path, figures_dir: Path) -> None:
     for run in main:
         figures.roc_figure(run, figures_dir / f"{run['run']}_ood_roc.png")
         figures.posterior_figure(run, figures_dir / f"{run['run']}_posterior.png")
+    for dataset in dict.fromkeys(r["dataset"] for r in main):
+        figures.samples_figure(main, dataset, figures_dir / f"samples_{dataset}.png")
     figures.temperature_figure(rows["samplers"], figures_dir / "fd_vs_temperature.png")
+    figures.latent_figure(rows["table1"], figures_dir / "fd_vs_latent.png")
     figures.impute_figure(rows["impute"], figures_dir / "impute_mse_vs_ratio.png")
-    log.info("wrote %s (%s) for %d runs and figures in %s", tables_dir, ", ".join(f"{t}.csv" for t in TABLES),
-             len(main), figures_dir)
+    if report_path is not None:
+        markdown.write_report(report_path, manifest.get("experiment", Path(report_path).parent.name), rows, refs,
+                              figures_dir, _fid_note(main))
+    log.info("wrote %s (%s) for %d runs, figures in %s%s", tables_dir, ", ".join(f"{t}.csv" for t in TABLES),
+             len(main), figures_dir, f", {report_path}" if report_path else "")
+
+
+def _fid_note(runs: list[dict]) -> str:
+    """What report.md says about FID: computed, or why not (from fid.json)."""
+    reasons = {read_json(r["files"]["fid"]).get("fid_unavailable") for r in runs}
+    reasons.discard(None)
+    if not reasons:
+        return "FID was computed for every run."
+    return "FID was not computed: " + "; ".join(sorted(str(x) for x in reasons))
+
+
+def export_report(report_path: Path, dest: Path) -> list[Path]:
+    """Copy report.md with its tables and the figures it links to (the committed example report)."""
+    from pae.report import markdown
+
+    return markdown.export(report_path, dest)

@@ -6,6 +6,7 @@ import shlex
 import sys
 
 import pae.config
+from pae.report import TABLES as REPORT_TABLES
 from pae.io import PaeError
 
 try:
@@ -79,7 +80,7 @@ def pae_stage(rule, wildcards, stage, args, log, threads, resources):
 
 
 def all_targets():
-    return [f"{RES}/tables/runs.csv", f"{RES}/figures"]
+    return [f"{RES}/tables/runs.csv", f"{RES}/figures", f"{RES}/report.md"]
 
 
 def run_paths(run):
@@ -184,4 +185,5 @@ def report_inputs(wildcards):
 
 
 def report_manifest(wildcards):
-    return json.dumps({"runs": [{**spec, "files": run_paths(run)} for run, spec in RUNS.items()]}, sort_keys=True)
+    return json.dumps({"experiment": EXP, "runs": [{**spec, "files": run_paths(run)} for run, spec in RUNS.items()]},
+                      sort_keys=True)

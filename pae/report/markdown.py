@@ -1,0 +1,214 @@
+"""results/{exp}/report.md: the experiment's paper-style tables (pae/report/summary.py) and figures put together, with
+the papers' reference values beside ours, and `export`, which copies a report with only the files it shows (the
+committed example report, docs/example-report/)."""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import statistics
+from pathlib import Path
+
+from pae.io import PaeError, atomic_path
+from pae.report.summary import GROUP, over_seeds
+
+FIGURE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+
+
+def _num(v, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _cell(row: dict, name: str, digits: int = 4) -> str:
+    """value [low, high] (the interval only where there is one)."""
+    value, low, high = row.get(name), row.get(f"{name}_low"), row.get(f"{name}_high")
+    if value is None:
+        return "-"
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return _num(value, digits)
+    return f"{_num(value, digits)} [{_num(low, digits)}, {_num(high, digits)}]"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _figure(figures: Path, name: str, alt: str) -> str:
+    """A Markdown image link to figures/name when the report stage drew it (paths relative to report.md)."""
+    return f"![{alt}]({figures.name}/{name})" if (figures / name).exists() else f"({alt}: not drawn)"
+
+
+def _showcase(runs_rows: list[dict]) -> list[dict]:
+    """One run per dataset x model for the per-run figures: the largest latent size, the lowest seed."""
+    best: dict[tuple, dict] = {}
+    for r in runs_rows:
+        key = (r["dataset"], r["model"])
+        if key not in best or (r["latent_dim"], -r["seed"]) > (best[key]["latent_dim"], -best[key]["seed"]):
+            best[key] = r
+    return [best[k] for k in sorted(best)]
+
+
+def _quality_section(t1: list[dict], fid_note: str, figures: Path) -> list[str]:
+    has_fid = any(r["fid_pae_T1"] is not None for r in t1)
+    header = ["dataset", "model", "latent", "seeds", "recon MSE", "domain FD: PAE T=1", "PAE best T", "N(0, I)",
+              "reconstructions", "floor"]
+    header += ["FID: PAE T=1", "FID: N(0, I)"] if has_fid else []
+    header += ["paper FID (PAE)"]
+    rows = []
+    for r in t1:
+        row = [r["dataset"], r["model"], str(r["latent_dim"]), str(r["n_seeds"]), _cell(r, "recon_mse", 3),
+               _cell(r, "domain_fd_pae_T1", 3), f"{_cell(r, 'domain_fd_pae_best', 3)} (T={r['domain_fd_pae_best_T']})",
+               _cell(r, "domain_fd_prior", 3), _cell(r, "domain_fd_recon", 3), _cell(r, "domain_fd_floor", 2)]
+        row += [_cell(r, "fid_pae_T1", 3), _cell(r, "fid_prior", 3)] if has_fid else []
+        row += [_num(r["paper_fid"])]
+        rows.append(row)
+    datasets = sorted({r["dataset"] for r in t1})
+    return [
+        "## Sample quality and reconstruction (Table 1 style)", "",
+        "Reconstruction MSE per pixel on the test images ([-0.5, 0.5] pixel scale). Fréchet distances between "
+        "generated (or reconstructed) images and the test images: *domain FD* in the features of a classifier trained "
+        "on the dataset (not comparable with FID values), FID in Inception features. Samplers: the PAE (the flow on "
+        "the model's latents, base N(0, T^2 I)) at T = 1 and at its best T; N(0, I) through the decoder (the VAE's own "
+        "sampler); *floor* = training vs test images. " + fid_note, "",
+        table(header, rows), "",
+        _figure(figures, "fd_vs_latent.png", "distance and reconstruction error vs latent size"), "",
+        _figure(figures, "fd_vs_temperature.png", "distance vs flow temperature"), "",
+        *[_figure(figures, f"samples_{d}.png", f"samples, {d}") + "\n" for d in datasets],
+    ]
+
+
+def _ood_section(t2: list[dict], showcase: list[dict], figures: Path) -> list[str]:
+    scores = list(dict.fromkeys(r["score"] for r in t2))
+    groups: dict[tuple, dict] = {}
+    for r in t2:
+        groups.setdefault((*[r[k] for k in GROUP], r["ood_set"]), {})[r["score"]] = r
+    rows = []
+    for (dataset, model, z, ood_set), by_score in groups.items():
+        papers = [f"{r['paper_auroc']:g} ({s})" for s, r in by_score.items() if r["paper_auroc"] is not None]
+        rows.append([dataset, model, str(z), ood_set, str(next(iter(by_score.values()))["n_seeds"])]
+                    + [_cell(by_score[s], "auroc", 3) if s in by_score else "-" for s in scores]
+                    + [", ".join(papers) or "-"])
+    return [
+        "## Out-of-distribution detection (Table 2 style)", "",
+        "AUROC with the run's test images as in-distribution and each OoD set as positives (higher score = more "
+        "out-of-distribution). Scores: flow_logp = -log p(z) of the flow at the encoder's latent; recon_mse; "
+        "pae_density = -(log p(z) - 1/2 log det J^T J); pae_marginal = -log p(x) by Laplace's approximation; elbo = "
+        "-ELBO (models with a posterior). All intervals 95%.", "",
+        table(["dataset", "model", "latent", "OoD set", "seeds", *scores, "paper AUROC (score)"], rows), "",
+        *[_figure(figures, f"{r['run']}_ood_roc.png", f"ROC curves, {r['run']}") + "\n" for r in showcase],
+    ]
+
+
+def _posterior_section(posterior_rows: list[dict], showcase: list[dict], figures: Path) -> list[str]:
+    keys = (*GROUP, "corruption", "method")
+    summary = over_seeds(posterior_rows, keys, ("mse_missing", "mse_all", "coverage68_missing", "coverage95_missing",
+                                                "coverage95_all"))
+    rows = [[r["dataset"], r["model"], str(r["latent_dim"]), r["corruption"], r["method"], str(r["n_seeds"]),
+             _cell(r, "mse_missing", 3), _cell(r, "mse_all", 3), _cell(r, "coverage68_missing", 3),
+             _cell(r, "coverage95_missing", 3), _cell(r, "coverage95_all", 3)] for r in summary]
+    return [
+        "## Inpainting and denoising: posterior analysis", "",
+        "Latent posterior of corrupted test images under the flow prior: MAP, Laplace approximation and NUTS (on a "
+        "subset, see posterior.json). MSE of the MAP / posterior mean on the missing pixels and on all pixels; "
+        "coverage = fraction of true pixels inside the posterior predictive's central 68% / 95% interval.", "",
+        table(["dataset", "model", "latent", "corruption", "method", "seeds", "MSE missing", "MSE all",
+               "coverage 68% (missing)", "coverage 95% (missing)", "coverage 95% (all)"], rows), "",
+        *[_figure(figures, f"{r['run']}_posterior.png", f"posterior panels, {r['run']}") + "\n" for r in showcase],
+    ]
+
+
+def _impute_section(impute_rows: list[dict], figures: Path) -> list[str]:
+    ratios = sorted({r["test_ratio"] for r in impute_rows})
+    groups: dict[tuple, dict] = {}
+    for r in impute_rows:
+        groups.setdefault((*[r[k] for k in GROUP], r["train_missing"], r["method"]), {})[r["test_ratio"]] = r
+    rows = [[d, m, str(z), train, method, str(next(iter(by.values()))["n_seeds"])]
+            + [_cell({"v": by[x]["mse_missing"], "v_low": by[x]["mse_low"], "v_high": by[x]["mse_high"]}, "v", 3)
+               if x in by else "-" for x in ratios]
+            for (d, m, z, train, method), by in groups.items()]
+    return [
+        "## Missing-data imputation", "",
+        "MSE on the missing pixels of test images with pixels missing completely at random at ratio r: the model's "
+        "own inference (encoder, or the VAD's test-time optimisation) and the PAE's latent MAP under the flow prior. "
+        "`train` = clean (tested at every r) or the ratio/mode the run was trained with (tested at its own r).", "",
+        table(["dataset", "model", "latent", "train", "method", "seeds", *[f"r={x:g}" for x in ratios]], rows), "",
+        _figure(figures, "impute_mse_vs_ratio.png", "imputation MSE vs missing ratio"), "",
+    ]
+
+
+def _times_section(runs_rows: list[dict]) -> list[str]:
+    stages = [k[len("time_"):-len("_s")] for k in runs_rows[0] if k.startswith("time_")] if runs_rows else []
+    rows = []
+    for stage in stages:
+        secs = sorted(r[f"time_{stage}_s"] for r in runs_rows if r.get(f"time_{stage}_s") is not None)
+        if secs:
+            rows.append([stage, str(len(secs)), f"{statistics.median(secs):.1f}", f"{secs[-1]:.1f}",
+                         f"{sum(secs):.0f}"])
+    return ["## Stage wall times", "",
+            "From the snakemake benchmark files (benchmarks/{exp}/...); prepare counts a dataset once per run using it.",
+            "", table(["stage", "runs", "median s", "max s", "total s"], rows), ""]
+
+
+def _references_section(refs: list[dict]) -> list[str]:
+    lines = ["## Reference values", "",
+             "Values from the papers shown beside ours (pae/report/references.yaml); only values whose source was "
+             "checked are listed. Our runs differ from the papers' in training length and data where the config "
+             "says so; FID needs the Inception weights (README, \"The evaluation battery\").", ""]
+    for ref in refs:
+        where = ", ".join(f"{k} {ref[k]}" for k in ("dataset", "model", "latent_dim", "ood_set", "score") if k in ref)
+        lines.append(f"- {ref['table']}, {ref['metric']} = {ref['value']:g} ({where}): {ref.get('what', '')}. "
+                     f"Source: {' '.join(str(ref['source']).split())}")
+    return lines + [""]
+
+
+def write_report(path: str | os.PathLike, experiment: str, rows: dict[str, list[dict]], refs: list[dict],
+                 figures_dir: str | os.PathLike, fid_note: str) -> None:
+    """report.md from the tables' rows (runs, table1, table2, posterior, impute) and the figures already drawn."""
+    figures = Path(figures_dir)
+    runs_rows = rows["runs"]
+    grid = {k: sorted({str(r[k]) for r in runs_rows}, key=lambda s: (len(s), s)) for k in (*GROUP, "seed")}
+    showcase = _showcase(runs_rows)
+    lines = [f"# Experiment `{experiment}`: report", "",
+             f"{len(runs_rows)} runs: datasets {', '.join(grid['dataset'])}; models {', '.join(grid['model'])}; "
+             f"latent sizes {', '.join(grid['latent_dim'])}; seeds {', '.join(grid['seed'])}. Written by the report "
+             "stage; the full tables are in `tables/` (runs, table1, table2, samplers, ood, posterior, impute .csv), "
+             "the figures in `figures/`. Values are means over seeds with 95% intervals in brackets (Student's t "
+             "over seeds; with one seed, the run's own bootstrap interval where there is one).", ""]
+    lines += _quality_section(rows["table1"], fid_note, figures)
+    lines += _ood_section(rows["table2"], showcase, figures)
+    lines += _posterior_section(rows["posterior"], showcase, figures)
+    lines += _impute_section(rows["impute"], figures)
+    lines += _times_section(runs_rows)
+    lines += _references_section(refs)
+    with atomic_path(path, suffix=".md") as tmp:
+        Path(tmp).write_text("\n".join(lines))
+
+
+def export(report: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
+    """Copy report.md, its tables/ and only the figures it links to into `dest` (replaced as a whole, so the copy
+    never mixes two runs of the report). Returns the files written."""
+    report = Path(report)
+    if not report.is_file():
+        raise PaeError(f"{report}: no report to export (run the report stage first)")
+    src, dest = report.parent, Path(dest)
+    links = FIGURE_LINK.findall(report.read_text())
+    missing = [link for link in links if not (src / link).is_file()]
+    if missing:
+        raise PaeError(f"{report}: links to missing figures {missing}")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    written = []
+    for rel in ["report.md", *links, *(p.relative_to(src).as_posix() for p in sorted((src / "tables").glob("*.csv")))]:
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / rel, tmp / rel)
+        written.append(dest / rel)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return written

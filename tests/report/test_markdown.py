@@ -1,0 +1,77 @@
+"""report.md (pae/report/markdown.py): the sections, our values beside the papers', links only to drawn figures,
+and the export of a report with exactly the files it shows."""
+from __future__ import annotations
+
+import pytest
+
+from pae.io import PaeError
+from pae.report import markdown, summary
+
+REFS = [{"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 8, "metric": "fid",
+         "value": 28.0, "source": "the paper, Table 1", "what": "PAE FID"}]
+
+
+def _rows():
+    runs, samplers, ood, posterior, impute = [], [], [], [], []
+    for seed in (0, 1):
+        run = {"run": f"fashion_mnist-ae-z8-s{seed}", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 8,
+               "seed": seed, "recon_mse": 0.01 + 0.001 * seed, "time_train_s": 10.0 + seed, "time_ood_s": None}
+        runs.append(run)
+        grid = {k: run[k] for k in ("run", "dataset", "model", "latent_dim", "seed")}
+        for name, t, v in (("prior", None, 100.0), ("pae_T1.0", 1.0, 20.0 + seed), ("reconstructions", None, 5.0),
+                           ("train_vs_test", None, 0.5)):
+            samplers.append({**grid, "set": name, "temperature": t, "domain_fd": v, "domain_fd_low": v - 1,
+                             "domain_fd_high": v + 1, "fid": None, "fid_low": None, "fid_high": None})
+        ood.append({**grid, "ood_set": "mnist", "score": "flow_logp", "n_in": 100, "n_out": 100, "auroc": 0.9 + seed / 100,
+                    "auroc_low": 0.85, "auroc_high": 0.95, "aupr": 0.9, "aupr_low": 0.8, "aupr_high": 0.95,
+                    "fpr95": 0.3, "fpr95_low": 0.2, "fpr95_high": 0.4})
+        posterior.append({**grid, "corruption": "left_half", "method": "map", "mse_missing": 0.03, "mse_all": 0.02,
+                          "coverage68_missing": 0.6, "coverage95_missing": 0.9, "coverage95_all": 0.93})
+    impute.append({"dataset": "fashion_mnist", "model": "ae", "latent_dim": 8, "train_missing": "clean",
+                   "test_ratio": 0.5, "method": "pae_map", "mse_missing": 0.02, "mse_low": 0.018, "mse_high": 0.022,
+                   "n_seeds": 2})
+    return {"runs": runs, "table1": summary.table1(runs, samplers, REFS), "table2": summary.table2(ood, REFS),
+            "posterior": posterior, "impute": impute}
+
+
+def test_report_has_every_section_our_values_and_the_papers(tmp_path):
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "fd_vs_latent.png").write_bytes(b"png")
+    (figures / "fashion_mnist-ae-z8-s0_ood_roc.png").write_bytes(b"png")
+    path = tmp_path / "report.md"
+    markdown.write_report(path, "exp", _rows(), REFS, figures, "FID was not computed: no weights.")
+    text = path.read_text()
+    for heading in ("# Experiment `exp`", "## Sample quality and reconstruction (Table 1 style)",
+                    "## Out-of-distribution detection (Table 2 style)", "## Inpainting and denoising",
+                    "## Missing-data imputation", "## Stage wall times", "## Reference values"):
+        assert heading in text
+    table1_line = next(line for line in text.splitlines() if line.startswith("| fashion_mnist | ae | 8 | 2 |"))
+    assert "0.0105 [" in table1_line and table1_line.endswith("| 28 |")  # mean over 2 seeds, the paper's FID
+    assert "0.905 [" in text and "0.02 [0.018, 0.022]" in text and "FID was not computed: no weights." in text
+    # only figures that exist are linked; the others are named as not drawn
+    assert markdown.FIGURE_LINK.findall(text) == ["figures/fd_vs_latent.png", "figures/fashion_mnist-ae-z8-s0_ood_roc.png"]
+    assert "(distance vs flow temperature: not drawn)" in text
+    assert "| train | 2 | 10.5 | 11.0 | 21 |" in text and "| ood |" not in text  # ood has no benchmark here
+
+
+def test_export_copies_the_report_its_tables_and_only_linked_figures(tmp_path):
+    src = tmp_path / "results" / "exp"
+    (src / "figures").mkdir(parents=True)
+    (src / "tables").mkdir()
+    (src / "figures" / "a.png").write_bytes(b"a")
+    (src / "figures" / "unlinked.png").write_bytes(b"u")
+    (src / "tables" / "runs.csv").write_text("run\n")
+    (src / "report.md").write_text("# r\n![a](figures/a.png)\n")
+    dest = tmp_path / "docs" / "example"
+    dest.mkdir(parents=True)
+    (dest / "stale.png").write_bytes(b"old")  # a previous export is replaced as a whole
+    written = markdown.export(src / "report.md", dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in written) == ["figures/a.png", "report.md", "tables/runs.csv"]
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        "figures/a.png", "report.md", "tables/runs.csv"]
+    (src / "report.md").write_text("![gone](figures/missing.png)\n")
+    with pytest.raises(PaeError, match="links to missing figures"):
+        markdown.export(src / "report.md", dest)
+    with pytest.raises(PaeError, match="no report to export"):
+        markdown.export(src / "nope.md", dest)
