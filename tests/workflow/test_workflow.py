@@ -4,6 +4,7 @@ stops before any job."""
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,7 +110,18 @@ def _check_evaluation_battery(res: Path):
 
     figures = {p.name for p in (res / "figures").glob("*.png")}
     assert {f"{RUN}_ood_roc.png", f"{RUN}_posterior.png", "fd_vs_temperature.png",
-            "impute_mse_vs_ratio.png"} <= figures
+            "impute_mse_vs_ratio.png", "fd_vs_latent.png", "samples_fashion_mnist.png"} <= figures
+
+    # The paper-style summaries (one seed: the run's own numbers) and report.md linking drawn figures only.
+    (t1,) = list(csv.DictReader(open(res / "tables" / "table1.csv")))
+    assert float(t1["recon_mse"]) == float(row["recon_mse"]) and t1["n_seeds"] == "1"
+    assert float(t1["domain_fd_pae_T1"]) == float(row["domain_fd_pae_T1"])
+    t2 = {(r["ood_set"], r["score"]): r for r in csv.DictReader(open(res / "tables" / "table2.csv"))}
+    assert float(t2["mnist", "recon_mse"]["auroc"]) == float(ood["mnist", "recon_mse"]["auroc"])
+    report = (res / "report.md").read_text()
+    assert "## Out-of-distribution detection (Table 2 style)" in report and "FID was not computed" in report
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert "figures/fd_vs_latent.png" in links and all((res / link).is_file() for link in links)
 
 
 def test_bad_config_stops_before_any_job(tmp_path):
