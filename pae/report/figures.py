@@ -85,7 +85,8 @@ def write_run_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
         axes[1].plot([h["epoch"] for h in flow], [h["val_logp"] for h in flow], label=run["run"])
     axes[0].set(xlabel="epoch", ylabel="validation MSE per pixel", yscale="log", title="auto-encoder")
     axes[1].set(xlabel="epoch", ylabel="validation log p(z)", title="flow on latents")
-    axes[0].legend(fontsize=7)
+    if len(runs) <= 12:  # beyond that a legend hides the curves
+        axes[0].legend(fontsize=7)
     _save(fig, figures_dir / "training_curves.png")
 
 

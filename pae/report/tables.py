@@ -13,11 +13,10 @@ import csv
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pae.io import PaeError, atomic_path, read_json
+from pae.report.summary import interval
 
 STAGES = ("prepare", "train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute")
 
@@ -96,19 +95,9 @@ def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else "" if v is None else v) for k, v in row.items()})
 
 
-def _interval(values: list[float], ses: list[float | None]) -> tuple[float, float, float, str]:
-    """Mean and 95% interval: Student's t over seeds when there are several, else the image-level standard error."""
-    v = np.asarray(values, float)
-    if len(v) > 1:
-        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-        return v.mean(), v.mean() - half, v.mean() + half, f"t95 over {len(v)} seeds"
-    se = ses[0] if ses and ses[0] is not None else 0.0
-    return v[0], v[0] - 1.96 * se, v[0] + 1.96 * se, "1.96 se over images (one seed)"
-
-
 def impute_table(runs: list[dict]) -> list[dict]:
     """The imputation sweep, one row per dataset x model x latent size x training missingness x test ratio x method,
-    averaged over seeds (see _interval). `train` is "clean" (mismatched) or "ratio/mode" (matched)."""
+    averaged over seeds (pae.report.summary.interval). `train` is "clean" (mismatched) or "ratio/mode" (matched)."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         result = read_json(run["files"]["impute"])
@@ -119,7 +108,11 @@ def impute_table(runs: list[dict]) -> list[dict]:
             groups.setdefault(key, []).append(r)
     rows = []
     for (dataset, model, z, train, ratio, method), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        mean, low, high, how = _interval([r["mse_missing"] for r in rs], [r["mse_missing_se"] for r in rs])
+        # with one seed, the interval over images: 1.96 standard errors
+        values, ses = [r["mse_missing"] for r in rs], [r["mse_missing_se"] or 0.0 for r in rs]
+        mean, low, high, how = interval(values, [v - 1.96 * se for v, se in zip(values, ses)],
+                                        [v + 1.96 * se for v, se in zip(values, ses)])
+        how = how.replace("bootstrap", "1.96 se over images")
         rows.append({"dataset": dataset, "model": model, "latent_dim": z, "train_missing": train,
                      "matched": train != "clean", "test_ratio": ratio, "method": method, "mse_missing": mean,
                      "mse_low": low, "mse_high": high, "interval": how, "n_seeds": len(rs),
