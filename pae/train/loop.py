@@ -113,6 +113,17 @@ def mean_squared_error(model: nn.Module, images: torch.Tensor, info: DistInfo, b
     return (total[0] / total[1]).item()
 
 
+def _param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
+    """Adam's parameter groups: the networks at train.lr; a VAD's per-item latents at train.vad.latent_lr, without
+    weight decay (they are data, not weights)."""
+    latents = getattr(model, "latents", None) if model.needs_index else None
+    if latents is None:
+        return [{"params": list(model.parameters())}]
+    others = [p for p in model.parameters() if p is not latents]
+    return [{"params": others},
+            {"params": [latents], "lr": spec.vad.get("latent_lr") or spec.lr, "weight_decay": 0.0}]
+
+
 def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, checkpoint_path: Path,
           info: DistInfo) -> list[dict]:
     """Train (or resume) and write the final model and history on rank 0; returns the history."""
@@ -132,7 +143,7 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
                        "the whole latent table every step")
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    opt = torch.optim.Adam(_param_groups(model, spec), lr=spec.lr, weight_decay=spec.weight_decay)
     torch.manual_seed(spec.seed * 1000 + info.rank + 1)  # per-rank stream for stochastic layers and samplers
 
     # Position: `epoch` epochs done, plus `batch` batches of the next one (a mid-epoch stop) with their losses.

@@ -102,3 +102,22 @@ def test_vad_refuses_ddp(synthetic_h5, tmp_path):
     with pytest.raises(PaeError, match="trains in one process"):
         train(spec, open_dataset(synthetic_h5), tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "c.pt",
               DistInfo(rank=0, local_rank=0, world_size=2, device=torch.device("cpu")))
+
+
+def test_vad_latents_train_at_their_own_learning_rate():
+    """The VAD's per-item latents are a separate Adam group at train.vad.latent_lr, without weight decay; the other
+    models have one group at train.lr."""
+    from pae.train.loop import TrainSpec, _param_groups
+    spec = TrainSpec.from_dict({"model": "vad", "latent_dim": 3, "seed": 0, "channels": [8], "hidden": 16,
+                                "weight_decay": 1e-4, "vad": {"infer_steps": 5, "infer_lr": 0.05, "latent_lr": 0.2}})
+    vad = build_model(_spec("vad", "conv"))
+    opt = torch.optim.Adam(_param_groups(vad, spec), lr=spec.lr, weight_decay=spec.weight_decay)
+    nets, latents = opt.param_groups
+    assert latents["params"] == [vad.latents] and (latents["lr"], latents["weight_decay"]) == (0.2, 0.0)
+    assert nets["lr"] == spec.lr and nets["weight_decay"] == 1e-4
+    assert sum(p.numel() for p in nets["params"]) + vad.latents.numel() == sum(p.numel() for p in vad.parameters())
+    null = TrainSpec.from_dict({**{k: getattr(spec, k) for k in ("model", "latent_dim", "seed", "channels", "hidden")},
+                                "vad": {"infer_steps": 5, "infer_lr": 0.05, "latent_lr": None}})
+    assert _param_groups(vad, null)[1]["lr"] == null.lr
+    ae = build_model(_spec("ae", "conv"))
+    assert len(_param_groups(ae, spec)) == 1
