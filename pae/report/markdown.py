@@ -147,12 +147,16 @@ def _times_section(runs_rows: list[dict]) -> list[str]:
     stages = [k[len("time_"):-len("_s")] for k in runs_rows[0] if k.startswith("time_")] if runs_rows else []
     rows = []
     for stage in stages:
-        secs = sorted(r[f"time_{stage}_s"] for r in runs_rows if r.get(f"time_{stage}_s") is not None)
+        # a dataset is prepared once for all its runs
+        have = [r for r in runs_rows if r.get(f"time_{stage}_s") is not None]
+        if stage == "prepare":
+            have = list({r["dataset"]: r for r in have}.values())
+        secs = sorted(r[f"time_{stage}_s"] for r in have)
         if secs:
             rows.append([stage, str(len(secs)), f"{statistics.median(secs):.1f}", f"{secs[-1]:.1f}",
                          f"{sum(secs):.0f}"])
     return ["## Stage wall times", "",
-            "From the snakemake benchmark files (benchmarks/{exp}/...); prepare counts a dataset once per run using it.",
+            "From the snakemake benchmark files (benchmarks/...); `runs` = the jobs counted (prepare: one per dataset).",
             "", table(["stage", "runs", "median s", "max s", "total s"], rows), ""]
 
 

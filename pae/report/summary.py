@@ -20,6 +20,7 @@ from pae.io import PaeError
 
 REFERENCES_PATH = Path(__file__).with_name("references.yaml")
 GROUP = ("dataset", "model", "latent_dim")
+PROBABILITIES = ("auroc", "aupr", "fpr95", "coverage")  # metrics in [0, 1]
 
 
 def interval(values: list[float], lows: list | None = None, highs: list | None = None) -> tuple[float, float, float, str]:
@@ -56,7 +57,10 @@ def _summarise(rows: list[dict], metric: str, out_name: str | None = None) -> di
     lows = [r.get(f"{metric}_low") for r in have]
     highs = [r.get(f"{metric}_high") for r in have]
     mean, low, high, _ = interval([r[metric] for r in have], lows, highs)
-    return {name: mean, f"{name}_low": low, f"{name}_high": high}
+    # A t interval over few seeds can leave the metric's range: clipped to it (every metric here is >= 0; rates
+    # and probabilities are <= 1).
+    top = 1.0 if metric.startswith(PROBABILITIES) else float("inf")
+    return {name: mean, f"{name}_low": min(max(low, 0.0), top), f"{name}_high": min(max(high, 0.0), top)}
 
 
 def load_references(path: str | Path = REFERENCES_PATH) -> list[dict]:

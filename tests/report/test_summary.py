@@ -48,7 +48,7 @@ def test_table1_averages_seeds_picks_the_best_temperature_and_joins_the_paper():
     ae, vae = rows[("ae", 32)], rows[("vae", 32)]
     assert ae["n_seeds"] == 2 and ae["recon_mse"] == pytest.approx(0.011)
     half = stats.t.ppf(0.975, 1) * np.std([0.010, 0.012], ddof=1) / math.sqrt(2)
-    assert (ae["recon_mse_low"], ae["recon_mse_high"]) == pytest.approx((0.011 - half, 0.011 + half))
+    assert (ae["recon_mse_low"], ae["recon_mse_high"]) == pytest.approx((max(0.011 - half, 0), 0.011 + half))
     assert ae["domain_fd_pae_T1"] == pytest.approx(21.0) and ae["domain_fd_pae_best"] == pytest.approx(19.0)
     assert ae["domain_fd_pae_best_T"] == "0.8" and ae["domain_fd_prior"] == pytest.approx(101.0)
     assert ae["paper_fid"] == 28.0 and ae["interval"] == "t95 over 2 seeds"
@@ -68,8 +68,9 @@ def test_table2_per_score_with_reference():
     got = {r["score"]: r for r in summary.table2(rows, REFS)}
     assert got["flow_logp"]["auroc"] == pytest.approx(0.92) and got["recon_mse"]["auroc"] == pytest.approx(0.72)
     assert got["flow_logp"]["paper_auroc"] == 0.997 and got["recon_mse"]["paper_auroc"] is None
-    assert got["flow_logp"]["auroc_high"] > 0.94  # t interval of two seeds is wide, not the bootstrap's [0, 1]
-    assert got["flow_logp"]["auroc_high"] != 1.0
+    # the t interval of two seeds (0.92 +- 0.25), not the runs' bootstrap [0, 1], clipped to [0, 1]
+    half = stats.t.ppf(0.975, 1) * np.std([0.90, 0.94], ddof=1) / math.sqrt(2)
+    assert got["flow_logp"]["auroc_low"] == pytest.approx(0.92 - half) and got["flow_logp"]["auroc_high"] == 1.0
 
 
 def test_shipped_references_load_and_bad_ones_are_named(tmp_path):
@@ -83,3 +84,13 @@ def test_shipped_references_load_and_bad_ones_are_named(tmp_path):
     bad.write_text("- 1\n")
     with pytest.raises(PaeError, match="a `references` list"):
         summary.load_references(bad)
+
+
+def test_intervals_are_clipped_to_the_metrics_range():
+    rows = [{"run": f"r{s}", "dataset": "d", "model": "ae", "latent_dim": 4, "seed": s, "ood_set": "o",
+             "score": "flow_logp", "n_in": 10, "n_out": 10, "auroc": a, "aupr": a, "fpr95": 1 - a}
+            for s, a in ((0, 0.2), (1, 0.99))]
+    (row,) = summary.table2(rows, [])
+    assert (row["auroc_low"], row["auroc_high"]) == (0.0, 1.0) and 0 < row["auroc"] < 1
+    (fd,) = summary.over_seeds([{"k": 1, "domain_fd": 1.0}, {"k": 1, "domain_fd": 50.0}], ("k",), ("domain_fd",))
+    assert fd["domain_fd_low"] == 0.0 and fd["domain_fd_high"] > 50
