@@ -92,8 +92,9 @@ def write_run_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
 
 def impute_figure(rows: list[dict], path: str | os.PathLike) -> None:
     """MSE on the missing pixels vs the missing ratio, a line per model and method (matched training dashed for
-    fixed masks, dotted for random ones), a panel per dataset and latent size; bands are the table's intervals."""
-    panels = sorted({(r["dataset"], r["latent_dim"]) for r in rows}, key=str)
+    fixed masks, dotted for random ones), a panel per dataset and latent size; bands: the range over seeds, or with
+    one seed the interval over images."""
+    panels = sorted({(r["dataset"], r["latent_dim"]) for r in rows})
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
     styles = {"clean": "-", "fixed": "--", "random": ":"}
     for ax, (dataset, z) in zip(axes[0], panels):
@@ -107,7 +108,8 @@ def impute_figure(rows: list[dict], path: str | os.PathLike) -> None:
             x = [p["test_ratio"] for p in pts]
             label = f"{model} {method}" + ("" if kind == "clean" else f" (trained missing, {kind})")
             line, = ax.plot(x, [p["mse_missing"] for p in pts], styles[kind], marker="o", ms=3, label=label)
-            ax.fill_between(x, [p["mse_low"] for p in pts], [p["mse_high"] for p in pts], color=line.get_color(),
+            band = ("mse_min", "mse_max") if pts[0]["n_seeds"] > 1 else ("mse_low", "mse_high")
+            ax.fill_between(x, [p[band[0]] for p in pts], [p[band[1]] for p in pts], color=line.get_color(),
                             alpha=0.15, lw=0)
         ax.set(xlabel="missing ratio r", ylabel="MSE per missing pixel", title=f"{dataset}, latent {z}")
         ax.legend(fontsize=6)
@@ -149,14 +151,17 @@ def _model_lines(rows: list[dict]) -> dict[tuple, list[dict]]:
 
 
 def _band(ax, x, rows, metric, **style):
-    """A line of `metric` (mean over seeds) with its interval as a band; points without a value are skipped."""
+    """A line of `metric` (mean over seeds) with a band: the range over the seeds, or with one seed the run's own
+    (bootstrap) interval; points without a value are skipped. (A t interval over two or three seeds would cover the
+    whole axis; the tables give it.)"""
     pts = [(xi, r) for xi, r in zip(x, rows) if r.get(metric) is not None]
     if not pts:
         return None
     xs = [p[0] for p in pts]
     line, = ax.plot(xs, [p[1][metric] for p in pts], marker="o", ms=3, **style)
-    low = [p[1].get(f"{metric}_low") for p in pts]
-    high = [p[1].get(f"{metric}_high") for p in pts]
+    several = [p[1].get("n_seeds", 1) > 1 for p in pts]
+    low = [p[1].get(f"{metric}_min" if many else f"{metric}_low") for p, many in zip(pts, several)]
+    high = [p[1].get(f"{metric}_max" if many else f"{metric}_high") for p, many in zip(pts, several)]
     if all(v is not None and np.isfinite(v) for v in low + high):
         ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15, lw=0)
     return line
@@ -183,7 +188,8 @@ def temperature_figure(rows: list[dict], path: str | os.PathLike) -> None:
                         ax.axhline(r[metric], color=line.get_color(), lw=0.8,
                                    ls="--" if r["set"] == "prior" else ":")
             ax.set(xlabel="flow temperature T", ylabel=label, yscale="log",
-                   title=f"{dataset}: PAE samples vs T\n(dashed: z ~ N(0, I); dotted: train-vs-test floor)")
+                   title=f"{dataset}: PAE samples vs T (mean over seeds,\nband: their range; dashed: z ~ N(0, I); "
+                         "dotted: floor)")
             ax.legend(fontsize=6)
     _save(fig, Path(path))
 
@@ -209,7 +215,7 @@ def latent_figure(table1_rows: list[dict], path: str | os.PathLike) -> None:
                       color=line.get_color() if line else None)
             name = "domain FD (not FID)" if metric == "domain_fd" else "FID"
             ax.set(xscale="log", yscale="log", xlabel="latent size", ylabel=name,
-                   title=f"{dataset}: {name} of samples vs latent size")
+                   title=f"{dataset}: {name} of samples vs latent size\n(mean over seeds, band: their range)")
             ax.legend(fontsize=6)
         ax = axes[-1, j]
         for model in models:

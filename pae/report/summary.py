@@ -49,18 +49,21 @@ def _groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
 
 
 def _summarise(rows: list[dict], metric: str, out_name: str | None = None) -> dict:
-    """`metric` over the rows (seeds) -> {name, name_low, name_high}; rows lacking it are skipped."""
+    """`metric` over the rows (seeds) -> {name, name_low, name_high} (mean, 95% interval) and {name_min, name_max}
+    (the range over seeds, what the figures shade); rows lacking it are skipped."""
     name = out_name or metric
     have = [r for r in rows if r.get(metric) is not None and np.isfinite(r[metric])]
     if not have:
-        return {name: None, f"{name}_low": None, f"{name}_high": None}
+        return {name: None, f"{name}_low": None, f"{name}_high": None, f"{name}_min": None, f"{name}_max": None}
     lows = [r.get(f"{metric}_low") for r in have]
     highs = [r.get(f"{metric}_high") for r in have]
     mean, low, high, _ = interval([r[metric] for r in have], lows, highs)
     # A t interval over few seeds can leave the metric's range: clipped to it (every metric here is >= 0; rates
     # and probabilities are <= 1).
     top = 1.0 if metric.startswith(PROBABILITIES) else float("inf")
-    return {name: mean, f"{name}_low": min(max(low, 0.0), top), f"{name}_high": min(max(high, 0.0), top)}
+    values = [r[metric] for r in have]
+    return {name: mean, f"{name}_low": min(max(low, 0.0), top), f"{name}_high": min(max(high, 0.0), top),
+            f"{name}_min": min(values), f"{name}_max": max(values)}
 
 
 def load_references(path: str | Path = REFERENCES_PATH) -> list[dict]:

@@ -115,7 +115,7 @@ def impute_table(runs: list[dict]) -> list[dict]:
         how = how.replace("bootstrap", "1.96 se over images")
         rows.append({"dataset": dataset, "model": model, "latent_dim": z, "train_missing": train,
                      "matched": train != "clean", "test_ratio": ratio, "method": method, "mse_missing": mean,
-                     "mse_low": max(low, 0.0), "mse_high": high, "interval": how, "n_seeds": len(rs),
+                     "mse_low": max(low, 0.0), "mse_high": high, "mse_min": min(values), "mse_max": max(values), "interval": how, "n_seeds": len(rs),
                      "n_images": rs[0]["n_images"]})
     return rows
 
