@@ -121,3 +121,10 @@ def test_vad_latents_train_at_their_own_learning_rate():
     assert _param_groups(vad, null)[1]["lr"] == null.lr
     ae = build_model(_spec("ae", "conv"))
     assert len(_param_groups(ae, spec)) == 1
+
+
+def test_precision_auto_follows_the_device():
+    from pae.train.loop import bf16_supported, uses_bf16
+    cpu = torch.device("cpu")
+    assert uses_bf16(cpu, "bf16") and not uses_bf16(cpu, "fp32")
+    assert uses_bf16(cpu, "auto") == bf16_supported(cpu)
