@@ -156,7 +156,8 @@ def _times_section(runs_rows: list[dict]) -> list[str]:
             rows.append([stage, str(len(secs)), f"{statistics.median(secs):.1f}", f"{secs[-1]:.1f}",
                          f"{sum(secs):.0f}"])
     return ["## Stage wall times", "",
-            "From the snakemake benchmark files (benchmarks/...); `runs` = the jobs counted (prepare: one per dataset).",
+            "From the snakemake benchmark files (benchmarks/...); `runs` = the jobs counted (prepare: one per "
+            "dataset).",
             "", table(["stage", "runs", "median s", "max s", "total s"], rows), ""]
 
 
@@ -173,15 +174,17 @@ def _references_section(refs: list[dict]) -> list[str]:
 
 
 def write_report(path: str | os.PathLike, experiment: str, rows: dict[str, list[dict]], refs: list[dict],
-                 figures_dir: str | os.PathLike, fid_note: str) -> None:
+                 figures_dir: str | os.PathLike, fid_note: str, configfiles: list[str] = ()) -> None:
     """report.md from the tables' rows (runs, table1, table2, posterior, impute) and the figures already drawn."""
     figures = Path(figures_dir)
     runs_rows = rows["runs"]
-    grid = {k: sorted({str(r[k]) for r in runs_rows}, key=lambda s: (len(s), s)) for k in (*GROUP, "seed")}
+    grid = {k: [str(v) for v in sorted({r[k] for r in runs_rows})] for k in (*GROUP, "seed")}
     showcase = _showcase(runs_rows)
+    config = f" (config: {', '.join(f'`{c}`' for c in configfiles)})" if configfiles else ""
     lines = [f"# Experiment `{experiment}`: report", "",
              f"{len(runs_rows)} runs: datasets {', '.join(grid['dataset'])}; models {', '.join(grid['model'])}; "
-             f"latent sizes {', '.join(grid['latent_dim'])}; seeds {', '.join(grid['seed'])}. Written by the report "
+             f"latent sizes {', '.join(grid['latent_dim'])}; seeds {', '.join(grid['seed'])}"
+             f"{config}. Written by the report "
              "stage; the full tables are in `tables/` (runs, table1, table2, samplers, ood, posterior, impute .csv), "
              "the figures in `figures/`. Values are means over seeds with 95% intervals in brackets (Student's t "
              "over seeds; with one seed, the run's own bootstrap interval where there is one).", ""]

@@ -23,7 +23,8 @@ GROUP = ("dataset", "model", "latent_dim")
 PROBABILITIES = ("auroc", "aupr", "fpr95", "coverage")  # metrics in [0, 1]
 
 
-def interval(values: list[float], lows: list | None = None, highs: list | None = None) -> tuple[float, float, float, str]:
+def interval(values: list[float], lows: list | None = None, highs: list | None = None
+             ) -> tuple[float, float, float, str]:
     """Mean and 95% interval of one metric over seeds: Student's t with several seeds, else the single run's own
     interval (lows/highs) when given, else none (NaN bounds)."""
     v = np.asarray(values, float)
@@ -106,7 +107,8 @@ def _per_run_quality(runs_rows: list[dict], samplers_rows: list[dict]) -> list[d
                 best = row.get(f"{metric}_pae_best")
                 if best is None or s[metric] < best:
                     row.update({f"{metric}_pae_best": s[metric], f"{metric}_pae_best_low": s[f"{metric}_low"],
-                                f"{metric}_pae_best_high": s[f"{metric}_high"], f"{metric}_pae_best_T": s["temperature"]})
+                                f"{metric}_pae_best_high": s[f"{metric}_high"],
+                                f"{metric}_pae_best_T": s["temperature"]})
     return list(by_run.values())
 
 

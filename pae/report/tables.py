@@ -107,7 +107,7 @@ def impute_table(runs: list[dict]) -> list[dict]:
             key = (run["dataset"], run["model"], run["latent_dim"], train, r["ratio"], r["method"])
             groups.setdefault(key, []).append(r)
     rows = []
-    for (dataset, model, z, train, ratio, method), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    for (dataset, model, z, train, ratio, method), rs in sorted(groups.items(), key=lambda kv: kv[0]):
         # with one seed, the interval over images: 1.96 standard errors
         values, ses = [r["mse_missing"] for r in rs], [r["mse_missing_se"] or 0.0 for r in rs]
         mean, low, high, how = interval(values, [v - 1.96 * se for v, se in zip(values, ses)],
@@ -115,7 +115,8 @@ def impute_table(runs: list[dict]) -> list[dict]:
         how = how.replace("bootstrap", "1.96 se over images")
         rows.append({"dataset": dataset, "model": model, "latent_dim": z, "train_missing": train,
                      "matched": train != "clean", "test_ratio": ratio, "method": method, "mse_missing": mean,
-                     "mse_low": max(low, 0.0), "mse_high": high, "mse_min": min(values), "mse_max": max(values), "interval": how, "n_seeds": len(rs),
+                     "mse_low": max(low, 0.0), "mse_high": high, "mse_min": min(values), "mse_max": max(values),
+                     "interval": how, "n_seeds": len(rs),
                      "n_images": rs[0]["n_images"]})
     return rows
 

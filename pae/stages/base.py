@@ -190,7 +190,7 @@ def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Pat
     figures.impute_figure(rows["impute"], figures_dir / "impute_mse_vs_ratio.png")
     if report_path is not None:
         markdown.write_report(report_path, manifest.get("experiment", Path(report_path).parent.name), rows, refs,
-                              figures_dir, _fid_note(main))
+                              figures_dir, _fid_note(main), manifest.get("configfiles", []))
     log.info("wrote %s (%s) for %d runs, figures in %s%s", tables_dir, ", ".join(f"{t}.csv" for t in TABLES),
              len(main), figures_dir, f", {report_path}" if report_path else "")
 

@@ -22,7 +22,8 @@ def _rows():
                            ("train_vs_test", None, 0.5)):
             samplers.append({**grid, "set": name, "temperature": t, "domain_fd": v, "domain_fd_low": v - 1,
                              "domain_fd_high": v + 1, "fid": None, "fid_low": None, "fid_high": None})
-        ood.append({**grid, "ood_set": "mnist", "score": "flow_logp", "n_in": 100, "n_out": 100, "auroc": 0.9 + seed / 100,
+        ood.append({**grid, "ood_set": "mnist", "score": "flow_logp", "n_in": 100, "n_out": 100,
+                    "auroc": 0.9 + seed / 100,
                     "auroc_low": 0.85, "auroc_high": 0.95, "aupr": 0.9, "aupr_low": 0.8, "aupr_high": 0.95,
                     "fpr95": 0.3, "fpr95_low": 0.2, "fpr95_high": 0.4})
         posterior.append({**grid, "corruption": "left_half", "method": "map", "mse_missing": 0.03, "mse_all": 0.02,
@@ -50,7 +51,8 @@ def test_report_has_every_section_our_values_and_the_papers(tmp_path):
     assert "0.0105 [" in table1_line and table1_line.endswith("| 28 |")  # mean over 2 seeds, the paper's FID
     assert "0.905 [" in text and "0.02 [0.018, 0.022]" in text and "FID was not computed: no weights." in text
     # only figures that exist are linked; the others are named as not drawn
-    assert markdown.FIGURE_LINK.findall(text) == ["figures/fd_vs_latent.png", "figures/fashion_mnist-ae-z8-s0_ood_roc.png"]
+    assert markdown.FIGURE_LINK.findall(text) == ["figures/fd_vs_latent.png",
+                                                  "figures/fashion_mnist-ae-z8-s0_ood_roc.png"]
     assert "(distance vs flow temperature: not drawn)" in text
     assert "| train | 2 | 10.5 | 11.0 | 21 |" in text and "| ood |" not in text  # ood has no benchmark here
 

@@ -1,6 +1,7 @@
 # Config validation (before any job starts), the run grid, paths and the per-rule helpers.
 import hashlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -184,6 +185,12 @@ def report_inputs(wildcards):
     return sorted(set(files))
 
 
+def _shown_path(path):
+    """A config file as report.md names it: relative to the working directory when it lies below it."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
 def report_manifest(wildcards):
-    return json.dumps({"experiment": EXP, "runs": [{**spec, "files": run_paths(run)} for run, spec in RUNS.items()]},
-                      sort_keys=True)
+    return json.dumps({"experiment": EXP, "configfiles": [_shown_path(f) for f in workflow.configfiles],
+                       "runs": [{**spec, "files": run_paths(run)} for run, spec in RUNS.items()]}, sort_keys=True)
