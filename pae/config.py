@@ -4,6 +4,7 @@ job starts. The same function serves the Snakefile and the stages run by hand, s
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,12 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "co
 
 def _schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    """The schema's validator that fills defaults (built once: the schema is read from disk)."""
+    return _with_defaults(jsonschema.Draft202012Validator)(_schema())
 
 
 def _with_defaults(validator_class):
@@ -77,7 +84,7 @@ def resolve(config: dict[str, Any] | None, source: str = "config", validate: boo
     """Validate `config` and return a new dict with every default filled in; raise PaeError naming the bad key.
     With validate=False only the defaults are filled (to ask what a default entry looks like)."""
     resolved = copy.deepcopy(dict(config or {}))
-    validator = _with_defaults(jsonschema.Draft202012Validator)(_schema())
+    validator = _validator()
     errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.absolute_path))
     if errors and _coerce_strings(resolved, errors):  # `snakemake --config a={b: 3}` passes 3 as "3"
         errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.absolute_path))
@@ -123,7 +130,7 @@ def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str
     blocks = config.get("grid")
     if blocks is None:
         blocks = [{"datasets": list(config["datasets"])}]
-    validator = _with_defaults(jsonschema.Draft202012Validator)(_schema())
+    validator = _validator()
     out = []
     for i, block in enumerate(blocks):
         where = f"{source}: grid[{i}]"

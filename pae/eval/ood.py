@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from pae.data.images import list_images, load_images
 from pae.data.loader import to_float
-from pae.data.store import open_dataset, pick  # noqa: F401 (pick: part of this module's API)
+from pae.data.store import open_dataset, pick
 from pae.eval import generate
 from pae.eval.density import pae_log_marginal
 from pae.flows import LatentFlow

@@ -23,10 +23,10 @@ GROUP = ("dataset", "model", "latent_dim")
 PROBABILITIES = ("auroc", "aupr", "fpr95", "coverage")  # metrics in [0, 1]
 
 
-def interval(values: list[float], lows: list | None = None, highs: list | None = None
+def interval(values: list[float], lows: list | None = None, highs: list | None = None, single: str = "bootstrap"
              ) -> tuple[float, float, float, str]:
     """Mean and 95% interval of one metric over seeds: Student's t with several seeds, else the single run's own
-    interval (lows/highs) when given, else none (NaN bounds)."""
+    interval (lows/highs, described by `single`) when given, else none (NaN bounds)."""
     v = np.asarray(values, float)
     if len(v) > 1:
         half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
@@ -34,7 +34,7 @@ def interval(values: list[float], lows: list | None = None, highs: list | None =
     low, high = (lows or [None])[0], (highs or [None])[0]
     if low is None or high is None:
         return float(v[0]), float("nan"), float("nan"), "one seed"
-    return float(v[0]), float(low), float(high), "one seed, bootstrap"
+    return float(v[0]), float(low), float(high), f"one seed, {single}"
 
 
 def _interval_kind(n_seeds: int, single: str) -> str:

@@ -111,8 +111,7 @@ def impute_table(runs: list[dict]) -> list[dict]:
         # with one seed, the interval over images: 1.96 standard errors
         values, ses = [r["mse_missing"] for r in rs], [r["mse_missing_se"] or 0.0 for r in rs]
         mean, low, high, how = interval(values, [v - 1.96 * se for v, se in zip(values, ses)],
-                                        [v + 1.96 * se for v, se in zip(values, ses)])
-        how = how.replace("bootstrap", "1.96 se over images")
+                                        [v + 1.96 * se for v, se in zip(values, ses)], single="1.96 se over images")
         rows.append({"dataset": dataset, "model": model, "latent_dim": z, "train_missing": train,
                      "matched": train != "clean", "test_ratio": ratio, "method": method, "mse_missing": mean,
                      "mse_low": max(low, 0.0), "mse_high": high, "mse_min": min(values), "mse_max": max(values),

@@ -104,13 +104,13 @@ def uses_bf16(device: torch.device, precision: str) -> bool:
     return precision == "bf16" or (precision == "auto" and bf16_supported(device))
 
 
-def _autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, precision))
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 @torch.no_grad()
 def mean_squared_error(model: nn.Module, images: torch.Tensor, info: DistInfo, batch_size: int = 1000,
-                       precision: str = "fp32", channels_last: bool = False) -> float:
+                       bf16: bool = False, channels_last: bool = False) -> float:
     """Per-pixel MSE of reconstructions over `images` (uint8), sharded over ranks and summed exactly."""
     was_training = model.training
     model.eval()
@@ -120,7 +120,7 @@ def mean_squared_error(model: nn.Module, images: torch.Tensor, info: DistInfo, b
     for x in loader:
         if len(x) == 0:
             continue
-        with _autocast(info.device, precision):
+        with _autocast(info.device, bf16):
             recon = model(x)
         total[0] += (recon.float() - x).pow(2).sum(dtype=torch.float64)
         total[1] += x.numel()
@@ -183,9 +183,10 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
     loader = BatchLoader(train_images, spec.batch_size, shuffle=True, seed=spec.seed, rank=info.rank,
                          world_size=info.world_size, drop_last=True, device=device,
                          channels_last=spec.channels_last)
+    bf16 = uses_bf16(device, spec.precision)  # decided once (the oneDNN query is not free), used at every step
     log.info("training %s: %d parameters, %d train / %d val images, %d steps per epoch, device %s, %d rank(s), %s",
              mspec, sum(p.numel() for p in model.parameters()), len(train_images), len(val_images), len(loader),
-             device, info.world_size, "bf16 autocast" if uses_bf16(device, spec.precision) else "fp32")
+             device, info.world_size, "bf16 autocast" if bf16 else "fp32")
     t_start = time.perf_counter()
 
     def save(epoch: int, batch: int, partial: dict) -> None:
@@ -224,7 +225,7 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
                    total=len(loader), disable=not info.is_main, **progress_kwargs())
         for i, (x, idx) in enumerate(bar, start=first + 1):
             mask = missing_mask(idx, epoch)
-            with _autocast(device, spec.precision):
+            with _autocast(device, bf16):
                 loss = objective(x, mask, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -241,7 +242,7 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
         # A VAD reconstructs new images only through test-time optimisation: validated at the last epoch only.
         val = None
         if not model.needs_index or epoch + 1 == spec.epochs:
-            val = mean_squared_error(model, val_images, info, precision=spec.precision,
+            val = mean_squared_error(model, val_images, info, bf16=bf16,
                                      channels_last=spec.channels_last)
         if not (all(map(math.isfinite, losses)) and (val is None or math.isfinite(val))):
             raise PaeError(f"training diverged at epoch {epoch + 1}: non-finite loss (try a lower train.lr)")

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from pae.data.loader import to_float
-from pae.data.store import write_dataset
+from pae.data.store import pick, write_dataset
 from pae.eval.density import pae_log_density
 from pae.eval.ood import (NONFINITE_SCORE, dataset_set, finite_scores, flip, folder_set, fpr_at_tpr, image_scores,
-                          ood_metrics, pick, score_names, to_channels)
+                          ood_metrics, score_names, to_channels)
 from pae.flows import FlowSpec, build_flow
 from pae.io import PaeError
 from pae.models import ModelSpec, build_model
