@@ -212,10 +212,15 @@ def export(report: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     written = []
-    for rel in ["report.md", *links, *(p.relative_to(src).as_posix() for p in sorted((src / "tables").glob("*.csv")))]:
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src / rel, tmp / rel)
-        written.append(dest / rel)
+    try:
+        for rel in ["report.md", *links,
+                    *(p.relative_to(src).as_posix() for p in sorted((src / "tables").glob("*.csv")))]:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / rel, tmp / rel)
+            written.append(dest / rel)
+    except OSError as e:  # the previous export stays as it was; no half-made copy is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PaeError(f"exporting {report} to {dest}: {e}") from None
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return written
