@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,24 @@ from pae.io import PaeError
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
+# YAML 1.1 (PyYAML) reads a float only with a dot: `1e-3` and `5E4` are strings. YAML 1.2 and JSON read them as
+# numbers, and so do pae's loaders: the safe loader plus a resolver for floats without a dot.
+_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class YamlLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads exponent floats without a dot (1e-3) as floats."""
+
+
+YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=YamlLoader)
+
+
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return read_yaml(SCHEMA_PATH.read_text())
 
 
 @functools.cache
@@ -58,26 +76,52 @@ def _where(error: jsonschema.ValidationError) -> str:
 _TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
 
 
+# A number as written in YAML 1.2 / JSON / Python, exponent without a dot included ("1e-3", "-2.5E+4", ".5").
+_NUMBER = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
+
+
+def _as_type(text: str, wanted: list[str]):
+    """`text` read as one of the `wanted` schema types, or None when it reads as none of them. YAML decides
+    ("3" -> 3, "0.5" -> 0.5, "true" -> True, "null" -> None); where a number is wanted, a string that is a finite
+    number in any usual spelling ("1e-3", which YAML 1.1 leaves a string) becomes a float."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if any(isinstance(value, _TYPES[t]) and not (t != "boolean" and isinstance(value, bool))
+           for t in wanted if t in _TYPES):
+        return (value,)
+    if "number" in wanted and _NUMBER.match(text.strip()) and math.isfinite(float(text)):
+        return (float(text),)
+    return None
+
+
 def _coerce_strings(config: dict, errors) -> bool:
-    """Replace string values that a type error complains about by their YAML reading when that has the wanted
-    type ("3" -> 3, "0.5" -> 0.5, "true" -> True, "null" -> None). Returns whether anything changed."""
+    """Replace string values that a type error complains about by their reading as the wanted type (_as_type).
+    Snakemake hands over `--config` values and PyYAML-read `--configfile` values such as `lr: 1e-3` as strings.
+    Returns whether anything changed."""
     changed = False
     for e in errors:
         if e.validator != "type" or not isinstance(e.instance, str) or not e.absolute_path:
             continue
         wanted = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
-        try:
-            value = yaml.safe_load(e.instance)
-        except yaml.YAMLError:
-            continue
-        if any(isinstance(value, _TYPES[t]) and not (t != "boolean" and isinstance(value, bool))
-               for t in wanted if t in _TYPES):
+        value = _as_type(e.instance, wanted)
+        if value is not None:
             parent = config
             for key in list(e.absolute_path)[:-1]:
                 parent = parent[key]
-            parent[e.absolute_path[-1]] = value
+            parent[e.absolute_path[-1]] = value[0]
             changed = True
     return changed
+
+
+def _errors(validator, instance: dict) -> list:
+    """The validation errors of `instance` (defaults filled in place), after strings that read as the wanted type
+    are replaced by their value (`snakemake --config a={b: 3}` passes 3 as "3", a configfile's 1e-3 as "1e-3")."""
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors and _coerce_strings(instance, errors):
+        errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    return errors
 
 
 def resolve(config: dict[str, Any] | None, source: str = "config", validate: bool = True) -> dict[str, Any]:
@@ -85,9 +129,7 @@ def resolve(config: dict[str, Any] | None, source: str = "config", validate: boo
     With validate=False only the defaults are filled (to ask what a default entry looks like)."""
     resolved = copy.deepcopy(dict(config or {}))
     validator = _validator()
-    errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.absolute_path))
-    if errors and _coerce_strings(resolved, errors):  # `snakemake --config a={b: 3}` passes 3 as "3"
-        errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.absolute_path))
+    errors = _errors(validator, resolved)
     if errors and validate:
         lines = [f"  - {_where(e)}: {e.message}" for e in errors]
         raise PaeError(f"{source}: invalid configuration:\n" + "\n".join(lines))
@@ -100,7 +142,7 @@ def load(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
     """Read a YAML config file, apply `overrides` (top-level keys), resolve it."""
     path = Path(path)
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        config = read_yaml(path.read_text()) or {}
     except FileNotFoundError:
         raise PaeError(f"{path}: config file not found") from None
     except yaml.YAMLError as e:
@@ -141,7 +183,7 @@ def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str
         sub = {k: copy.deepcopy(block.get(k, config[k])) for k in ("models", "latent_sizes", "seeds")}
         sub.update(train=_merge(config["train"], block.get("train") or {}),
                    flow=_merge(config["flow"], block.get("flow") or {}))
-        errors = sorted(validator.iter_errors(sub), key=lambda e: list(e.absolute_path))
+        errors = _errors(validator, sub)  # the block's overrides are validated (and read as numbers) here
         if errors:
             lines = [f"  - {_where(e)}: {e.message}" for e in errors]
             raise PaeError(f"{where}: invalid configuration (the block merged over the top-level keys):\n"

@@ -6,9 +6,12 @@ never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import pickle
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -25,20 +28,88 @@ def _umask() -> int:
     return mask
 
 
+# Below this much free space a write that failed without an errno (torch's zip writer: "[enforce fail at
+# inline_container.cc] unexpected pos ...") is taken to have run out of space.
+LOW_SPACE_BYTES = 1 << 20
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # gone, or no statvfs (Windows)
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _chain(e: BaseException) -> Iterator[BaseException]:
+    """`e` and the exceptions it was raised from or while handling (torch and h5py wrap the OSError)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def storage_error(e: BaseException, path: Path) -> PaeError | None:
+    """A PaeError naming `path` when writing it failed because its device is full or read-only, else None.
+    Looks at the errno of every OSError in the chain, then at the message (h5py and torch put the C library's
+    error text there), then, for a failure that carries no errno, at the free space of the folder."""
+    if isinstance(e, PaeError):
+        return None
+    chain = list(_chain(e))
+    codes = {c.errno for c in chain if isinstance(c, OSError) and c.errno}
+    text = " ".join(str(c) for c in chain)
+    codes |= {int(n) for n in re.findall(r"errno = (\d+)", text)}  # HDF5's "file write failed: ..., errno = 28"
+    cause = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+    if codes & _NO_SPACE or os.strerror(errno.ENOSPC) in text:
+        return PaeError(f"no space left on the device of {path} ({cause}); free some space and rerun")
+    if errno.EROFS in codes or os.strerror(errno.EROFS) in text:
+        return PaeError(f"{path} is on a read-only filesystem ({cause})")
+    if isinstance(e, (RuntimeError, OSError)) and not codes:  # torch's zip writer, h5py without an errno
+        free = _free_bytes(path.parent)
+        if free is not None and free < LOW_SPACE_BYTES:
+            return PaeError(f"no space left on the device of {path} ({free} bytes free after the write failed: "
+                            f"{cause}); free some space and rerun")
+    return None
+
+
+def _remove(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError as e:  # e.g. the filesystem was remounted read-only meanwhile
+        logging.getLogger(__name__).warning("cannot remove the temporary file %s: %s", tmp, e)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it onto `path`, on failure delete it."""
+    """Yield a temporary path beside `path`; on success rename it onto `path`, on failure delete it (a file already
+    at `path` is left as it was). A full or read-only device becomes a PaeError naming `path`, whatever the writer
+    raised."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        err = storage_error(e, path)
+        if err is None:
+            raise
+        raise err from e
     tmp = Path(tmp)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result gets the usual permissions
         os.replace(tmp, path)
+    except Exception as e:
+        err = storage_error(e, path)  # looked at before the temporary file is removed (the space it holds)
+        if err is None:
+            raise
+        raise err from e
     finally:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -72,8 +143,20 @@ def torch_load(path: str | os.PathLike, what: str) -> dict:
     if not path.exists():
         raise PaeError(f"{path}: {what} not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated zip, pickle garbage, ...
+        # weights_only: tensors and plain data (dicts, lists, tuples, str, numbers) only, never code from the file
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))  # the weights-only unpickler met a class or function
+        if found is None:  # not a pickle at all, or damaged: torch's advice to retry without weights_only left out
+            detail = [line.strip() for line in str(e).splitlines() if line.strip() and not any(
+                boiler in line for boiler in ("Weights only", "Please file", "Check the documentation"))]
+            raise PaeError(f"{path}: cannot read {what} (UnpicklingError: {'; '.join(detail) or 'damaged file'}); "
+                           "delete it and rerun the stage") from None
+        raise PaeError(f"{path}: refused to load this {what}: it holds a pickled Python object"
+                       f" ({found.group(1)}), through which loading could run code; pae "
+                       "files hold only tensors and plain data. Do not use a file of unknown origin; delete it and "
+                       "rerun the stage") from None
+    except Exception as e:  # truncated zip, garbage, ...
         raise PaeError(f"{path}: cannot read {what} ({type(e).__name__}: {e}); delete it and rerun the stage") from None
     if not isinstance(obj, dict) or obj.get("kind") != what:
         raise PaeError(f"{path}: not a pae {what} file (expected a dict with kind={what!r})")
