@@ -18,6 +18,6 @@ def test_missing_pixels_change_train_and_val_latents_only(tmp_path, synthetic_h5
     encode(tmp_path / "model.pt", synthetic_h5, tmp_path / "again.h5", "cpu", {"ratio": 0.5, "mode": "fixed"}, 3)
     for split in ("train", "val"):
         whole, masked = read_latents(tmp_path / "whole.h5", split)[0], read_latents(tmp_path / "masked.h5", split)[0]
-        assert not torch.allclose(whole, masked)
+        assert not torch.allclose(whole, masked)  # masking moves latents by O(0.01-0.1), far beyond the default 1e-5
         assert torch.equal(masked, read_latents(tmp_path / "again.h5", split)[0])  # the masks are a function of seed
     assert torch.equal(read_latents(tmp_path / "whole.h5", "test")[0], read_latents(tmp_path / "masked.h5", "test")[0])

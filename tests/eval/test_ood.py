@@ -24,6 +24,7 @@ from tests.helpers import synthetic_raw
 
 def test_perfect_separation():
     m = ood_metrics(np.arange(10.0), np.arange(10.0) + 100, n_boot=50)
+    # AUPR is a float64 sum of precision steps: 1 up to round-off (1e-16 seen); pytest's default rel=1e-6 is ample
     assert m["auroc"]["value"] == 1.0 and m["aupr"]["value"] == pytest.approx(1.0) and m["fpr95"]["value"] == 0.0
     assert m["auroc"]["low"] == 1.0
 
@@ -32,6 +33,7 @@ def test_hand_computed_case():
     """in = [0, 1, 2, 3], out = [2.5, 4]: pairs (out > in) = 3 + 4 of 8 -> AUROC 7/8. All positives are flagged at
     threshold 2.5, which also flags one negative (3): FPR at 95% TPR = 1/4."""
     m = ood_metrics([0, 1, 2, 3], [2.5, 4], n_boot=10)
+    # ratios of small counts in float64 (exact here): pytest's default rel=1e-6
     assert m["auroc"]["value"] == pytest.approx(7 / 8)
     assert m["fpr95"]["value"] == pytest.approx(0.25)
     labels = np.array([0, 0, 0, 0, 1, 1])
@@ -41,6 +43,7 @@ def test_hand_computed_case():
 def test_same_distribution_is_chance_and_the_interval_covers_it():
     rng = np.random.default_rng(0)
     m = ood_metrics(rng.normal(size=2000), rng.normal(size=2000), n_boot=200)
+    # sampling, not round-off: the AUROC of 2 x 2,000 draws has sd ~0.009, FPR95's ~0.007 (seeded: fixed values)
     assert abs(m["auroc"]["value"] - 0.5) < 0.03
     assert m["auroc"]["low"] < 0.5 < m["auroc"]["high"]
     assert m["fpr95"]["value"] == pytest.approx(0.95, abs=0.03)
@@ -53,7 +56,7 @@ def test_interval_brackets_the_estimate_and_is_seeded():
     assert m1 == m2
     for k, v in m1.items():
         assert v["low"] <= v["value"] <= v["high"], k
-    # Two unit Gaussians one sigma apart: AUROC = Phi(1 / sqrt(2)) = 0.760
+    # Two unit Gaussians one sigma apart: AUROC = Phi(1 / sqrt(2)) = 0.760, up to sampling (sd ~0.011 at 2 x 1,000)
     assert m1["auroc"]["value"] == pytest.approx(0.760, abs=0.03)
     assert m1["auroc"]["high"] - m1["auroc"]["low"] < 0.06
 
@@ -69,6 +72,7 @@ def test_bad_input():
 
 def test_no_bootstrap_gives_the_point_estimate_only():
     m = ood_metrics([0, 1, 2, 3], [2.5, 4], n_boot=0)
+    # a ratio of counts in float64: pytest's default rel=1e-6
     assert m["auroc"]["value"] == pytest.approx(7 / 8) and m["auroc"]["low"] is None and m["fpr95"]["high"] is None
 
 
@@ -153,11 +157,16 @@ def test_ae_scores_are_the_stated_quantities_in_image_order():
     assert list(scores) == score_names(model, jacobian=True) == ["flow_logp", "recon_mse", "pae_density",
                                                                  "pae_marginal"]
     x = to_float(images)
+    # The scores are float32 computations (batches of 3, 3, 1 here, all 7 at once below) stored as float64, so float32
+    # tolerances, not float64's default 1e-7 (another CPU was off by 4.7e-7): the per-image MSE is a mean of 64
+    # squared float32 residuals (~1e-7 relative), log p(z) and log det J^T J go through float32 layers (|value| ~ 2,
+    # round-off ~1e-6); a wrong score is off by far more.
     with torch.no_grad():
         z = model.encode(x)
-        torch.testing.assert_close(scores["recon_mse"], (model.decode(z) - x).pow(2).flatten(1).mean(1).double())
-        torch.testing.assert_close(scores["flow_logp"], -flow.log_prob(z).double())
-    torch.testing.assert_close(scores["pae_density"], -pae_log_density(model, flow, z))
+        torch.testing.assert_close(scores["recon_mse"], (model.decode(z) - x).pow(2).flatten(1).mean(1).double(),
+                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(scores["flow_logp"], -flow.log_prob(z).double(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(scores["pae_density"], -pae_log_density(model, flow, z), rtol=1e-5, atol=1e-5)
     # the Laplace marginal, term by term with an explicit Jacobian: Gaussian log-likelihood + log p(z) + d/2 log 2pi
     # - 1/2 log det(J^T S^-1 J)
     s = sigma.flatten().double()
@@ -168,6 +177,7 @@ def test_ae_scores_are_the_stated_quantities_in_image_order():
             loglik = torch.distributions.Normal(0.0, s).log_prob(resid).sum()
             expected = loglik + flow.log_prob(z[i:i + 1]).double()[0] + 1.5 * math.log(2 * math.pi) \
                 - 0.5 * torch.logdet((jac / s[:, None]).T @ (jac / s[:, None]))
+        # |value| ~ 400: 64 float32 residuals over sigma 0.05-0.2, squared (~1e-5 absolute, 1e-8 relative seen)
         torch.testing.assert_close(scores["pae_marginal"][i], -expected, rtol=1e-5, atol=1e-6)
     assert "pae_density" not in image_scores(model, flow, images, torch.device("cpu"), jacobian=False)
 

@@ -75,8 +75,10 @@ def test_batch_independent(arch, shape):
         z, y = model.encode(x), model(x)
         z1 = torch.cat([model.encode(x[i:i + 1]) for i in range(4)])
         y1 = torch.cat([model(x[i:i + 1]) for i in range(4)])
-    torch.testing.assert_close(z, z1, rtol=0, atol=1e-5)
-    torch.testing.assert_close(y, y1, rtol=0, atol=1e-5)
+    # float32 conv stacks run on 4 images or 1 take other GEMM / oneDNN blockings: ~1e-6 of the activations (|y| <=
+    # ~1) per layer (2.4e-6 seen); an image leaking into another changes outputs by O(0.01-1)
+    torch.testing.assert_close(z, z1, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y, y1, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -89,7 +91,7 @@ def test_channels_last(arch):
         y = model(x)
         y_cl = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     assert y_cl.shape == y.shape
-    torch.testing.assert_close(y_cl, y, rtol=0, atol=1e-5)
+    torch.testing.assert_close(y_cl, y, rtol=1e-5, atol=1e-5)  # other conv kernels for that layout: as above
 
 
 @pytest.mark.parametrize("arch", ARCHS)

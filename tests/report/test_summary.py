@@ -31,6 +31,7 @@ def test_interval_is_student_t_over_seeds_or_the_runs_own():
     values = [1.0, 2.0, 4.0]
     mean, low, high, how = summary.interval(values)
     half = stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / math.sqrt(3)
+    # float64 arithmetic on 3 numbers (equal here): pytest's default rel=1e-6 is ample, a wrong quantile is not
     assert (mean, low, high) == pytest.approx((7 / 3, 7 / 3 - half, 7 / 3 + half)) and how == "t95 over 3 seeds"
     assert summary.interval([5.0], [4.0], [6.5]) == (5.0, 4.0, 6.5, "one seed, bootstrap")
     mean, low, high, how = summary.interval([5.0])
@@ -46,6 +47,7 @@ def test_table1_averages_seeds_picks_the_best_temperature_and_joins_the_paper():
                      _sampler(r, "train_vs_test", 0.5)]
     rows = {(r["model"], r["latent_dim"]): r for r in summary.table1(runs, samplers, REFS)}
     ae, vae = rows[("ae", 32)], rows[("vae", 32)]
+    # means and t intervals of two float64 values (equal here): pytest's default rel=1e-6 throughout
     assert ae["n_seeds"] == 2 and ae["recon_mse"] == pytest.approx(0.011)
     half = stats.t.ppf(0.975, 1) * np.std([0.010, 0.012], ddof=1) / math.sqrt(2)
     assert (ae["recon_mse_low"], ae["recon_mse_high"]) == pytest.approx((max(0.011 - half, 0), 0.011 + half))
@@ -66,6 +68,7 @@ def test_table2_per_score_with_reference():
                          "auroc_low": 0.0, "auroc_high": 1.0, "aupr": 0.5, "aupr_low": 0.4, "aupr_high": 0.6,
                          "fpr95": 0.1, "fpr95_low": 0.05, "fpr95_high": 0.2})
     got = {r["score"]: r for r in summary.table2(rows, REFS)}
+    # float64 means of two values (1e-16 seen): pytest's default rel=1e-6
     assert got["flow_logp"]["auroc"] == pytest.approx(0.92) and got["recon_mse"]["auroc"] == pytest.approx(0.72)
     assert got["flow_logp"]["paper_auroc"] == 0.997 and got["recon_mse"]["paper_auroc"] is None
     # the t interval of two seeds (0.92 +- 0.25), not the runs' bootstrap [0, 1], clipped to [0, 1]

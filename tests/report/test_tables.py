@@ -19,7 +19,9 @@ def test_impute_table_intervals_over_seeds_or_images(tmp_path):
     runs = [_run(tmp_path, 0, 0.010, 0.001), _run(tmp_path, 1, 0.014, 0.001), _run(tmp_path, 0, 0.02, 0.002, "vae")]
     rows = {r["model"]: r for r in impute_table(runs)}
     ae, vae = rows["ae"], rows["vae"]
+    # float64 arithmetic on two values (equal here): pytest's default rel=1e-6
     assert ae["mse_missing"] == pytest.approx(0.012) and ae["n_seeds"] == 2 and ae["interval"] == "t95 over 2 seeds"
-    assert ae["mse_high"] - ae["mse_missing"] == pytest.approx(12.706 * 0.002, rel=1e-3)  # t(0.975, 1) * sd / sqrt(2)
+    # t(0.975, 1) * sd / sqrt(2), with t = 12.7062 written to 5 digits (1.6e-5 relative)
+    assert ae["mse_high"] - ae["mse_missing"] == pytest.approx(12.706 * 0.002, rel=1e-4)
     assert (vae["mse_low"], vae["mse_high"]) == pytest.approx((0.02 - 1.96 * 0.002, 0.02 + 1.96 * 0.002))
     assert vae["interval"] == "one seed, 1.96 se over images" and vae["train_missing"] == "clean"

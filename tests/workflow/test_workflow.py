@@ -149,7 +149,10 @@ def test_model_zoo_workflow(fashion_mnist_dir, tmp_path):
         row = rows[model]
         assert (row["likelihood"], row["posterior"]) == ("gaussian_learned", "diag")
         elbo, nll, kl = float(row["test_elbo"]), float(row["test_nll"]), float(row["test_kl"])
-        assert elbo == pytest.approx(-(nll + kl), rel=1e-4) and kl >= 0
+        # runs.csv holds 6 significant digits: each of the three is off by <= 5e-6 of itself (the float32 sum per image
+        # adds 6e-8). Bounded by the terms, not by the ELBO alone, which may lie near 0; a missing or rescaled KL is
+        # off by far more.
+        assert elbo == pytest.approx(-(nll + kl), rel=0, abs=5e-5 * (abs(elbo) + abs(nll) + kl)) and kl >= 0
     for row in rows.values():
         assert 0 < float(row["recon_mse"]) < 0.2
     # Every model goes through the evaluation battery; models with a posterior are scored by their ELBO too.
