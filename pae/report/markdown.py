@@ -56,27 +56,42 @@ def _showcase(runs_rows: list[dict]) -> list[dict]:
 
 
 def _quality_section(t1: list[dict], fid_note: str, figures: Path) -> list[str]:
-    has_fid = any(r["fid_pae_T1"] is not None for r in t1)
-    header = ["dataset", "model", "latent", "seeds", "recon MSE", "domain FD: PAE T=1", "PAE best T", "N(0, I)",
-              "reconstructions", "floor"]
-    header += ["FID: PAE T=1", "FID: N(0, I)"] if has_fid else []
+    has = {m: any(r[f"{m}_pae_T1"] is not None for r in t1) for m in ("fid", "fid_minmax")}
+    refs = {m: any(r.get(f"paper_{m}") is not None for r in t1) for m in ("fid", "fid_minmax", "recon_mse")}
+    header = ["dataset", "model", "latent", "seeds", "recon MSE"] + (["paper recon MSE"] if refs["recon_mse"] else [])
+    header += ["domain FD: PAE T=1", "PAE best T", "N(0, I)", "reconstructions", "floor"]
+    if has["fid"]:
+        header += ["FID n", "FID: PAE T=1", "FID: PAE best T", "FID: N(0, I)", "FID: reconstructions", "FID: floor"]
     header += ["paper FID (PAE)"]
+    if has["fid_minmax"]:
+        header += ["min-max FID: PAE T=1", "min-max FID: floor"]
+    header += ["authors' notebook min-max FID (PAE)"] if refs["fid_minmax"] else []
     rows = []
     for r in t1:
-        row = [r["dataset"], r["model"], str(r["latent_dim"]), str(r["n_seeds"]), _cell(r, "recon_mse", 3),
-               _cell(r, "domain_fd_pae_T1", 3), f"{_cell(r, 'domain_fd_pae_best', 3)} (T={r['domain_fd_pae_best_T']})",
-               _cell(r, "domain_fd_prior", 3), _cell(r, "domain_fd_recon", 3), _cell(r, "domain_fd_floor", 2)]
-        row += [_cell(r, "fid_pae_T1", 3), _cell(r, "fid_prior", 3)] if has_fid else []
+        row = [r["dataset"], r["model"], str(r["latent_dim"]), str(r["n_seeds"]), _cell(r, "recon_mse", 3)]
+        row += [_num(r.get("paper_recon_mse"))] if refs["recon_mse"] else []
+        row += [_cell(r, "domain_fd_pae_T1", 3), f"{_cell(r, 'domain_fd_pae_best', 3)} (T={r['domain_fd_pae_best_T']})",
+                _cell(r, "domain_fd_prior", 3), _cell(r, "domain_fd_recon", 3), _cell(r, "domain_fd_floor", 2)]
+        if has["fid"]:
+            row += [_num(r.get("fid_n")), _cell(r, "fid_pae_T1", 3),
+                    f"{_cell(r, 'fid_pae_best', 3)} (T={r['fid_pae_best_T']})", _cell(r, "fid_prior", 3),
+                    _cell(r, "fid_recon", 3), _cell(r, "fid_floor", 3)]
         row += [_num(r["paper_fid"])]
+        if has["fid_minmax"]:
+            row += [_cell(r, "fid_minmax_pae_T1", 3), _cell(r, "fid_minmax_floor", 3)]
+        row += [_num(r.get("paper_fid_minmax"))] if refs["fid_minmax"] else []
         rows.append(row)
     datasets = sorted({r["dataset"] for r in t1})
     return [
         "## Sample quality and reconstruction (Table 1 style)", "",
         "Reconstruction MSE per pixel on the test images ([-0.5, 0.5] pixel scale). Fréchet distances between "
         "generated (or reconstructed) images and the test images: *domain FD* in the features of a classifier trained "
-        "on the dataset (not comparable with FID values), FID in Inception features. Samplers: the PAE (the flow on "
-        "the model's latents, base N(0, T^2 I)) at T = 1 and at its best T; N(0, I) through the decoder (the VAE's own "
-        "sampler); *floor* = training vs test images. " + fid_note, "",
+        "on the dataset (not comparable with FID values), FID in Inception features on *FID n* images per set "
+        "(FID is biased upwards at small n: FIDs compare only at equal n; the papers use 10,000), pixels / 255 as "
+        "pytorch-fid does; *min-max FID* stretches each image to the full range first, real and generated, as the PAE "
+        "authors' FID notebook does. Samplers: the PAE (the flow on the model's latents, base N(0, T^2 I)) at T = 1 "
+        "and at its best T; N(0, I) through the decoder (the VAE's own sampler); *floor* = training vs test images. "
+        + fid_note, "",
         table(header, rows), "",
         _figure(figures, "fd_vs_latent.png", "distance and reconstruction error vs latent size"), "",
         _figure(figures, "fd_vs_temperature.png", "distance vs flow temperature"), "",

@@ -1,7 +1,8 @@
 """Paper-style summaries of an experiment, averaged over seeds (results/{exp}/tables/):
   table1.csv   Table 1 of the PAE paper: per dataset x model x latent size, reconstruction MSE and the distance of
                samples (N(0, I) through the decoder; PAE flow at T = 1 and at its best T) and of reconstructions to
-               the test images, in domain-classifier features (domain FD) and, when Inception was run, FID
+               the test images, in domain-classifier features (domain FD) and, when Inception was run, FID (fid_n
+               images per set) and the min-max FID (each image stretched to the full range, the authors' protocol)
   table2.csv   Table 2: OoD AUROC per dataset x model x latent size x OoD set x score
 
 Each value is the mean over seeds with a 95% interval: Student's t over the seeds when there are several, else the
@@ -20,6 +21,7 @@ from pae.io import PaeError
 
 REFERENCES_PATH = Path(__file__).with_name("references.yaml")
 GROUP = ("dataset", "model", "latent_dim")
+DISTANCES = ("domain_fd", "fid", "fid_minmax")  # the distances of fid.json: domain FD, FID, min-max FID
 PROBABILITIES = ("auroc", "aupr", "fpr95", "coverage")  # metrics in [0, 1]
 
 
@@ -91,7 +93,8 @@ def reference(refs: list[dict], table: str, metric: str, **where) -> dict | None
 
 def _per_run_quality(runs_rows: list[dict], samplers_rows: list[dict]) -> list[dict]:
     """One row per run: recon MSE and, for domain_fd and fid, each sampler's value with its bootstrap bounds."""
-    by_run: dict[str, dict] = {r["run"]: {k: r[k] for k in ("run", *GROUP, "seed", "recon_mse")} for r in runs_rows}
+    by_run: dict[str, dict] = {r["run"]: {k: r.get(k) for k in ("run", *GROUP, "seed", "recon_mse", "fid_n")}
+                               for r in runs_rows}
     for s in samplers_rows:
         row = by_run.get(s["run"])
         if row is None:
@@ -99,11 +102,11 @@ def _per_run_quality(runs_rows: list[dict], samplers_rows: list[dict]) -> list[d
         name = {"prior": "prior", "reconstructions": "recon", "train_vs_test": "floor"}.get(s["set"])
         if s["set"] == "pae_T1.0":
             name = "pae_T1"
-        for metric in ("domain_fd", "fid"):
+        for metric in DISTANCES:
             if name:
-                row.update({f"{metric}_{name}": s[metric], f"{metric}_{name}_low": s[f"{metric}_low"],
-                            f"{metric}_{name}_high": s[f"{metric}_high"]})
-            if s["temperature"] is not None and s[metric] is not None:
+                row.update({f"{metric}_{name}": s.get(metric), f"{metric}_{name}_low": s.get(f"{metric}_low"),
+                            f"{metric}_{name}_high": s.get(f"{metric}_high")})
+            if s["temperature"] is not None and s.get(metric) is not None:
                 best = row.get(f"{metric}_pae_best")
                 if best is None or s[metric] < best:
                     row.update({f"{metric}_pae_best": s[metric], f"{metric}_pae_best_low": s[f"{metric}_low"],
@@ -116,18 +119,21 @@ QUALITY_SETS = ("pae_T1", "pae_best", "prior", "recon", "floor")
 
 
 def table1(runs_rows: list[dict], samplers_rows: list[dict], refs: list[dict]) -> list[dict]:
-    """Table 1 style rows (see the module docstring); `paper_fid` is the reference FID of the PAE sampler."""
+    """Table 1 style rows (see the module docstring); `paper_fid` / `paper_fid_minmax` are reference FIDs of the PAE
+    sampler (pytorch-fid's protocol / the authors' min-max protocol), `paper_recon_mse` the reference error."""
     rows = []
     for (dataset, model, z), rs in _groups(_per_run_quality(runs_rows, samplers_rows), GROUP).items():
         row = {"dataset": dataset, "model": model, "latent_dim": z, "n_seeds": len(rs),
                **_summarise(rs, "recon_mse")}
-        for metric in ("domain_fd", "fid"):
+        fid_n = sorted({r["fid_n"] for r in rs if r.get("fid_n")})
+        row["fid_n"] = ",".join(map(str, fid_n)) or None  # images per set behind each FID (FID depends on n)
+        for metric in DISTANCES:
             for name in QUALITY_SETS:
                 row.update(_summarise(rs, f"{metric}_{name}"))
             temps = [r[f"{metric}_pae_best_T"] for r in rs if r.get(f"{metric}_pae_best_T") is not None]
             row[f"{metric}_pae_best_T"] = ",".join(f"{t:g}" for t in sorted(set(temps))) or None
         row["interval"] = _interval_kind(len(rs), "one seed: bootstrap (distances), none (MSE)")
-        for ref_metric in ("fid", "recon_mse"):
+        for ref_metric in ("fid", "fid_minmax", "recon_mse"):
             ref = reference(refs, "table1", ref_metric, dataset=dataset, model=model, latent_dim=z)
             row[f"paper_{ref_metric}"] = ref and ref["value"]
         rows.append(row)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from pae.io import PaeError, atomic_path, read_json
-from pae.report.summary import interval
+from pae.report.summary import DISTANCES, interval
 
 STAGES = ("prepare", "train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute")
 
@@ -63,7 +63,9 @@ def _fid_columns(result: dict) -> dict:
     """Domain FD (and FID) of the N(0, I) sampler, the PAE at T = 1 and at its best temperature, reconstructions and
     the train-vs-test floor."""
     out = {"classifier_test_accuracy": result["protocol"]["classifier"]["test_accuracy"]}
-    for key in ("domain_fd", "fid"):
+    n_fid = result["protocol"].get("n_fid")
+    out["fid_n"] = n_fid and n_fid["real"] if result.get("fid") else None  # images per set behind every FID
+    for key in DISTANCES:
         sets = result.get(key) or {}
         pae = {name: r for name, r in sets.items() if name.startswith("pae_T")}
         best = min(pae, key=lambda name: pae[name]["value"]) if pae else None
@@ -143,18 +145,20 @@ def ood_table(runs: list[dict]) -> list[dict]:
 
 def samplers_table(runs: list[dict]) -> list[dict]:
     """One row per run x image set of fid.json (prior, pae_T{T}, reconstructions, train_vs_test): the domain Fréchet
-    distance and, when Inception was run, the FID, each with its bootstrap interval."""
+    distance and, when Inception was run, the FID (on fid_n images per set) and the min-max FID, each with its
+    bootstrap interval."""
     rows = []
     for run in runs:
         result = read_json(run["files"]["fid"])
-        fid = result.get("fid") or {}
         for name, fd in result["domain_fd"].items():
             temperature = float(name[len("pae_T"):]) if name.startswith("pae_T") else None
             row = {**_grid(run), "set": name, "temperature": temperature, "n_generated": fd["n_a"],
-                   "n_real": fd["n_b"], "domain_fd": fd["value"], "domain_fd_low": fd["low"],
-                   "domain_fd_high": fd["high"]}
-            f = fid.get(name)
-            row.update(fid=f and f["value"], fid_low=f and f["low"], fid_high=f and f["high"])
+                   "n_real": fd["n_b"]}
+            for key in DISTANCES:
+                f = (result.get(key) or {}).get(name)
+                row.update({key: f and f["value"], f"{key}_low": f and f["low"], f"{key}_high": f and f["high"]})
+                if key == "fid":
+                    row["fid_n"] = f and f["n_a"]
             rows.append(row)
     return rows
 

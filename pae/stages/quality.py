@@ -12,18 +12,22 @@ Every set is made of uint8 images: decoder means on the [-0.5, 0.5] scale are cl
 the form the real images are stored in, so both sets pass through the same quantisation and the same feature path.
 
 Layout of fid.json:
-  protocol         n_real, n_generated {set: n}, seed, reference, sets {set: description}, image_conversion {domain_fd,
-                   fid}, pixel_normalisation, bootstrap {n_boot, level, method}, classifier {file, test_accuracy, ...},
-                   inception {mode, weights (the file used, or null)}, nonfinite_latents {set: count}
+  protocol         n_real, n_generated {set: n}, n_fid {real, generated}, seed, reference, sets {set: description},
+                   image_conversion {domain_fd, fid, fid_minmax}, pixel_normalisation, bootstrap {n_boot, level,
+                   method}, classifier {file, test_accuracy, ...}, inception {mode, weights: {path, sha256, obtained,
+                   source, source_sha256, max_abs_diff} or null}, nonfinite_latents {set: count}
   domain_fd        {set: {value, low, high, bootstrap_bias, n_boot, level, n_a, n_b}}: the Fréchet distance in the
                    domain classifier's features (never an FID: not comparable with published figures)
-  fid              the same for pytorch-fid's Inception pool3 features, or null when Inception was not run
+  fid              the same for pytorch-fid's Inception pool3 features on the first eval.fid.fid_samples images of
+                   each set (n_a, n_b say how many), or null when Inception was not run
+  fid_minmax       the same with each image min-max stretched first (eval.fid.scalings has minmax), else null
   fid_unavailable  why the FID is null (the missing-weights message, or the config's inception: never), else null
   temperatures     the PAE temperatures, in config order
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -33,6 +37,7 @@ import torch
 from pae.data.latents import split_with_latents
 from pae.data.store import Dataset, open_dataset, pick
 from pae.eval import fid as fid_lib
+from pae.eval import inception
 from pae.eval.classifier import DomainClassifier, classifier_features, load_classifier, save_classifier
 from pae.eval.classifier import train_classifier as fit_classifier
 from pae.eval.generate import decode_to_uint8
@@ -125,18 +130,30 @@ def _image_sets(model: torch.nn.Module, flow: LatentFlow, latent_dim: int, test_
     yield "train_vs_test", train_images[pick(len(train_images), n, seed + 1)]
 
 
-def _inception(spec: dict, device: torch.device) -> tuple[torch.nn.Module | None, str | None, str | None]:
-    """(model, weights file, reason it is unavailable) by spec["inception"]: auto, required or never."""
+def _inception(spec: dict, device: torch.device) -> tuple[torch.nn.Module | None, dict | None, str | None]:
+    """(model, weights record for fid.json, reason it is unavailable) by spec["inception"]: auto, required or
+    never."""
     if spec["inception"] == "never":
         return None, None, "skipped: eval.fid.inception is 'never'"
     try:
-        model = fid_lib.load_inception(spec["weights"], device)
+        weights = inception.find_weights(spec["weights"])
+        model = inception.load(weights, device)
     except PaeError as e:
         if spec["inception"] == "required":
             raise
         log.warning("no FID, only the domain Fréchet distance: %s", e)
         return None, None, str(e)
-    return model, str(fid_lib.find_weights(spec["weights"])), None
+    log.info("Inception weights: %s (%s, sha256 %s)", weights.path, weights.obtained, weights.sha256[:16])
+    return model, asdict(weights), None
+
+
+def minmax_per_image(images: torch.Tensor) -> torch.Tensor:
+    """Each uint8 image stretched to the full 0-255 range (its own min to 0, max to 255; a constant image to 0), the
+    PAE authors' preprocessing of real and generated images before Inception (their FID notebook)."""
+    x = images.float()
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)
+    span = (x.amax(dim=(1, 2, 3), keepdim=True) - lo).clamp(min=1)
+    return ((x - lo) / span * 255).round().to(torch.uint8)
 
 
 def _check_inputs(data: Dataset, mspec: ModelSpec, model_path: Path, cmeta: dict, classifier: DomainClassifier,
@@ -158,7 +175,7 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
         model, mspec, _ = load_model(model_path, dev)
         flow, _, _ = load_flow(flow_path, dev)
         classifier, cmeta = load_classifier(classifier_path, dev)
-        inception, weights_file, fid_unavailable = _inception(spec, dev)
+        inception, weights, fid_unavailable = _inception(spec, dev)
     data = open_dataset(data_path)
     test_images, test_z = split_with_latents(latents_path, data, "test")
     _check_inputs(data, mspec, model_path, cmeta, classifier, classifier_path)
@@ -166,10 +183,14 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
     chosen = pick(len(test_images), n, seed)
     real = test_images[chosen]
 
+    n_fid = min(spec["fid_samples"] or n, n)
     extractors: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
         "domain_fd": lambda images: classifier_features(classifier, images, dev, bs)}
-    if inception is not None:
-        extractors["fid"] = lambda images: fid_lib.inception_features(inception, images, dev, bs)
+    if inception is not None:  # on the first n_fid images of each set (random draws, so a random subset)
+        extractors["fid"] = lambda images: fid_lib.inception_features(inception, images[:n_fid], dev, bs)
+        if "minmax" in spec["scalings"]:
+            extractors["fid_minmax"] = lambda images: fid_lib.inception_features(
+                inception, minmax_per_image(images[:n_fid]), dev, bs)
     real_features = {key: extract(real) for key, extract in extractors.items()}
     results: dict[str, dict] = {key: {} for key in extractors}
     n_generated, nonfinite = {}, {}
@@ -182,21 +203,22 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
         log.info("%-16s %s", name, "; ".join(_describe(key, results[key][name]) for key in extractors))
 
     write_json(out, {
-        "protocol": _protocol(spec, len(real), n_generated, nonfinite, classifier_path, cmeta, weights_file),
-        "domain_fd": results["domain_fd"], "fid": results.get("fid"), "fid_unavailable": fid_unavailable,
+        "protocol": _protocol(spec, len(real), n_generated, nonfinite, classifier_path, cmeta, weights),
+        "domain_fd": results["domain_fd"], "fid": results.get("fid"), "fid_minmax": results.get("fid_minmax"),
+        "fid_unavailable": fid_unavailable,
         "temperatures": [float(t) for t in spec["temperatures"]]})
     log.info("wrote %s (%d real test images; %s; domain classifier test accuracy %.4f)", out, len(real),
              "FID and domain FD" if inception is not None else "domain FD only, no FID", cmeta["test_accuracy"])
 
 
 def _describe(key: str, r: dict) -> str:
-    label = {"domain_fd": "domain FD", "fid": "FID"}[key]
+    label = {"domain_fd": "domain FD", "fid": "FID", "fid_minmax": "FID (min-max per image)"}[key]
     interval = "" if r["low"] is None else f" [{r['low']:.4g}, {r['high']:.4g}]"
     return f"{label} {r['value']:.4g}{interval} ({r['n_a']} vs {r['n_b']} images)"
 
 
 def _protocol(spec: dict, n_real: int, n_generated: dict, nonfinite: dict, classifier_path: Path, cmeta: dict,
-              weights_file: str | None) -> dict:
+              weights: dict | None) -> dict:
     return {
         "n_real": n_real, "n_generated": n_generated, "seed": spec["seed"],
         "reference": f"the test split, {n_real} images (all of them, or n_samples drawn with the seed)",
@@ -205,12 +227,16 @@ def _protocol(spec: dict, n_real: int, n_generated: dict, nonfinite: dict, class
                  "reconstructions": "decoder(test latents of latents.h5) of the reference images",
                  "train_vs_test": "train-split images (at most n_samples, drawn with seed + 1): the floor"},
         "pixel_normalisation": PIXELS,
-        "image_conversion": {"domain_fd": CLASSIFIER_INPUT, "fid": fid_lib.PROTOCOL},
+        "image_conversion": {"domain_fd": CLASSIFIER_INPUT, "fid": fid_lib.PROTOCOL,
+                             "fid_minmax": f"each image min-max stretched to 0-255 (real and generated), then "
+                                           f"{fid_lib.PROTOCOL}"},
+        "n_fid": {"real": min(n_real, spec["fid_samples"] or n_real),
+                  "generated": {k: min(v, spec["fid_samples"] or v) for k, v in n_generated.items()}},
         "bootstrap": {"n_boot": spec["bootstrap"], "level": LEVEL, "method": BOOTSTRAP},
         "classifier": {"file": str(classifier_path), "test_accuracy": cmeta.get("test_accuracy"),
                        "val_accuracy": cmeta.get("val_accuracy"), "features": cmeta.get("features"),
                        "n_classes": cmeta.get("n_classes"),
                        "task": cmeta.get("task", "classes")},
-        "inception": {"mode": spec["inception"], "weights": weights_file},
+        "inception": {"mode": spec["inception"], "weights": weights},
         "nonfinite_latents": nonfinite,
     }

@@ -1,6 +1,5 @@
 """FID: the Fréchet distance against closed forms; its bootstrap interval (agreement with pytorch-fid, coverage,
-width, seeding); the Inception loading path with a randomly initialised stand-in read from a file (this checks the
-loading, not the value); the message when the weights are missing."""
+width, seeding). The Inception weights and features: tests/eval/test_inception.py."""
 from __future__ import annotations
 
 from unittest import mock
@@ -10,9 +9,7 @@ import pytest
 import torch
 from pytorch_fid import inception as fid_inception
 
-from pae.eval.fid import WEIGHTS_NAME, find_weights, frechet_bootstrap, frechet_distance, inception_features, \
-    load_inception
-from pae.io import PaeError
+from pae.eval.fid import frechet_bootstrap, frechet_distance
 
 
 def _gaussian(mean, cov, n, seed):
@@ -37,61 +34,6 @@ def test_frechet_distance_full_covariance_closed_form():
     # float64 on 2-d: scipy's sqrtm of S^2 gives S to ~1e-14 of Tr S = 3 (3e-14 seen); 1e-9 for other LAPACKs
     assert frechet_distance(a, a + np.array([3.0, -1.0])) == pytest.approx(10.0, rel=1e-9)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
-
-
-@pytest.fixture(scope="module")
-def stand_in_weights(tmp_path_factory):
-    """A randomly initialised FID-Inception state dict saved under the real file name."""
-    with mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *a, **k: None), \
-            mock.patch.object(torch.nn.Module, "load_state_dict", lambda self, sd, *a, **k: None):
-        net = fid_inception.fid_inception_v3()
-    path = tmp_path_factory.mktemp("weights") / WEIGHTS_NAME
-    torch.save(net.state_dict(), path)
-    return path
-
-
-def test_load_inception_from_a_path_uses_those_weights(stand_in_weights):
-    model = load_inception(stand_in_weights)
-    saved = torch.load(stand_in_weights, weights_only=True)
-    block = model.blocks[0][0]  # Conv2d_1a_3x3 of the FID Inception
-    torch.testing.assert_close(block.conv.weight, saved["Conv2d_1a_3x3.conv.weight"], rtol=0, atol=0)  # a copy
-    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
-    feats = inception_features(model, images, batch_size=2)
-    assert feats.shape == (3, 2048) and np.isfinite(feats).all()
-    rgb = inception_features(model, images.expand(-1, 3, -1, -1).contiguous())
-    # 1 channel is repeated to 3: after pytorch-fid's resize both are the same float32 input (equal here); 1e-5 allows
-    # another conv algorithm for the expanded layout (float32 through ~50 layers: ~1e-6 relative)
-    np.testing.assert_allclose(feats, rgb, rtol=1e-5, atol=1e-6)
-
-
-def test_load_inception_from_the_hub_cache(stand_in_weights, tmp_path, monkeypatch):
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "hub" / "checkpoints" / WEIGHTS_NAME).symlink_to(stand_in_weights)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-    assert load_inception(None) is not None
-    assert find_weights(None) == tmp_path / "hub" / "checkpoints" / WEIGHTS_NAME
-    assert find_weights(stand_in_weights) == stand_in_weights
-
-
-def test_missing_weights_say_what_to_put_where(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-    with pytest.raises(PaeError) as e:
-        load_inception(tmp_path / "nope.pth")
-    msg = str(e.value)
-    assert fid_inception.FID_WEIGHTS_URL in msg and str(tmp_path / "hub" / "checkpoints" / WEIGHTS_NAME) in msg
-    assert "eval.fid.weights" in msg and str(tmp_path / "nope.pth") in msg
-
-
-def test_wrong_weights_file(tmp_path):
-    bad = tmp_path / WEIGHTS_NAME
-    torch.save({"conv.weight": torch.zeros(1)}, bad)
-    with pytest.raises(PaeError, match="not pytorch-fid's Inception weights"):
-        load_inception(bad)
-    bad.write_bytes(b"garbage")
-    with pytest.raises(PaeError, match="cannot read Inception weights"):
-        load_inception(bad)
 
 
 def test_bootstrap_value_agrees_with_pytorch_fid():

@@ -12,17 +12,16 @@ import torch
 from pae.data.latents import write_latents
 from pae.data.store import open_dataset
 from pae.eval.classifier import load_classifier, save_classifier
-from pae.eval.fid import WEIGHTS_NAME
+from pae.eval import inception
 from pae.eval.generate import encode_images
 from pae.flows import FlowSpec, build_flow, save_flow
 from pae.io import PaeError
 from pae.models import ModelSpec, build_model, save_model
 from pae.stages import quality
-from tests.eval.test_fid import stand_in_weights  # noqa: F401 (a fixture)
 
 CLASSIFIER = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "features": 8, "seed": 0}
-FID = {"n_samples": 16, "temperatures": [1.0, 0.5], "bootstrap": 5, "inception": "auto", "weights": None,
-       "batch_size": 7, "seed": 0}
+FID = {"n_samples": 16, "fid_samples": None, "scalings": ["uint8"], "temperatures": [1.0, 0.5], "bootstrap": 5,
+       "inception": "auto", "weights": None, "batch_size": 7, "seed": 0}
 SETS = {"prior", "pae_T1.0", "pae_T0.5", "reconstructions", "train_vs_test"}
 
 
@@ -45,13 +44,6 @@ def inputs(tmp_path, synthetic_h5):
     quality.train_classifier(CLASSIFIER, synthetic_h5, tmp_path / "classifier.pt", "cpu")
     return {"model_path": tmp_path / "model.pt", "flow_path": tmp_path / "flow.pt", "data_path": synthetic_h5,
             "latents_path": tmp_path / "latents.h5", "classifier_path": tmp_path / "classifier.pt"}
-
-
-@pytest.fixture
-def empty_hub(tmp_path, monkeypatch):
-    """No Inception weights in the torch hub cache."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
 
 
 def _run(inputs, out, **spec):
@@ -91,12 +83,13 @@ def test_a_dataset_with_one_class_trains_the_rotation_task(tmp_path):
     assert meta["test_accuracy"] > 0.6  # a bar along the top: rotations are learnable; chance is 0.25
 
 
-def test_fid_stage_without_inception_weights(inputs, tmp_path, empty_hub):
+def test_fid_stage_without_inception_weights(inputs, tmp_path, no_inception_weights):
     state = torch.random.get_rng_state()
     result = _run(inputs, tmp_path / "fid.json")
     assert torch.equal(torch.random.get_rng_state(), state)  # seeded by its own generators
-    assert result["fid"] is None and WEIGHTS_NAME in result["fid_unavailable"]
-    assert str(tmp_path / "torch_home" / "hub" / "checkpoints" / WEIGHTS_NAME) in result["fid_unavailable"]
+    assert result["fid"] is None and result["fid_minmax"] is None
+    assert str(no_inception_weights / inception.PYTORCH_FID_NAME) in result["fid_unavailable"]
+    assert inception.TORCHSCRIPT_PIN in result["fid_unavailable"]
     assert set(result["domain_fd"]) == SETS and result["temperatures"] == [1.0, 0.5]
     for name, r in result["domain_fd"].items():
         assert r["value"] >= 0 and r["low"] <= r["high"] and (r["n_a"], r["n_b"], r["n_boot"]) == (16, 16, 5), name
@@ -110,30 +103,45 @@ def test_fid_stage_without_inception_weights(inputs, tmp_path, empty_hub):
     assert p["classifier"]["file"] == str(inputs["classifier_path"]) and 0 <= p["classifier"]["test_accuracy"] <= 1
     assert "repeated to 3" in p["image_conversion"]["fid"] and "to_float" in p["image_conversion"]["domain_fd"]
     assert "uint8" in p["pixel_normalisation"] and p["inception"] == {"mode": "auto", "weights": None}
+    assert "min-max" in p["image_conversion"]["fid_minmax"]
     assert p["nonfinite_latents"] == {"pae_T1.0": 0, "pae_T0.5": 0}
     again = _run(inputs, tmp_path / "again.json")
     assert again["domain_fd"] == result["domain_fd"]  # seeded: the same samples, the same resamples
 
 
-def test_fid_stage_with_an_inception_stand_in(inputs, tmp_path, stand_in_weights, empty_hub):  # noqa: F811
-    result = _run(inputs, tmp_path / "fid.json", n_samples=4, temperatures=[1.0], bootstrap=2, inception="required",
-                  weights=str(stand_in_weights))
+def test_fid_stage_with_an_inception_stand_in(inputs, tmp_path, stand_in_weights, no_inception_weights):
+    result = _run(inputs, tmp_path / "fid.json", n_samples=6, fid_samples=4, temperatures=[1.0], bootstrap=2,
+                  inception="required", weights=str(stand_in_weights), scalings=["uint8", "minmax"])
     sets = {"prior", "pae_T1.0", "reconstructions", "train_vs_test"}
     assert result["fid_unavailable"] is None and set(result["fid"]) == set(result["domain_fd"]) == sets
-    for r in result["fid"].values():
-        assert r["value"] >= 0 and r["low"] is not None and (r["n_a"], r["n_b"]) == (4, 4)
-    assert result["protocol"]["inception"] == {"mode": "required", "weights": str(stand_in_weights)}
-    assert result["fid"] != result["domain_fd"]
+    for key in ("fid", "fid_minmax"):  # on the first fid_samples images of each set
+        for r in result[key].values():
+            assert r["value"] >= 0 and r["low"] is not None and (r["n_a"], r["n_b"]) == (4, 4)
+    assert all(r["n_a"] == 6 for r in result["domain_fd"].values())
+    p = result["protocol"]
+    assert p["n_fid"] == {"real": 4, "generated": dict.fromkeys(sets, 4)}
+    assert p["inception"]["mode"] == "required" and p["inception"]["weights"] == {
+        "path": str(stand_in_weights), "sha256": inception.sha256(stand_in_weights),
+        "obtained": "config (eval.fid.weights)", "source": None, "source_sha256": None, "max_abs_diff": None}
+    assert result["fid"] != result["domain_fd"] and result["fid_minmax"] != result["fid"]
 
 
-def test_inception_required_without_weights_fails_naming_the_file(inputs, tmp_path, empty_hub):
-    with pytest.raises(PaeError, match=WEIGHTS_NAME) as e:
+def test_minmax_stretches_each_image_to_the_full_range():
+    images = torch.tensor([[[[10, 20], [30, 40]]], [[[7, 7], [7, 7]]], [[[0, 255], [128, 3]]]], dtype=torch.uint8)
+    out = quality.minmax_per_image(images)
+    assert out.dtype == torch.uint8
+    assert out[0].flatten().tolist() == [0, 85, 170, 255] and out[1].flatten().tolist() == [0, 0, 0, 0]
+    assert torch.equal(out[2], images[2])
+
+
+def test_inception_required_without_weights_fails_naming_the_file(inputs, tmp_path, no_inception_weights):
+    with pytest.raises(PaeError, match="eval.fid.weights") as e:
         _run(inputs, tmp_path / "fid.json", inception="required", weights=str(tmp_path / "nope.pth"))
     assert str(tmp_path / "nope.pth") in str(e.value)
     assert not (tmp_path / "fid.json").exists()
 
 
-def test_inception_never_and_no_bootstrap(inputs, tmp_path, stand_in_weights):  # noqa: F811
+def test_inception_never_and_no_bootstrap(inputs, tmp_path, stand_in_weights):
     result = _run(inputs, tmp_path / "fid.json", inception="never", weights=str(stand_in_weights), bootstrap=0)
     assert result["fid"] is None and "never" in result["fid_unavailable"]
     assert all(r["low"] is None and r["high"] is None for r in result["domain_fd"].values())

@@ -1,0 +1,66 @@
+"""FID's Inception on this machine: images/s of pool3 features in fp32 and with bf16 autocast + channels_last, and the
+FID difference between the two on the same images (real Fashion-MNIST: --n train images against --n test images).
+
+The fid stage uses the bf16 path only where this difference is below 0.1 FID (eval.fid.precision: auto decides by
+the device; see pae/stages/quality.py). Weights: the ones the fid stage would use (pae.eval.inception.find_weights).
+
+    .venv/bin/python bench/inception.py [--n 500] [--batch-size 50] [--device auto] [--threads N]
+        [--idx-dir /usr/share/datasets/fashion-mnist]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pae.data.sources import DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, read_idx_folder
+from pae.data.store import pick
+from pae.train.distributed import resolve_device
+from pae.eval import fid, inception
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=500, help="images per set (train subset vs test subset)")
+    ap.add_argument("--batch-size", type=int, default=50)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--idx-dir", type=Path, default=DEBIAN_FASHION_MNIST)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    raw = read_idx_folder(args.idx_dir, FASHION_MNIST_CLASSES, "bench")
+    train = torch.from_numpy(raw.train_images)[pick(len(raw.train_images), args.n, 0)]
+    test = torch.from_numpy(raw.test_images)[pick(len(raw.test_images), args.n, 1)]
+    weights = inception.find_weights(None)
+    model = inception.load(weights, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
+    print(f"machine: {platform.platform()}, {name}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.2f} at start")
+    print(f"weights: {weights.path} ({weights.obtained}); images: Fashion-MNIST, {args.n} train vs {args.n} test "
+          f"(28x28 grey -> 3 x 299 x 299), batch {args.batch_size}")
+    fids = {}
+    for label, bf16 in (("fp32", False), ("bf16 + channels_last", True)):
+        net = model.to(memory_format=torch.channels_last) if bf16 else model.to(memory_format=torch.contiguous_format)
+        fid.inception_features(net, train[:args.batch_size], device, args.batch_size, bf16)  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a = fid.inception_features(net, train, device, args.batch_size, bf16)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        b = fid.inception_features(net, test, device, args.batch_size, bf16)
+        fids[label] = fid.frechet_bootstrap(a, b, 0, 0)["value"]
+        print(f"{label:22s} {args.n / seconds:8.1f} images/s   FID(train {args.n}, test {args.n}) = {fids[label]:.4f}")
+    diff = abs(fids["fp32"] - fids["bf16 + channels_last"])
+    print(f"FID difference bf16 vs fp32: {diff:.4f} ({'below' if diff < 0.1 else 'not below'} 0.1)")
+
+
+if __name__ == "__main__":
+    main()
