@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Callable
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 from pae.io import PaeError, torch_load, torch_save
 from pae.models.autoencoder import AutoEncoder
 from pae.models.conv import ConvDecoder, ConvEncoder
+from pae.models.infogan import InfoGANDecoder, InfoGANEncoder
 from pae.models.likelihoods import LikelihoodSpec, build_likelihood
 from pae.models.mlp import MLPDecoder, MLPEncoder
 from pae.models.posteriors import POSTERIORS
@@ -22,12 +24,14 @@ from pae.models.resnet import ResNetDecoder, ResNetEncoder
 from pae.models.vae import VAD, VAE
 
 # name -> (encoder class, decoder class): Encoder(image_shape, out_features, channels, hidden),
-# Decoder(image_shape, latent_dim, channels, hidden, out_channels=None)
+# Decoder(image_shape, latent_dim, channels, hidden, out_channels=None); those in WITH_DROPOUT also take dropout=p
 ARCHITECTURES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "conv": (ConvEncoder, ConvDecoder),
+    "infogan": (InfoGANEncoder, InfoGANDecoder),
     "mlp": (MLPEncoder, MLPDecoder),
     "resnet": (ResNetEncoder, ResNetDecoder),
 }
+WITH_DROPOUT = {"infogan"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class ModelSpec:
     n_items: int = 0  # VAD: training items, one latent each
     infer_steps: int = 300  # VAD: test-time optimisation steps
     infer_lr: float = 0.05
+    dropout: float = 0.0  # architectures in WITH_DROPOUT
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
@@ -103,8 +108,14 @@ def build_model(spec: ModelSpec) -> nn.Module:
         raise PaeError(f"unknown model kind {spec.kind!r}; known: {sorted(MODELS)}")
     if spec.arch not in ARCHITECTURES:
         raise PaeError(f"unknown architecture {spec.arch!r}; known: {sorted(ARCHITECTURES)}")
+    if spec.dropout and spec.arch not in WITH_DROPOUT:
+        raise PaeError(f"train.dropout={spec.dropout}: architecture {spec.arch!r} has no dropout layers "
+                       f"(those that have: {sorted(WITH_DROPOUT)})")
+    enc_cls, dec_cls = ARCHITECTURES[spec.arch]
+    if spec.arch in WITH_DROPOUT:
+        enc_cls, dec_cls = partial(enc_cls, dropout=spec.dropout), partial(dec_cls, dropout=spec.dropout)
     try:
-        return MODELS[spec.kind](spec, *ARCHITECTURES[spec.arch])
+        return MODELS[spec.kind](spec, enc_cls, dec_cls)
     except ValueError as e:  # a bad likelihood/posterior setting
         raise PaeError(f"model {spec.kind}: {e}") from None
 

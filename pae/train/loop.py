@@ -43,6 +43,9 @@ class TrainSpec:
     epochs: int
     batch_size: int
     lr: float
+    lr_drop: dict | None
+    checkpoint_every_s: float
+    dropout: float
     weight_decay: float
     precision: str
     channels_last: bool
@@ -74,7 +77,13 @@ class TrainSpec:
                          likelihood=LikelihoodSpec(**self.likelihood), posterior=self.posterior,
                          beta=self.beta_vae["beta"], capacity=self.beta_vae["capacity"],
                          capacity_steps=self.beta_vae["capacity_steps"], gamma=self.beta_vae["gamma"],
-                         n_items=n_items, infer_steps=self.vad["infer_steps"], infer_lr=self.vad["infer_lr"])
+                         n_items=n_items, infer_steps=self.vad["infer_steps"], infer_lr=self.vad["infer_lr"],
+                         dropout=self.dropout)
+
+    def lr_factor(self, epoch: int) -> float:
+        """The learning-rate multiplier of 0-based `epoch` (train.lr_drop)."""
+        drop = self.lr_drop
+        return drop["factor"] if drop and epoch >= math.ceil(drop["at"] * self.epochs) else 1.0
 
 
 class _Objective(nn.Module):
@@ -161,6 +170,7 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
         model = model.to(memory_format=torch.channels_last)
     # fused: one kernel for all parameters instead of a handful per tensor (Adam was 13-25% of a CPU step)
     opt = torch.optim.Adam(_param_groups(model, spec), lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
+    base_lrs = [group["lr"] for group in opt.param_groups]  # before a checkpoint's (scheduled) rates are loaded
     torch.manual_seed(spec.seed * 1000 + info.rank + 1)  # per-rank stream for stochastic layers and samplers
 
     # Position: `epoch` epochs done, plus `batch` batches of the next one (a mid-epoch stop) with their losses.
@@ -187,7 +197,7 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
     log.info("training %s: %d parameters, %d train / %d val images, %d steps per epoch, device %s, %d rank(s), %s",
              mspec, sum(p.numel() for p in model.parameters()), len(train_images), len(val_images), len(loader),
              device, info.world_size, "bf16 autocast" if bf16 else "fp32")
-    t_start = time.perf_counter()
+    t_start = last_save = time.perf_counter()
 
     def save(epoch: int, batch: int, partial: dict) -> None:
         rngs = distributed.all_gather_object(checkpoint.rng_state())
@@ -219,6 +229,8 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
         done = partial if epoch == start_epoch else {"losses": [], "seconds": 0.0}
         t_epoch = time.perf_counter()
         loader.set_epoch(epoch)
+        for group, base in zip(opt.param_groups, base_lrs):
+            group["lr"] = base * spec.lr_factor(epoch)
         model.train()
         step_losses = []
         bar = tqdm(loader.batches(first, with_index=True), desc=f"epoch {epoch + 1}/{spec.epochs}", initial=first,
@@ -246,12 +258,20 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
                                      channels_last=spec.channels_last)
         if not (all(map(math.isfinite, losses)) and (val is None or math.isfinite(val))):
             raise PaeError(f"training diverged at epoch {epoch + 1}: non-finite loss (try a lower train.lr)")
-        history.append({"epoch": epoch + 1, "train_loss": sum(losses) / len(losses), "val_mse": val,
+        history.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": sum(losses) / len(losses),
+                        "val_mse": val,
                         "seconds": done["seconds"] + time.perf_counter() - t_epoch, "step_losses": losses})
         log.info("epoch %d/%d: train loss %.6f, val MSE %s (%.1f s)", epoch + 1, spec.epochs,
                  history[-1]["train_loss"], "-" if val is None else f"{val:.6f}", history[-1]["seconds"])
-        save(epoch + 1, 0, {"losses": [], "seconds": 0.0})
         signum = interrupt.requested(synchronise=info.distributed)
+        # rank 0's clock decides for all ranks (saving is collective)
+        due = time.perf_counter() - last_save >= spec.checkpoint_every_s
+        if info.distributed:
+            flag = torch.tensor([float(due and info.is_main)], device=distributed.collective_device())
+            due = distributed.all_reduce_sum(flag).item() > 0
+        if signum or due:
+            save(epoch + 1, 0, {"losses": [], "seconds": 0.0})
+            last_save = time.perf_counter()
         if signum and epoch + 1 < spec.epochs:
             raise interrupt.Interrupted(signum, f"after epoch {epoch + 1}")
 
