@@ -1,5 +1,6 @@
-"""The experiment config: validated against workflow/schemas/config.schema.yaml with defaults filled in, before any
-job starts. The same function serves the Snakefile and the stages run by hand, so both see the same resolved config.
+"""The experiment config: validated against pae/config.schema.yaml (package data, so an installed wheel validates
+too) with defaults filled in, before any job starts. The same function serves the Snakefile and the stages run by
+hand, so both see the same resolved config.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import yaml
 
 from pae.io import PaeError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"  # shipped in the package (pyproject package-data)
 
 
 # YAML 1.1 (PyYAML) reads a float only with a dot: `1e-3` and `5E4` are strings. YAML 1.2 and JSON read them as
