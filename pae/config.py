@@ -136,6 +136,8 @@ def resolve(config: dict[str, Any] | None, source: str = "config", validate: boo
         raise PaeError(f"{source}: invalid configuration:\n" + "\n".join(lines))
     if validate:
         runs(resolved, source)  # the grid's blocks and run ids, checked before any job starts
+        from pae.data.paths import check_paths  # the folders and files the config names, likewise
+        check_paths(resolved, source)
     return resolved
 
 

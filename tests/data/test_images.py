@@ -223,8 +223,9 @@ def test_mnist_ignores_image_size(tmp_path):
     assert raw.train_images.shape == (12, 1, 6, 7)
 
 
-def test_config_accepts_the_new_datasets():
-    cfg = resolve({"datasets": {"celeba": {}, "image_folder": {"source": "/data/x", "image_size": 32}}})
+def test_config_accepts_the_new_datasets(tmp_path):
+    write_images(tmp_path / "x", 2, fmt="png")  # the source folder must exist and hold images (pae/data/paths.py)
+    cfg = resolve({"datasets": {"celeba": {}, "image_folder": {"source": str(tmp_path / "x"), "image_size": 32}}})
     assert cfg["datasets"]["celeba"]["image_size"] == 64 and cfg["datasets"]["image_folder"]["image_size"] == 32
     with pytest.raises(PaeError, match="image_size"):
         resolve({"datasets": {"celeba": {"image_size": 0}}})
