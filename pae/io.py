@@ -173,6 +173,40 @@ def setup_logging(verbose: bool = True) -> None:
     )
 
 
+# A log record's first line as setup_logging writes it ("2025-01-31 12:00:00,123 ERROR pae: ..."); the lines up to the
+# next record belong to its message.
+_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<name>[\w.]+): (?P<message>.*)$")
+
+
+def log_errors(path: str | os.PathLike) -> list[str]:
+    """The error messages pae logged in a stage's log file (`python -m pae ... > log 2>&1`): each record at level
+    ERROR of the `pae` loggers, its continuation lines included (a PaeError message may span several lines). A log
+    with no such record that ends in a Python traceback gives the traceback's last line (the exception). The
+    workflow prints these on the terminal when a stage fails, so the cause shows without opening the log."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    errors: list[list[str]] = []
+    current: list[str] | None = None
+    for line in lines:
+        record = _RECORD.match(line)
+        if record:
+            name = record["name"]
+            current = None
+            if record["level"] in ("ERROR", "CRITICAL") and (name == "pae" or name.startswith("pae.")):
+                current = [record["message"]]
+                errors.append(current)
+        elif current is not None and line.strip():
+            current.append(line)
+    if errors:
+        return ["\n".join(e) for e in errors]
+    if any(line.startswith("Traceback (most recent call last):") for line in lines):
+        last = [line for line in lines if line.strip() and not line.startswith(" ")]
+        return last[-1:]
+    return []
+
+
 class _Lines:
     """A file for tqdm writing to a log: each update becomes one line instead of a carriage-return redraw."""
 

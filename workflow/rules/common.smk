@@ -8,7 +8,7 @@ import sys
 
 import pae.config
 from pae.report import TABLES as REPORT_TABLES
-from pae.io import PaeError
+from pae.io import PaeError, log_errors
 
 try:
     _resolved = pae.config.resolve(config, source="workflow config (configfile and --config overrides)")
@@ -77,7 +77,13 @@ def pae_stage(rule, wildcards, stage, args, log, threads, resources):
     job.update(threads=threads, name=f"pae-{name}", folder=f"logs/submitit/{EXP}/{name}")
     cmd = [PY, "-m", "pae", "--launcher", res.get("launcher", "local"), "--job", json.dumps(job), stage, *args]
     line = f"OMP_NUM_THREADS={threads} {shlex.join(map(str, cmd))} > {shlex.quote(str(log))} 2>&1"
-    shell(line.replace("{", "{{").replace("}", "}}"))  # shell() formats {...}; the JSON must pass as it is
+    try:
+        shell(line.replace("{", "{{").replace("}", "}}"))  # shell() formats {...}; the JSON must pass as it is
+    except Exception:
+        # The cause is in the log; snakemake's own message only points there. Show pae's error on the terminal too.
+        for message in log_errors(str(log)):
+            print(f"error in rule {rule} ({name}): {message}\n(log: {log})", file=sys.stderr, flush=True)
+        raise
 
 
 def all_targets():

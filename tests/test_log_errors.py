@@ -1,0 +1,37 @@
+"""pae.io.log_errors: the errors a stage's log holds, which the workflow prints on the terminal when the stage fails."""
+from __future__ import annotations
+
+from pae.io import log_errors
+from tests.helpers import run_pae
+
+
+def test_paes_error_records_with_their_continuation_lines(tmp_path):
+    log = tmp_path / "stage.log"
+    log.write_text("2025-01-31 12:00:00,001 INFO pae.data.sources: fashion_mnist: trying\n"
+                   "reading: 100%|####| 4/4\n"
+                   "2025-01-31 12:00:01,002 ERROR pae: could not load fashion_mnist from any source:\n"
+                   "  - torchvision download: URLError: no network\n"
+                   "\n"
+                   "2025-01-31 12:00:01,003 WARNING pae.x: later\n"
+                   "2025-01-31 12:00:01,004 ERROR other: not pae's\n")
+    assert log_errors(log) == ["could not load fashion_mnist from any source:\n"
+                               "  - torchvision download: URLError: no network"]
+
+
+def test_a_traceback_gives_its_last_line_and_a_clean_log_nothing(tmp_path):
+    log = tmp_path / "stage.log"
+    log.write_text("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+                   "    f()\nValueError: bad value\n")
+    assert log_errors(log) == ["ValueError: bad value"]
+    log.write_text("2025-01-31 12:00:00,001 INFO pae: fine\n")
+    assert log_errors(log) == [] and log_errors(tmp_path / "absent.log") == []
+
+
+def test_a_real_stage_log(tmp_path):
+    """The format pae's logging writes: a stage failing on a missing folder."""
+    proc = run_pae("prepare", "--dataset", "mnist", "--spec", '{"source": "%s"}' % (tmp_path / "nope"),
+                   "--out", tmp_path / "out.h5", check=False)
+    assert proc.returncode == 1
+    (tmp_path / "stage.log").write_text(proc.stderr)
+    errors = log_errors(tmp_path / "stage.log")
+    assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'nope'}: not a folder"), proc.stderr
