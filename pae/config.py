@@ -168,6 +168,10 @@ def _merge(base: dict, over: dict) -> dict:
 GRID_KEYS = ("models", "latent_sizes", "seeds", "train", "flow")
 
 
+# Architectures with dropout layers (pae.models.WITH_DROPOUT; written here so that validating a config needs no torch).
+ARCHS_WITH_DROPOUT = {"infogan"}
+
+
 def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str, Any]]:
     """The blocks of a resolved config's grid (one block of every dataset when `grid` is null), each with its own
     models, latent sizes, seeds and complete `train` and `flow` sections (the block's overrides merged over the
@@ -191,6 +195,10 @@ def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str
             lines = [f"  - {_where(e)}: {e.message}" for e in errors]
             raise PaeError(f"{where}: invalid configuration (the block merged over the top-level keys):\n"
                            + "\n".join(lines))
+        train = sub["train"]
+        if train["dropout"] and train["arch"] not in ARCHS_WITH_DROPOUT:
+            raise PaeError(f"{where}: train.dropout={train['dropout']}, but train.arch={train['arch']!r} has no "
+                           f"dropout layers (those that have: {sorted(ARCHS_WITH_DROPOUT)}); set dropout: 0 there")
         out.append({"datasets": list(block["datasets"]), **{k: sub[k] for k in GRID_KEYS}})
     return out
 

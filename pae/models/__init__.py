@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from pae.config import ARCHS_WITH_DROPOUT
 from pae.io import PaeError, torch_load, torch_save
 from pae.models.autoencoder import AutoEncoder
 from pae.models.conv import ConvDecoder, ConvEncoder
@@ -31,7 +32,7 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "mlp": (MLPEncoder, MLPDecoder),
     "resnet": (ResNetEncoder, ResNetDecoder),
 }
-WITH_DROPOUT = {"infogan"}
+WITH_DROPOUT = ARCHS_WITH_DROPOUT
 
 
 @dataclass(frozen=True)

@@ -51,3 +51,12 @@ def test_dropout_needs_an_architecture_that_has_it():
         build_model(ModelSpec("ae", "conv", (1, 28, 28), 3, (4, 8), 16, dropout=0.25))
     model = build_model(ModelSpec("ae", "infogan", (1, 28, 28), 3, (4, 8), 16, dropout=0.25))
     assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.25}
+
+
+def test_a_config_with_dropout_on_an_architecture_without_it_is_refused_before_any_job():
+    from pae.config import resolve, runs
+    config = {"datasets": {"fashion_mnist": {}}, "train": {"arch": "infogan", "dropout": 0.25},
+              "grid": [{"datasets": ["fashion_mnist"]},
+                       {"datasets": ["fashion_mnist"], "latent_sizes": [3], "train": {"arch": "conv"}}]}
+    with pytest.raises(PaeError, match=r"grid\[1\]: train.dropout=0.25, but train.arch='conv' has no dropout"):
+        runs(resolve(config))
