@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from pae import threads
 from pae.data.latents import split_with_latents
 from pae.data.store import Dataset, open_dataset, pick
 from pae.eval import fid as fid_lib
@@ -88,7 +89,8 @@ def train_classifier(spec: dict, data_path: Path, out: Path, device: str) -> Non
         classes, task = ROTATION_CLASSES, "rotation by k x 90 degrees (the dataset has one class)"
         log.info("%s has one class: the domain classifier learns to tell 4 rotations apart", data_path)
     try:
-        model, meta = fit_classifier(splits["train"], splits["val"], splits["test"], len(classes), spec, dev)
+        with threads.fixed():  # many epochs of float32 sums: one thread, so that the launcher does not matter
+            model, meta = fit_classifier(splits["train"], splits["val"], splits["test"], len(classes), spec, dev)
     except PaeError as e:
         raise PaeError(f"{data_path}: {e}") from None
     meta.update(dataset=data.attrs["dataset"], dataset_sha256=data.attrs["sha256"], spec=spec, task=task)
