@@ -59,6 +59,7 @@ class FlowSpec:
     batch_size: int
     lr: float
     seed: int = 0
+    divergence_nats: float | None = 5.0  # the schema's default (flows saved before the setting load with it)
 
     @classmethod
     def from_dict(cls, d: dict) -> "FlowSpec":
@@ -246,10 +247,29 @@ def mean_log_prob(flow: LatentFlow, z: torch.Tensor, batch_size: int = 4096) -> 
     return log_probs(flow, z, batch_size).double().mean().item()
 
 
+def divergence(nats: float | None, dim: int, train_lp: float, val_lp: float, history: list[dict],
+               start: float) -> str | None:
+    """Why a flow epoch counts as diverged (flow.divergence_nats, the schema has the rule), or None. `history` holds
+    the epochs before it, `start` is the untrained flow's validation log-likelihood."""
+    if not (math.isfinite(train_lp) and math.isfinite(val_lp)):
+        return f"a non-finite log-likelihood (train log p {train_lp}, val log p {val_lp})"
+    if nats is None:
+        return None
+    margin = nats * dim
+    for name, value, key in (("validation", val_lp, "val_logp"), ("training", train_lp, "train_logp")):
+        best = max([start, *(h[key] for h in history)])
+        if value < best - margin:
+            which = "the untrained flow's" if best == start else "the best so far"
+            return (f"mean {name} log p(z) {value:.4g} is {best - value:.4g} nats below {which} ({best:.4g}), more "
+                    f"than flow.divergence_nats = {nats:g} x the latent size {dim} = {margin:g}")
+    return None
+
+
 def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device: torch.device | str = "cpu"
              ) -> tuple[LatentFlow, list[dict]]:
     """Maximum likelihood with Adam and a cosine learning-rate decay over `spec.epochs`; early stopping on the
-    validation log-likelihood, best state kept."""
+    validation log-likelihood, best state kept. A fit that diverges raises PaeError (flow.divergence_nats; see
+    divergence)."""
     device = torch.device(device)
     mean, std = train_z.mean(0), train_z.std(0).clamp_min(1e-6)
     flow = build_flow(spec, train_z.shape[1], mean, std).to(device)
@@ -257,6 +277,8 @@ def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device:
     opt = torch.optim.Adam(flow.parameters(), lr=spec.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.epochs)  # to zero at the last epoch
     g = torch.Generator().manual_seed(spec.seed)
+    start = mean_log_prob(flow, val_z)  # the untrained flow's: the divergence test's reference before epoch 1
+    start = start if math.isfinite(start) else -math.inf
     best, best_state, bad_epochs, history = -math.inf, None, 0, []
     bar = tqdm(range(spec.epochs), desc="flow", **progress_kwargs())
     for epoch in bar:
@@ -278,9 +300,12 @@ def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device:
                         "seconds": time.perf_counter() - t0})
         bar.set_postfix(train=f"{train_lp:.3f}", val=f"{val_lp:.3f}", refresh=False)
         log.info("flow epoch %d: train log p %.4f, val log p %.4f", epoch + 1, train_lp, val_lp)
-        if not math.isfinite(val_lp):
-            log.warning("non-finite validation log-likelihood at epoch %d; stopping", epoch + 1)
-            break
+        why = divergence(spec.divergence_nats, flow.dim, train_lp, val_lp, history[:-1], start)
+        if why:
+            hint = "" if why.startswith("a non-finite") else \
+                ", or raise flow.divergence_nats if this is not a divergence"
+            raise PaeError(f"fit_flow: the flow diverged at epoch {epoch + 1}/{spec.epochs}: {why}. Lower flow.lr "
+                           f"(now {spec.lr:g}){hint}; no flow was written")
         if val_lp > best:
             best, best_state, bad_epochs = val_lp, copy.deepcopy(flow.state_dict()), 0
         else:

@@ -45,6 +45,7 @@ class TrainSpec:
     lr: float
     lr_drop: dict | None
     checkpoint_every_s: float
+    divergence_factor: float | None
     dropout: float
     weight_decay: float
     precision: str
@@ -67,9 +68,11 @@ class TrainSpec:
         return cls(**{**d, "channels": tuple(d["channels"])})
 
     def identity(self) -> dict:
-        """What a checkpoint must share to be resumed: all but the number of epochs."""
+        """What a checkpoint must share to be resumed: all but the number of epochs and the divergence test (neither
+        changes the weights of the epochs done)."""
         d = asdict(self)
         d.pop("epochs")
+        d.pop("divergence_factor")
         return d
 
     def model_spec(self, image_shape, n_items: int) -> ModelSpec:
@@ -138,6 +141,43 @@ def mean_squared_error(model: nn.Module, images: torch.Tensor, info: DistInfo, b
     return (total[0] / total[1]).item()
 
 
+def grey_mse(images: torch.Tensor) -> float:
+    """The MSE of a mid-grey reconstruction (every pixel 0 on the [-0.5, 0.5] scale, about what an untrained decoder
+    outputs) of uint8 `images`: the validation MSE's reference before the first epoch. From the pixel histogram, so
+    no float copy of the images is made."""
+    if images.numel() == 0:
+        return math.inf
+    counts = torch.bincount(images.reshape(-1), minlength=256).double()
+    squares = (torch.arange(256, dtype=torch.float64) / 255.0 - 0.5) ** 2
+    return (counts @ squares / counts.sum()).item()
+
+
+def divergence(factor: float | None, losses: list[float], val: float | None, history: list[dict],
+               grey: float) -> str | None:
+    """Why an epoch counts as diverged (train.divergence_factor, the schema has the rule), or None. `losses` are the
+    epoch's step losses, `val` its validation MSE (None when not computed), `history` the epochs before it, `grey` the
+    mid-grey image's validation MSE (grey_mse)."""
+    bad = [x for x in losses if not math.isfinite(x)]
+    if bad or (val is not None and not math.isfinite(val)):
+        what = f"training loss {bad[0]}" if bad else f"validation MSE {val}"
+        return f"a non-finite {what}"
+    if factor is None:
+        return None
+    vals = [h["val_mse"] for h in history if h["val_mse"] is not None]
+    ref = min([grey, *vals])
+    if val is not None and val > factor * ref:
+        which = "a mid-grey image's" if ref == grey else "the lowest so far"
+        return f"validation MSE {val:.4g} is more than train.divergence_factor = {factor:g} times {which} ({ref:.4g})"
+    first = (history[0]["step_losses"] if history else losses)[0]  # the untrained model's loss
+    lowest = min([first, *(h["train_loss"] for h in history)])
+    scale = max(abs(lowest), abs(first))
+    mean = sum(losses) / len(losses)
+    if mean - lowest > (factor - 1) * scale:
+        return (f"mean training loss {mean:.4g} is more than (train.divergence_factor - 1) x {scale:.4g} above the "
+                f"lowest so far ({lowest:.4g}; the first step's loss: {first:.4g})")
+    return None
+
+
 def _param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
     """Adam's parameter groups: the networks at train.lr; a VAD's per-item latents at train.vad.latent_lr, without
     weight decay (they are data, not weights)."""
@@ -193,6 +233,7 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
     loader = BatchLoader(train_images, spec.batch_size, shuffle=True, seed=spec.seed, rank=info.rank,
                          world_size=info.world_size, drop_last=True, device=device,
                          channels_last=spec.channels_last)
+    grey = grey_mse(val_images)  # the reference of the divergence test before the first epoch
     bf16 = uses_bf16(device, spec.precision)  # decided once (the oneDNN query is not free), used at every step
     log.info("training %s: %d parameters, %d train / %d val images, %d steps per epoch, device %s, %d rank(s), %s",
              mspec, sum(p.numel() for p in model.parameters()), len(train_images), len(val_images), len(loader),
@@ -256,8 +297,13 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
         if not model.needs_index or epoch + 1 == spec.epochs:
             val = mean_squared_error(model, val_images, info, bf16=bf16,
                                      channels_last=spec.channels_last)
-        if not (all(map(math.isfinite, losses)) and (val is None or math.isfinite(val))):
-            raise PaeError(f"training diverged at epoch {epoch + 1}: non-finite loss (try a lower train.lr)")
+        # the same values on every rank (losses averaged over ranks, val all-reduced): all ranks stop together
+        why = divergence(spec.divergence_factor, losses, val, history, grey)
+        if why:
+            hint = "" if why.startswith("a non-finite") else \
+                ", or raise train.divergence_factor if this is not a divergence"
+            raise PaeError(f"train: the training diverged at epoch {epoch + 1}/{spec.epochs}: {why}. Lower train.lr "
+                           f"(now {spec.lr:g}){hint}; no model was written (the rolling checkpoint is kept)")
         history.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": sum(losses) / len(losses),
                         "val_mse": val,
                         "seconds": done["seconds"] + time.perf_counter() - t_epoch, "step_losses": losses})
