@@ -189,9 +189,51 @@ def _param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
             {"params": [latents], "lr": spec.vad.get("latent_lr") or spec.lr, "weight_decay": 0.0}]
 
 
+def _new_epoch() -> dict:
+    """The part of the training state that covers the epoch in progress: its mean-over-ranks step losses and
+    seconds so far (non-empty only when a stop came mid-epoch)."""
+    return {"losses": [], "seconds": 0.0}
+
+
+def _mean_over_ranks(step_losses: list[torch.Tensor], info: DistInfo) -> list[float]:
+    """Per-step losses averaged over ranks, as floats (one host sync for the whole list)."""
+    if not step_losses:
+        return []
+    return (distributed.all_reduce_sum(torch.stack(step_losses).float()) / info.world_size).cpu().tolist()
+
+
+def _missing_mask(spec: TrainSpec, idx: torch.Tensor, epoch: int, shape: tuple[int, int]) -> torch.Tensor | None:
+    """The MCAR mask of these training items (None without missing data); a pure function of the seed, the items and,
+    in random mode, the epoch, so resumed and distributed runs see the same masks."""
+    if spec.missing["ratio"] == 0:
+        return None
+    return mcar_mask(spec.seed, idx, shape, spec.missing["ratio"], epoch if spec.missing["mode"] == "random" else 0)
+
+
+def _save(path: Path, spec: TrainSpec, state: dict, model: nn.Module, opt: torch.optim.Optimizer,
+          info: DistInfo) -> None:
+    """The checkpoint: the training state, weights, optimiser and every rank's RNG states (collective; rank 0
+    writes)."""
+    rngs = distributed.all_gather_object(checkpoint.rng_state())
+    if info.is_main:
+        checkpoint.save(path, identity=spec.identity(), **state, model=model.state_dict(), optimizer=opt.state_dict(),
+                        rng=rngs)
+    distributed.barrier()
+
+
+def _checkpoint_due(last_save: float, every_s: float, info: DistInfo) -> bool:
+    """Whether checkpoint_every_s has passed; rank 0's clock decides for all ranks (saving is collective)."""
+    due = time.perf_counter() - last_save >= every_s
+    if not info.distributed:
+        return due
+    flag = torch.tensor([float(due and info.is_main)], device=distributed.collective_device())
+    return distributed.all_reduce_sum(flag).item() > 0
+
+
 def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, checkpoint_path: Path,
           info: DistInfo) -> list[dict]:
     """Train (or resume) and write the final model and history on rank 0; returns the history."""
+    # Data, and the checks that need no model.
     train_images, _ = data.split("train")
     val_images, _ = data.split("val")
     if spec.batch_size % info.world_size:
@@ -199,8 +241,10 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
     if len(train_images) < spec.batch_size:
         raise PaeError(f"{data.path}: {len(train_images)} training images, fewer than one batch of "
                        f"{spec.batch_size}")
-    device = info.device
-    torch.manual_seed(spec.seed)  # same initial weights on every rank
+    device, shape = info.device, tuple(data.image_shape[1:])
+
+    # Model and optimiser, with the same initial weights on every rank.
+    torch.manual_seed(spec.seed)
     mspec = spec.model_spec(data.image_shape, n_items=len(train_images))
     model = build_model(mspec).to(device)
     if model.needs_index and info.distributed:
@@ -208,25 +252,25 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
                        "the whole latent table every step")
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    # fused: one kernel for all parameters instead of a handful per tensor (Adam was 13-25% of a CPU step)
+    # fused: one kernel updates every parameter, instead of a few kernels per tensor
     opt = torch.optim.Adam(_param_groups(model, spec), lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
-    base_lrs = [group["lr"] for group in opt.param_groups]  # before a checkpoint's (scheduled) rates are loaded
+    base_lrs = [group["lr"] for group in opt.param_groups]
     torch.manual_seed(spec.seed * 1000 + info.rank + 1)  # per-rank stream for stochastic layers and samplers
 
-    # Position: `epoch` epochs done, plus `batch` batches of the next one (a mid-epoch stop) with their losses.
-    history: list[dict] = []
-    start_epoch, start_batch, partial, elapsed_before = 0, 0, {"losses": [], "seconds": 0.0}, 0.0
+    # The training state, saved in the checkpoint and read back whole: `epoch` epochs done, `batch` batches of the
+    # next one done (a mid-epoch stop) with their losses and seconds in `partial`, the history, the seconds spent.
+    state = {"epoch": 0, "batch": 0, "partial": _new_epoch(), "history": [], "elapsed_s": 0.0}
     ckpt = checkpoint.load_compatible(checkpoint_path, spec.identity(), spec.epochs)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        start_epoch, start_batch, partial = ckpt["epoch"], ckpt["batch"], ckpt["partial"]
-        history, elapsed_before = ckpt["history"], ckpt["elapsed_s"]
-        rngs = ckpt["rng"]
-        checkpoint.set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
-        log.info("resuming from %s at epoch %d/%d, batch %d", checkpoint_path, start_epoch, spec.epochs,
-                 start_batch)
+        state = {key: ckpt[key] for key in state}
+        checkpoint.set_rng_state(ckpt["rng"][min(info.rank, len(ckpt["rng"]) - 1)])
+        log.info("resuming from %s at epoch %d/%d, batch %d", checkpoint_path, state["epoch"], spec.epochs,
+                 state["batch"])
+    history = state["history"]
 
+    # The objective (DDP hooks every parameter the loss uses), the batches, the precision.
     objective = _Objective(model)
     if info.distributed:
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
@@ -239,88 +283,72 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
              mspec, sum(p.numel() for p in model.parameters()), len(train_images), len(val_images), len(loader),
              device, info.world_size, "bf16 autocast" if bf16 else "fp32")
     t_start = last_save = time.perf_counter()
-
-    def save(epoch: int, batch: int, partial: dict) -> None:
-        rngs = distributed.all_gather_object(checkpoint.rng_state())
-        if info.is_main:
-            checkpoint.save(checkpoint_path, identity=spec.identity(), epoch=epoch, batch=batch, partial=partial,
-                            model=model.state_dict(), optimizer=opt.state_dict(), rng=rngs, history=history,
-                            elapsed_s=elapsed_before + time.perf_counter() - t_start)
-        distributed.barrier()
-
-    def mean_over_ranks(step_losses: list[torch.Tensor]) -> list[float]:
-        if not step_losses:
-            return []
-        return (distributed.all_reduce_sum(torch.stack(step_losses).float()) / info.world_size).cpu().tolist()
-
-    ratio, height, width = spec.missing["ratio"], *data.image_shape[1:]
-
-    def missing_mask(idx: torch.Tensor, epoch: int) -> torch.Tensor | None:
-        """The MCAR mask of these training items (None without missing data); a pure function of the seed, the
-        items and, in random mode, the epoch, so resumed and distributed runs see the same masks."""
-        if ratio == 0:
-            return None
-        return mcar_mask(spec.seed, idx, (height, width), ratio, epoch if spec.missing["mode"] == "random" else 0)
-
+    elapsed_before = state["elapsed_s"]
     # A stop request is looked at after every step in one process (a flag, no sync); with several ranks every
     # STOP_CHECK_EVERY steps, in one collective so that all ranks stop at the same step.
     check_every = STOP_CHECK_EVERY if info.distributed else 1
-    for epoch in range(start_epoch, spec.epochs):
-        first = start_batch if epoch == start_epoch else 0
-        done = partial if epoch == start_epoch else {"losses": [], "seconds": 0.0}
-        t_epoch = time.perf_counter()
+
+    while state["epoch"] < spec.epochs:
+        epoch, first, partial = state["epoch"], state["batch"], state["partial"]
+        t_epoch = time.perf_counter() - partial["seconds"]
+
+        # The epoch's shuffle and learning rate (train.lr_drop).
         loader.set_epoch(epoch)
         for group, base in zip(opt.param_groups, base_lrs):
             group["lr"] = base * spec.lr_factor(epoch)
+
+        # Steps; the losses stay on the device (no host sync per step).
         model.train()
         step_losses = []
         bar = tqdm(loader.batches(first, with_index=True), desc=f"epoch {epoch + 1}/{spec.epochs}", initial=first,
                    total=len(loader), disable=not info.is_main, **progress_kwargs())
         for i, (x, idx) in enumerate(bar, start=first + 1):
-            mask = missing_mask(idx, epoch)
             with _autocast(device, bf16):
-                loss = objective(x, mask, idx)
+                loss = objective(x, _missing_mask(spec, idx, epoch, shape), idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step_losses.append(loss.detach())  # no host sync per step
-            if i < len(loader) and i % check_every == 0:
-                signum = interrupt.requested(synchronise=info.distributed)
-                if signum:
-                    save(epoch, i, {"losses": done["losses"] + mean_over_ranks(step_losses),
-                                    "seconds": done["seconds"] + time.perf_counter() - t_epoch})
-                    raise interrupt.Interrupted(signum, f"at epoch {epoch + 1}, batch {i}/{len(loader)}")
+            step_losses.append(loss.detach())
+            # A stop signal mid-epoch: save the position within the epoch, then stop.
+            signum = i < len(loader) and i % check_every == 0 and interrupt.requested(synchronise=info.distributed)
+            if signum:
+                state.update(batch=i, partial={"losses": partial["losses"] + _mean_over_ranks(step_losses, info),
+                                               "seconds": time.perf_counter() - t_epoch},
+                             elapsed_s=elapsed_before + time.perf_counter() - t_start)
+                _save(checkpoint_path, spec, state, model, opt, info)
+                raise interrupt.Interrupted(signum, f"at epoch {epoch + 1}, batch {i}/{len(loader)}")
         bar.close()
-        losses = done["losses"] + mean_over_ranks(step_losses)
-        # A VAD reconstructs new images only through test-time optimisation: validated at the last epoch only.
+
+        # Validation (a VAD reconstructs new images only by test-time optimisation: at the last epoch only), then
+        # the divergence test on values every rank shares (losses averaged over ranks, val all-reduced).
+        losses = partial["losses"] + _mean_over_ranks(step_losses, info)
         val = None
         if not model.needs_index or epoch + 1 == spec.epochs:
-            val = mean_squared_error(model, val_images, info, bf16=bf16,
-                                     channels_last=spec.channels_last)
-        # the same values on every rank (losses averaged over ranks, val all-reduced): all ranks stop together
+            val = mean_squared_error(model, val_images, info, bf16=bf16, channels_last=spec.channels_last)
         why = divergence(spec.divergence_factor, losses, val, history, grey)
         if why:
             hint = "" if why.startswith("a non-finite") else \
                 ", or raise train.divergence_factor if this is not a divergence"
             raise PaeError(f"train: the training diverged at epoch {epoch + 1}/{spec.epochs}: {why}. Lower train.lr "
                            f"(now {spec.lr:g}){hint}; no model was written (the rolling checkpoint is kept)")
+
+        # The epoch's record.
         history.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": sum(losses) / len(losses),
-                        "val_mse": val,
-                        "seconds": done["seconds"] + time.perf_counter() - t_epoch, "step_losses": losses})
+                        "val_mse": val, "seconds": time.perf_counter() - t_epoch, "step_losses": losses})
         log.info("epoch %d/%d: train loss %.6f, val MSE %s (%.1f s)", epoch + 1, spec.epochs,
                  history[-1]["train_loss"], "-" if val is None else f"{val:.6f}", history[-1]["seconds"])
-        signum = interrupt.requested(synchronise=info.distributed)
-        # rank 0's clock decides for all ranks (saving is collective)
-        due = time.perf_counter() - last_save >= spec.checkpoint_every_s
-        if info.distributed:
-            flag = torch.tensor([float(due and info.is_main)], device=distributed.collective_device())
-            due = distributed.all_reduce_sum(flag).item() > 0
-        if signum or due:
-            save(epoch + 1, 0, {"losses": [], "seconds": 0.0})
-            last_save = time.perf_counter()
-        if signum and epoch + 1 < spec.epochs:
-            raise interrupt.Interrupted(signum, f"after epoch {epoch + 1}")
+        state.update(epoch=epoch + 1, batch=0, partial=_new_epoch(),
+                     elapsed_s=elapsed_before + time.perf_counter() - t_start)
 
+        # The rolling checkpoint, when due (train.checkpoint_every_s) or asked for by a stop signal.
+        signum = interrupt.requested(synchronise=info.distributed)
+        if signum or _checkpoint_due(last_save, spec.checkpoint_every_s, info):
+            _save(checkpoint_path, spec, state, model, opt, info)
+            last_save = time.perf_counter()
+        if signum and state["epoch"] < spec.epochs:
+            raise interrupt.Interrupted(signum, f"after epoch {state['epoch']}")
+
+    # The final model and history (rank 0); the checkpoint is no longer needed.
     if info.is_main:
         best = min((h for h in history if h["val_mse"] is not None), key=lambda h: h["val_mse"])
         meta = {"train_spec": asdict(spec), "epochs": spec.epochs, "final_val_mse": history[-1]["val_mse"],
