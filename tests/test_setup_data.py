@@ -1,4 +1,4 @@
-"""Issue 11: `make test` prepares the data `make demo` would (make data: `python -m pae setup-data`), and whatever the
+"""`make test` prepares the data `make demo` would (make data: `python -m pae setup-data`), and whatever the
 tests still skip names the one command that enables it (pytest -ra lists the reasons at the end of the run)."""
 from __future__ import annotations
 

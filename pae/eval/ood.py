@@ -1,4 +1,4 @@
-"""Out-of-distribution detection (issue 4's battery): the OoD image sets, the per-image scores and the metrics.
+"""Out-of-distribution detection: the OoD image sets, the per-image scores and the metrics.
 
 Metrics: AUROC, AUPR and the false-positive rate at 95% true-positive rate, with percentile bootstrap intervals.
 Out-of-distribution images are the positive class and a higher score means "more out-of-distribution": pass -log p

@@ -1,4 +1,4 @@
-"""Issue 11: every path a config names is checked when the config is validated (pae.config.resolve), with an error
+"""Every path a config names is checked when the config is validated (pae.config.resolve), with an error
 naming the key, the path and what was expected; what passes is what the stages reading it accept."""
 from __future__ import annotations
 

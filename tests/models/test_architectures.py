@@ -1,8 +1,8 @@
 """Every registered architecture (parametrised over ARCHITECTURES, so new ones are covered): encoder and decoder
 shapes at 28x28, 64x64 RGB and an odd 30x22, with the decoder's extra output channels; an AE on a fixed batch of
 structured images learns (loss decreases, finite gradients); the model is the same function of each image whatever
-the batch (no cross-sample normalisation, which DDP relies on) and with channels_last tensors. Parameter counts at
-the default widths are printed (run with -s to see them); training throughput: bench/architectures.py."""
+the batch (no cross-sample normalisation, which DDP relies on) and with channels_last tensors. Parameter counts and
+training throughput at the default widths: bench/architectures.py."""
 from __future__ import annotations
 
 import copy
@@ -18,8 +18,6 @@ SHAPES = [(1, 28, 28), (3, 64, 64), (1, 30, 22)]
 SHAPE_IDS = ["28", "64rgb", "30x22"]
 LATENT = 5
 CHANNELS, HIDDEN = (8, 16), 32  # small widths keep the tests fast
-DEFAULT_CHANNELS, DEFAULT_HIDDEN = (32, 64), 256  # the config schema's train defaults
-DEFAULT_LATENT = 32  # the larger of configs/default.yaml's latent sizes
 ARCHS = sorted(ARCHITECTURES)
 
 
@@ -102,14 +100,3 @@ def test_channels_last(arch):
         y_cl = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     assert y_cl.shape == y.shape
     torch.testing.assert_close(y_cl, y, rtol=1e-5, atol=1e-5)  # other conv kernels for that layout: as above
-
-
-@pytest.mark.parametrize("arch", ARCHS)
-def test_parameter_counts(arch):
-    """Printed for the notes (no assertion): the schema's default widths at 28x28 and 64x64 RGB."""
-    for shape in [(1, 28, 28), (3, 64, 64)]:
-        model = _ae(arch, shape, DEFAULT_CHANNELS, DEFAULT_HIDDEN, DEFAULT_LATENT)
-        enc = sum(p.numel() for p in model.encoder.parameters())
-        dec = sum(p.numel() for p in model.decoder.parameters())
-        print(f"\n{arch} {shape} channels={list(DEFAULT_CHANNELS)} hidden={DEFAULT_HIDDEN} latent={DEFAULT_LATENT}: "
-              f"encoder {enc:,} decoder {dec:,} total {enc + dec:,} parameters")

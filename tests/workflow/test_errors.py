@@ -1,4 +1,4 @@
-"""Issue 11, with snakemake on the real Snakefile (fast: no training): a bad path in the config stops the workflow
+"""With snakemake on the real Snakefile (fast: no training): a bad path in the config stops the workflow
 before any job and leaves the old outputs alone; a stage that fails shows pae's error on the terminal, not only in
 its log."""
 from __future__ import annotations
