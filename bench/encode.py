@@ -1,4 +1,4 @@
-"""Encode throughput: the encode stage's path (pae.stages.base.encode -> pae.eval.generate) for the conv AE and VAE.
+"""Encode throughput: the encode stage's path (pae.stages.encode.encode -> pae.eval.generate) for the conv AE and VAE.
 
 The AE is encoded with generate.encode_images (its code), the VAE with generate.posterior_params and the posterior's
 mean, exactly as the encode stage does for each split; the models are built by build_model at the schema's default
@@ -28,7 +28,7 @@ from pae.models import ModelSpec, build_model
 
 
 def encode_all(model, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """What pae.stages.base.encode computes for one split (no missing-data masks)."""
+    """What pae.stages.encode.encode computes for one split (no missing-data masks)."""
     device = torch.device("cpu")
     if not hasattr(model, "posterior"):
         return generate.encode_images(model, images, device, batch_size=batch_size)

@@ -2,7 +2,7 @@
 FID difference between the two on the same images (real Fashion-MNIST: --n train images against --n test images).
 
 The fid stage uses the bf16 path only where this difference is below 0.1 FID (eval.fid.precision: auto decides by
-the device; see pae/stages/quality.py). Weights: the ones the fid stage would use (pae.eval.inception.find_weights).
+the device; see pae/stages/fid.py). Weights: the ones the fid stage would use (pae.eval.inception.find_weights).
 
     .venv/bin/python bench/inception.py [--n 500] [--batch-size 50] [--device auto] [--threads N]
         [--idx-dir /usr/share/datasets/fashion-mnist]
@@ -20,7 +20,7 @@ import torch
 
 from pae.data.sources import DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, read_idx_folder
 from pae.data.store import pick
-from pae.train.distributed import resolve_device
+from pae.device import resolve_device
 from pae.eval import fid, inception
 
 

@@ -4,7 +4,7 @@ loop a typical user writes, on the same model and batch size.
 Model: build_model of the conv AE on 28x28x1 images, latent 32, the schema's default widths (channels [32, 64],
 hidden 256), Adam lr 1e-3, batch 128, the same initial weights. Data: the real Fashion-MNIST train split (55,000
 images after the schema's 5,000-image validation carve-out), prepared into a pae HDF5 store in a temporary folder by
-the prepare stage's own function (pae.stages.base.prepare); --synthetic uses blob images instead.
+the prepare stage's own function (pae.stages.prepare.prepare); --synthetic uses blob images instead.
 
   reference  a per-item torch Dataset (tensor from the uint8 item, float conversion per item), a DataLoader
              (shuffle=True, num_workers=0), contiguous NCHW fp32, optimizer.zero_grad(), loss.item() every step.
@@ -39,7 +39,7 @@ import pae.train.loop as loop
 from pae.data.sources import DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, RawDataset
 from pae.data.store import open_dataset, write_dataset
 from pae.models import ModelSpec, build_model
-from pae.stages.base import prepare
+from pae.stages.prepare import prepare
 from pae.train.distributed import DistInfo
 
 CONFIGS = {"fp32": ("fp32", False), "channels_last": ("fp32", True), "bf16": ("bf16", False),

@@ -6,7 +6,7 @@ import torch
 
 from pae.data.latents import read_latents
 from pae.models import ModelSpec, build_model, save_model
-from pae.stages.base import encode
+from pae.stages.encode import encode
 
 
 def test_missing_pixels_change_train_and_val_latents_only(tmp_path, synthetic_h5):

@@ -10,7 +10,7 @@ Training: Adam on the train split (cross-entropy), batches in a seeded order (Ba
 initialisation; the epoch with the best validation accuracy is kept and its test accuracy measured.
 
 A dataset with a single class (CelebA, a flat image folder) cannot train it on its labels: the train_classifier stage
-(pae/stages/quality.py) then trains it to tell four rotations of the images apart instead.
+(pae/stages/train_classifier.py) then trains it to tell four rotations of the images apart instead (`rotation_task`).
 """
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ log = logging.getLogger(__name__)
 KIND = "classifier"  # the kind tag of the saved file
 CHANNELS = (32, 64, 64)  # the convolution stages' widths
 POOLED = 4  # the adaptive pool's output side
+ROTATION_CLASSES = ["0", "90", "180", "270"]  # the labels of rotation_task: degrees
+
+
+def rotation_task(images: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A label-free task for datasets without classes (CelebA, a flat image folder): each image rotated by k x 90
+    degrees, k drawn per image, to be predicted (Gidaris et al. 2018, whose features transfer well); square images."""
+    k = torch.randint(0, 4, (len(images),), generator=torch.Generator().manual_seed(seed))
+    out = images.clone()
+    for r in range(1, 4):
+        out[k == r] = torch.rot90(images[k == r], r, dims=(2, 3))
+    return out, k
 
 
 class DomainClassifier(nn.Module):

@@ -8,7 +8,7 @@ function is batched over images, and each image's posterior is independent of th
 
     -log p(z | x_obs) = 1/2 sum_obs [(x - decode(z))^2 / sigma^2 + log(2 pi sigma^2)] - log p_flow(z) + const
 
-sigma^2 = sigma_pix^2 + noise_sigma^2: the decoder's own per-pixel error (`residual_sigma`, the root mean square of
+sigma^2 = sigma_pix^2 + noise_sigma^2: the decoder's own per-pixel error (pae.eval.residuals, the root mean square of
 validation residuals) plus the variance of any noise added to the observation. flow=None means the prior N(0, I).
 Values called neg_log_post are the expression above without the evidence (the constant).
 
@@ -31,17 +31,12 @@ from torch import nn
 from tqdm import tqdm
 
 from pae import threads
-from pae.data.loader import BatchLoader
 from pae.flows import LatentFlow
 from pae.io import progress_kwargs
 
 log = logging.getLogger(__name__)
 
 LOG_2PI = math.log(2 * math.pi)
-# sigma_pix floor, on the [-0.5, 0.5] scale (about 2.5 grey levels of 255): pixels that are constant in the
-# validation set (an MNIST digit's border) have ~0 residual, and a ~0 sigma would pin the posterior to the decoder's
-# tiny errors there.
-SIGMA_FLOOR = 1e-2
 # Laplace: eigenvalues of the precision are replaced by max(|lambda|, EIG_FLOOR * max |lambda|) (a saddle's negative
 # curvature counts by its magnitude, as in Betancourt's SoftAbs metric), which keeps the covariance positive definite.
 EIG_FLOOR = 1e-6
@@ -81,21 +76,6 @@ def neg_log_post(model: nn.Module, flow: LatentFlow | None, obs: Observation, z:
     mean = model.decode(flat).view(*lead, *obs.x.shape[1:])
     nll = 0.5 * (obs.weight * (mean - obs.x).pow(2)).flatten(-3).sum(-1) + obs.const
     return nll - log_prior(flow, flat).view(lead)
-
-
-@torch.no_grad()
-def residual_sigma(model: nn.Module, images_u8: torch.Tensor, z: torch.Tensor, device: torch.device | str,
-                   batch_size: int = 500, floor: float = SIGMA_FLOOR) -> torch.Tensor:
-    """sigma_pix (C, H, W): per pixel, the root mean square over the images of the residual x - decode(z) (the
-    maximum-likelihood std of a zero-mean Gaussian error), floored at `floor`. z are the images' latents (the
-    validation latents of latents.h5)."""
-    if len(z) != len(images_u8):
-        raise ValueError(f"{len(z)} latents for {len(images_u8)} images")
-    total = torch.zeros(images_u8.shape[1:], dtype=torch.float64, device=device)
-    for i, x in enumerate(BatchLoader(images_u8, batch_size, shuffle=False, device=device)):
-        mean = model.decode(z[i * batch_size:(i + 1) * batch_size].to(device))
-        total += (mean.double() - x.double()).pow(2).sum(0)
-    return (total / len(images_u8)).sqrt().clamp_min(floor).float()
 
 
 def _prior_draws(flow: LatentFlow | None, n: int, dim: int, generator: torch.Generator | None,

@@ -7,27 +7,37 @@ comes from the rule's snakemake `resources:` and the profile's `set-resources`, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 from pae.io import PaeError
+
+
+def _doc(default, doc: str):
+    return field(default=default, metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
 class Job:
     """What a stage asks of the machine it runs on (snakemake resource names)."""
     name: str = "pae"
-    folder: str = "logs/submitit"  # submitit's job files and logs
-    threads: int = 1  # CPUs per task
-    runtime: int = 60  # minutes
-    mem_mb: int = 4000  # per node
-    gpus: int = 0  # per node
+    folder: str = _doc("logs/submitit", "submitit's job files and logs")
+    threads: int = _doc(1, "CPUs per task")
+    runtime: int = _doc(60, "minutes")
+    mem_mb: int = _doc(4000, "per node")
+    gpus: int = _doc(0, "per node")
     nodes: int = 1
     tasks_per_node: int = 1
     slurm_partition: str = ""
     slurm_account: str = ""
-    slurm_extra: str = ""  # further sbatch options, e.g. "--qos=high --constraint=a100"
-    slurm_signal_delay_s: int = 90  # the pre-timeout signal comes this long before the time limit
+    slurm_extra: str = _doc("", 'further sbatch options, e.g. "--qos=high --constraint=a100"')
+    slurm_signal_delay_s: int = _doc(90, "the pre-timeout signal comes this long before the time limit")
+
+    @classmethod
+    def describe(cls) -> str:
+        """The fields, their defaults and meanings, for `--job`'s help."""
+        return ", ".join(f"{f.name}={f.default!r}" + (f" ({f.metadata['doc']})" if "doc" in f.metadata else "")
+                         for f in fields(cls))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":

@@ -1,4 +1,5 @@
-"""The local launcher: the stage runs inside the snakemake job; several tasks on this machine go through torchrun."""
+"""The local launcher of several tasks on this machine: torchrun runs `python -m pae STAGE ...` once per task. (One
+task needs no launcher: `python -m pae` runs the stage in its own process, pae.stages.run_parsed.)"""
 from __future__ import annotations
 
 import logging
@@ -16,9 +17,6 @@ def run(job: Job, argv: list[str]) -> int:
     if job.nodes > 1:
         raise PaeError(f"job resources: nodes={job.nodes}, but the local launcher runs on this machine only "
                        "(use the slurm launcher, e.g. snakemake --profile cluster/slurm)")
-    if job.tasks_per_node == 1:
-        from pae.__main__ import run_stage
-        return run_stage(argv)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={job.tasks_per_node}",
            "-m", "pae", *argv]
     log.info("running %d local processes with torchrun", job.tasks_per_node)

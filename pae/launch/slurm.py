@@ -36,7 +36,7 @@ class StageTask(submitit.helpers.Checkpointable):
     def __call__(self) -> int:
         import signal
 
-        from pae.__main__ import run_stage
+        from pae.stages import run_stage  # imported in the SLURM task: the launcher's process loads no stage code
         from pae.train import interrupt
 
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")

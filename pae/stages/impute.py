@@ -8,27 +8,35 @@ its own training ratio (matched). Layout of impute.json: {"train_missing": {"rat
 """
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
 from pae.data.latents import split_with_latents
-from pae.data.store import open_dataset, pick
+from pae.data.store import pick
 from pae.eval.impute import impute_sweep
-from pae.eval.posterior import residual_sigma
-from pae.flows import load_flow
+from pae.eval.residuals import residual_sigma
 from pae.io import write_json
-from pae.models import load_model
-from pae.train import distributed
+from pae.stages.args import add_run_inputs, json_object
+from pae.stages.common import load_run
 
 log = logging.getLogger(__name__)
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_inputs(p, "the eval.impute config section", latents=True)
+    p.add_argument("--train-missing", type=json_object, default={"ratio": 0.0, "mode": "fixed"},
+                   help="the missingness the model was trained with (train.missing)")
+
+
+def run(a: argparse.Namespace) -> None:
+    impute(a.spec, a.model, a.flow, a.data, a.latents, a.train_missing, a.out, a.device)
+
+
 def impute(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_path: Path, train_missing: dict,
            out: Path, device: str) -> None:
-    dev = distributed.resolve_device(device)
-    model, _, _ = load_model(model_path, dev)
-    flow, _, _ = load_flow(flow_path, dev)
-    data = open_dataset(data_path)
+    r = load_run(model_path, flow_path, data_path, device)
+    model, flow, data, dev = r.model, r.flow, r.data, r.device
     sigma = residual_sigma(model, *split_with_latents(latents_path, data, "val"), dev)
 
     test_images, _ = data.split("test")

@@ -19,24 +19,34 @@ score, as used for the metrics (for ROC curves).
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
 from pathlib import Path
 
 import torch
 
-from pae.data.store import open_dataset
 from pae.eval.ood import (NONFINITE_SCORE, SCORES, ImageSet, build_sets, finite_scores, image_scores, latents,
                           metrics_table, score_names)
-from pae.eval.posterior import residual_sigma
-from pae.flows import load_flow
-from pae.io import PaeError, atomic_path, write_json
-from pae.models import load_model
-from pae.train import distributed
+from pae.eval.residuals import residual_sigma
+from pae.io import atomic_path, write_json
+from pae.stages.args import add_run_inputs, named_path
+from pae.stages.common import load_run
 
 log = logging.getLogger(__name__)
 
 SIGMA_IMAGES = 2000  # validation images that estimate pae_marginal's per-pixel sigma
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_inputs(p, "the eval.ood config section", latents=False)
+    p.add_argument("--ood-data", action="append", default=[], type=named_path, metavar="NAME=FILE",
+                   help="a prepared dataset whose test split is an OoD set (repeatable)")
+    p.add_argument("--scores-out", type=Path, required=True)
+
+
+def run(a: argparse.Namespace) -> None:
+    ood(a.spec, a.model, a.flow, a.data, dict(a.ood_data), a.out, a.scores_out, a.device)
 
 
 def _write_scores(path: Path, sets: dict[str, ImageSet], scores: dict[str, dict[str, torch.Tensor]],
@@ -66,15 +76,8 @@ def ood(spec: dict, model_path: Path, flow_path: Path, data_path: Path, ood_data
         scores_out: Path, device: str) -> None:
     """Score the run's test images and every OoD set (the datasets of `ood_data`, spec's transforms and folders;
     spec["datasets"] is already resolved into `ood_data`) and write ood.json and ood_scores.csv."""
-    dev = distributed.resolve_device(device)
-    model, mspec, _ = load_model(model_path, dev)
-    flow, _, _ = load_flow(flow_path, dev)
-    if flow.dim != mspec.latent_dim:
-        raise PaeError(f"{flow_path}: a flow on {flow.dim} latent dimensions, but {model_path} has {mspec.latent_dim}")
-    data = open_dataset(data_path)
-    if tuple(data.image_shape) != tuple(mspec.image_shape):
-        raise PaeError(f"{data_path}: images of shape {data.image_shape}, but {model_path} expects "
-                       f"{mspec.image_shape}")
+    r = load_run(model_path, flow_path, data_path, device)
+    model, mspec, flow, data, dev = r.model, r.spec, r.flow, r.data, r.device
     in_set, ood_sets = build_sets(data.split("test")[0], data_path, ood_data, spec["transforms"], spec["folders"],
                                   spec["max_images"])
     sets = {"in": in_set, **ood_sets}

@@ -33,6 +33,7 @@ samples_method (mcmc if run, else laplace), noise_sigma. File attrs: format.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from pathlib import Path
@@ -43,20 +44,27 @@ import torch
 
 from pae.data.latents import split_with_latents
 from pae.data.loader import to_float, to_uint8
-from pae.data.store import open_dataset
 from pae.eval.corruptions import corrupt
-from pae.eval.posterior import (SIGMA_FLOOR, Predictive, coverage, laplace, laplace_samples, map_estimate, nuts,
-                                predictive, residual_sigma)
-from pae.flows import load_flow
-from pae.io import PaeError, atomic_path, write_json
-from pae.models import load_model
-from pae.train import distributed
+from pae.eval.posterior import Predictive, coverage, laplace, laplace_samples, map_estimate, nuts, predictive
+from pae.eval.residuals import SIGMA_FLOOR, residual_sigma
+from pae.io import atomic_path, write_json
+from pae.stages.args import add_run_inputs
+from pae.stages.common import load_run
 
 log = logging.getLogger(__name__)
 
 PANELS_FORMAT = "pae-posterior-panels/1"
 FIGURE_SAMPLES = 4
 LEVELS = (0.68, 0.95)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_inputs(p, "the eval.posterior config section", latents=True)
+    p.add_argument("--panels-out", type=Path, required=True, help="HDF5 file of images for the figure")
+
+
+def run(a: argparse.Namespace) -> None:
+    posterior(a.spec, a.model, a.flow, a.data, a.latents, a.out, a.panels_out, a.device)
 
 
 def _timed(fn: Callable, device: torch.device):
@@ -211,16 +219,8 @@ def posterior(spec: dict, model_path: Path, flow_path: Path, data_path: Path, la
               panels_out: Path, device: str) -> None:
     """Inpainting and denoising with MAP, Laplace and (spec["mcmc"]) NUTS posteriors -> `out` (metrics JSON) and
     `panels_out` (HDF5 images for the figure); layouts in the module docstring. spec = config eval.posterior."""
-    dev = distributed.resolve_device(device)
-    model, mspec, _ = load_model(model_path, dev)
-    flow, _, _ = load_flow(flow_path, dev)
-    if flow.dim != mspec.latent_dim:
-        raise PaeError(f"{flow_path}: a flow on {flow.dim}-dimensional latents, but {model_path} has latent size "
-                       f"{mspec.latent_dim}")
-    data = open_dataset(data_path)
-    if tuple(data.image_shape) != tuple(mspec.image_shape):
-        raise PaeError(f"{data_path}: images of shape {data.image_shape}, but {model_path} expects "
-                       f"{mspec.image_shape}")
+    r = load_run(model_path, flow_path, data_path, device)
+    model, mspec, flow, data, dev = r.model, r.spec, r.flow, r.data, r.device
     for p in (*model.parameters(), *flow.parameters()):
         p.requires_grad_(False)  # gradients are taken with respect to the latents only
     sigma_pix = _sigma_pix(model, data, latents_path, dev)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from pae.io import PaeError
+from pae.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    if preference not in ("auto", "cpu", "cuda"):
-        raise PaeError(f"device must be auto, cpu or cuda, got {preference!r}")
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise PaeError("device=cuda was asked for but torch sees no CUDA device")
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    return torch.device("cpu")
 
 
 def setup(device: str = "auto") -> DistInfo:

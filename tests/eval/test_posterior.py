@@ -11,7 +11,8 @@ from nflows.transforms import IdentityTransform
 from torch import nn
 
 from pae.eval.posterior import (coverage, decoder_jacobian, laplace, laplace_samples, map_estimate, neg_log_post,
-                                nuts, observation, predictive, residual_sigma)
+                                nuts, observation, predictive)
+from pae.eval.residuals import residual_sigma
 from pae.flows import FlowSpec, LatentFlow, fit_flow
 from pae.models import ModelSpec, build_model
 

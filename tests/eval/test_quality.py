@@ -17,7 +17,9 @@ from pae.eval.generate import encode_images
 from pae.flows import FlowSpec, build_flow, save_flow
 from pae.io import PaeError
 from pae.models import ModelSpec, build_model, save_model
-from pae.stages import quality
+from pae.eval.classifier import rotation_task
+from pae.stages import fid as fid_stage
+from pae.stages import train_classifier as classifier_stage
 
 CLASSIFIER = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "features": 8, "seed": 0}
 FID = {"n_samples": 16, "fid_samples": None, "scalings": ["uint8"], "temperatures": [1.0, 0.5], "bootstrap": 5,
@@ -41,13 +43,13 @@ def inputs(tmp_path, synthetic_h5):
                      batch_size=16, lr=1e-3)
     z = splits["train"]["z"]
     save_flow(tmp_path / "flow.pt", build_flow(fspec, 4, z.mean(0), z.std(0)), fspec, {})
-    quality.train_classifier(CLASSIFIER, synthetic_h5, tmp_path / "classifier.pt", "cpu")
+    classifier_stage.train_classifier(CLASSIFIER, synthetic_h5, tmp_path / "classifier.pt", "cpu")
     return {"model_path": tmp_path / "model.pt", "flow_path": tmp_path / "flow.pt", "data_path": synthetic_h5,
             "latents_path": tmp_path / "latents.h5", "classifier_path": tmp_path / "classifier.pt"}
 
 
 def _run(inputs, out, **spec):
-    quality.fid({**FID, **spec}, **inputs, out=out, device="cpu")
+    fid_stage.fid({**FID, **spec}, **inputs, out=out, device="cpu")
     return json.loads(out.read_text())
 
 
@@ -60,12 +62,12 @@ def test_train_classifier_stage_writes_its_accuracies(inputs, synthetic_h5):
 def test_rotation_task_rotates_each_image_by_its_label():
     images = torch.zeros(40, 1, 6, 6, dtype=torch.uint8)
     images[:, 0, 0, 0] = 255  # a bright top-left corner: each rotation moves it to a different corner
-    rotated, k = quality.rotation_task(images, seed=0)
+    rotated, k = rotation_task(images, seed=0)
     corners = {0: (0, 0), 1: (5, 0), 2: (5, 5), 3: (0, 5)}  # torch.rot90 turns counter-clockwise
     for img, r in zip(rotated, k.tolist()):
         assert img[0, corners[r][0], corners[r][1]] == 255 and img.sum() == 255
     assert set(k.tolist()) == {0, 1, 2, 3}
-    assert torch.equal(quality.rotation_task(images, seed=0)[1], k)
+    assert torch.equal(rotation_task(images, seed=0)[1], k)
 
 
 def test_a_dataset_with_one_class_trains_the_rotation_task(tmp_path):
@@ -77,7 +79,7 @@ def test_a_dataset_with_one_class_trains_the_rotation_task(tmp_path):
         images[:, :, :4, 4:24] = 200
     path = tmp_path / "one_class.h5"
     write_dataset(path, "image_folder", raw, val_size=20, split_seed=0)
-    quality.train_classifier({**CLASSIFIER, "epochs": 20, "lr": 3e-3}, path, tmp_path / "classifier.pt", "cpu")
+    classifier_stage.train_classifier({**CLASSIFIER, "epochs": 20, "lr": 3e-3}, path, tmp_path / "classifier.pt", "cpu")
     _, meta = load_classifier(tmp_path / "classifier.pt")
     assert meta["task"].startswith("rotation") and meta["n_classes"] == 4
     assert meta["test_accuracy"] > 0.6  # a bar along the top: rotations are learnable; chance is 0.25
@@ -128,7 +130,7 @@ def test_fid_stage_with_an_inception_stand_in(inputs, tmp_path, stand_in_weights
 
 def test_minmax_stretches_each_image_to_the_full_range():
     images = torch.tensor([[[[10, 20], [30, 40]]], [[[7, 7], [7, 7]]], [[[0, 255], [128, 3]]]], dtype=torch.uint8)
-    out = quality.minmax_per_image(images)
+    out = fid_stage.minmax_per_image(images)
     assert out.dtype == torch.uint8
     assert out[0].flatten().tolist() == [0, 85, 170, 255] and out[1].flatten().tolist() == [0, 0, 0, 0]
     assert torch.equal(out[2], images[2])

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from pae.__main__ import run_stage
+from pae.stages import run_stage
 from pae.data.latents import write_latents
 from pae.flows.latent_flow import FlowSpec, divergence, fit_flow
 from pae.io import PaeError

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from pae.__main__ import run_stage
+from pae.stages import run_stage
 from pae.data.store import open_dataset
 from pae.io import PaeError
 from pae.train.distributed import DistInfo

@@ -1,5 +1,6 @@
-"""Sample-quality stages: `train_classifier` (once per dataset: the domain classifier whose penultimate features give
-the domain Fréchet distance) and `fid` (per run: metrics/fid.json).
+"""The fid stage (per run): the domain Fréchet distance (in the features of the dataset's domain classifier, from the
+train_classifier stage) and, when Inception is available, the FID of sampled and reconstructed images ->
+metrics/fid.json.
 
 fid.json compares image sets with the real test images (at most eval.fid.n_samples of them, drawn with the seed):
   prior            z ~ N(0, I) through the decoder (what the auto-encoder gives without a density on its latents)
@@ -26,6 +27,7 @@ Layout of fid.json:
 """
 from __future__ import annotations
 
+import argparse
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -34,18 +36,16 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from pae import threads
 from pae.data.latents import split_with_latents
-from pae.data.store import Dataset, open_dataset, pick
+from pae.data.store import Dataset, pick
 from pae.eval import fid as fid_lib
 from pae.eval import inception
-from pae.eval.classifier import DomainClassifier, classifier_features, load_classifier, save_classifier
-from pae.eval.classifier import train_classifier as fit_classifier
+from pae.eval.classifier import DomainClassifier, classifier_features, load_classifier
 from pae.eval.generate import decode_to_uint8
-from pae.flows import LatentFlow, load_flow
+from pae.flows import LatentFlow
 from pae.io import PaeError, write_json
-from pae.models import ModelSpec, load_model
-from pae.train.distributed import resolve_device
+from pae.stages.args import add_run_inputs
+from pae.stages.common import load_run
 
 log = logging.getLogger(__name__)
 
@@ -60,44 +60,13 @@ BOOTSTRAP = ("percentile bootstrap of the plug-in estimate (both sets resampled 
              "(pae/eval/fid.py)")
 
 
-ROTATION_CLASSES = ["0", "90", "180", "270"]
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_inputs(p, "the eval.fid config section", latents=True)
+    p.add_argument("--classifier", type=Path, required=True)
 
 
-def rotation_task(images: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A label-free task for datasets without classes (CelebA, a flat image folder): each image rotated by k x 90
-    degrees, k drawn per image, to be predicted (Gidaris et al. 2018, whose features transfer well); square images."""
-    k = torch.randint(0, 4, (len(images),), generator=torch.Generator().manual_seed(seed))
-    out = images.clone()
-    for r in range(1, 4):
-        out[k == r] = torch.rot90(images[k == r], r, dims=(2, 3))
-    return out, k
-
-
-def train_classifier(spec: dict, data_path: Path, out: Path, device: str) -> None:
-    """The dataset's domain classifier (spec = config eval.classifier) -> `out`, its accuracies in the file's meta.
-    A dataset with fewer than two classes is given the rotation task instead (rotation_task), said in the meta."""
-    dev = resolve_device(device)
-    data = open_dataset(data_path)
-    splits = {s: data.split(s) for s in ("train", "val", "test")}
-    classes, task = data.attrs["classes"], "classes"
-    h, w = data.image_shape[1:]
-    if len(classes) < 2 or len(torch.unique(splits["train"][1])) < 2:
-        if h != w:
-            raise PaeError(f"{data_path}: one class and non-square {h}x{w} images: neither the classes nor the "
-                           "rotation task can train a domain classifier")
-        splits = {s: rotation_task(x, spec["seed"] + i) for i, (s, (x, _)) in enumerate(splits.items())}
-        classes, task = ROTATION_CLASSES, "rotation by k x 90 degrees (the dataset has one class)"
-        log.info("%s has one class: the domain classifier learns to tell 4 rotations apart", data_path)
-    try:
-        with threads.fixed():  # many epochs of float32 sums: one thread, so that the launcher does not matter
-            model, meta = fit_classifier(splits["train"], splits["val"], splits["test"], len(classes), spec, dev)
-    except PaeError as e:
-        raise PaeError(f"{data_path}: {e}") from None
-    meta.update(dataset=data.attrs["dataset"], dataset_sha256=data.attrs["sha256"], spec=spec, task=task)
-    save_classifier(out, model, meta)
-    log.info("domain classifier of %s (%s): accuracy train %.4f, val %.4f, test %.4f (epoch %d of %d, %d features, "
-             "%.0f s) -> %s", data.attrs["dataset"], task, meta["train_accuracy"], meta["val_accuracy"],
-             meta["test_accuracy"], meta["best_epoch"], meta["epochs"], meta["features"], meta["seconds"], out)
+def run(a: argparse.Namespace) -> None:
+    fid(a.spec, a.model, a.flow, a.data, a.latents, a.classifier, a.out, a.device)
 
 
 @torch.no_grad()
@@ -158,12 +127,9 @@ def minmax_per_image(images: torch.Tensor) -> torch.Tensor:
     return ((x - lo) / span * 255).round().to(torch.uint8)
 
 
-def _check_inputs(data: Dataset, mspec: ModelSpec, model_path: Path, cmeta: dict, classifier: DomainClassifier,
-                  classifier_path: Path) -> None:
-    shape = tuple(data.image_shape)
-    if shape != tuple(mspec.image_shape):
-        raise PaeError(f"{data.path}: images of shape {shape}, but {model_path} expects {tuple(mspec.image_shape)}")
-    if cmeta.get("dataset_sha256") != data.attrs["sha256"] or tuple(classifier.config["image_shape"]) != shape:
+def _check_classifier(data: Dataset, classifier: DomainClassifier, cmeta: dict, classifier_path: Path) -> None:
+    if cmeta.get("dataset_sha256") != data.attrs["sha256"] or \
+            tuple(classifier.config["image_shape"]) != tuple(data.image_shape):
         raise PaeError(f"{classifier_path}: trained on another dataset than {data.path} (sha256 "
                        f"{cmeta.get('dataset_sha256')} vs {data.attrs['sha256']}); rerun the train_classifier stage")
 
@@ -172,15 +138,13 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
         out: Path, device: str) -> None:
     """Domain Fréchet distance (and FID when Inception is available) of every set against the real test images ->
     `out` (fid.json, layout in the module docstring). spec = config eval.fid."""
-    dev = resolve_device(device)
     with torch.random.fork_rng(devices=[]):  # building the networks draws initial weights: leave the global RNG
-        model, mspec, _ = load_model(model_path, dev)
-        flow, _, _ = load_flow(flow_path, dev)
-        classifier, cmeta = load_classifier(classifier_path, dev)
-        inception, weights, fid_unavailable = _inception(spec, dev)
-    data = open_dataset(data_path)
+        r = load_run(model_path, flow_path, data_path, device)
+        classifier, cmeta = load_classifier(classifier_path, r.device)
+        inception, weights, fid_unavailable = _inception(spec, r.device)
+    model, mspec, flow, data, dev = r.model, r.spec, r.flow, r.data, r.device
+    _check_classifier(data, classifier, cmeta, classifier_path)
     test_images, test_z = split_with_latents(latents_path, data, "test")
-    _check_inputs(data, mspec, model_path, cmeta, classifier, classifier_path)
     n, seed, bs = spec["n_samples"], spec["seed"], spec["batch_size"]
     chosen = pick(len(test_images), n, seed)
     real = test_images[chosen]

@@ -1,0 +1,66 @@
+"""The report stage: an experiment's tables (pae/report/tables.py, summary.py), figures (pae/report/figures.py) and
+report.md (pae/report/markdown.py), from the files the other stages wrote."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from pae.io import read_json
+from pae.report import TABLES
+from pae.stages.args import json_object
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", type=json_object, required=True,
+                   help='{"runs": [{"run", "dataset", ..., "files"}]}')
+    p.add_argument("--tables-dir", type=Path, required=True, help="runs.csv, table1.csv, table2.csv, samplers.csv, "
+                   "ood.csv, posterior.csv, impute.csv")
+    p.add_argument("--figures-dir", type=Path, required=True)
+    p.add_argument("--report", type=Path, help="report.md to write (tables and figures with the papers' values)")
+
+
+def run(a: argparse.Namespace) -> None:
+    report(a.manifest, a.tables_dir, a.figures_dir, a.report)
+
+
+def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Path | None = None) -> None:
+    """The experiment's tables, figures and report.md. Matched-imputation runs (trained with missing pixels for the
+    imputation sweep) appear in impute.csv only."""
+    from pae.report import figures, markdown, summary, tables  # imported here: parsing the arguments stays light
+
+    runs = manifest["runs"]
+    main = [r for r in runs if not r.get("matched_imputation")]
+    refs = summary.load_references()
+    rows = {"runs": tables.runs_table(main), "samplers": tables.samplers_table(main), "ood": tables.ood_table(main),
+            "posterior": tables.posterior_table(main), "impute": tables.impute_table(runs)}
+    rows["table1"] = summary.table1(rows["runs"], rows["samplers"], refs)
+    rows["table2"] = summary.table2(rows["ood"], refs)
+    for name in TABLES:
+        tables.write_csv(Path(tables_dir) / f"{name}.csv", rows[name])
+    figures_dir = Path(figures_dir)
+    figures.write_run_figures(main, figures_dir)
+    for run in main:
+        figures.roc_figure(run, figures_dir / f"{run['run']}_ood_roc.png")
+        figures.posterior_figure(run, figures_dir / f"{run['run']}_posterior.png")
+    for dataset in dict.fromkeys(r["dataset"] for r in main):
+        figures.samples_figure(main, dataset, figures_dir / f"samples_{dataset}.png")
+    figures.temperature_figure(rows["samplers"], figures_dir / "fd_vs_temperature.png")
+    figures.latent_figure(rows["table1"], figures_dir / "fd_vs_latent.png")
+    figures.impute_figure(rows["impute"], figures_dir / "impute_mse_vs_ratio.png")
+    if report_path is not None:
+        markdown.write_report(report_path, manifest.get("experiment", Path(report_path).parent.name), rows, refs,
+                              figures_dir, _fid_note(main), manifest.get("configfiles", []))
+    log.info("wrote %s (%s) for %d runs, figures in %s%s", tables_dir, ", ".join(f"{t}.csv" for t in TABLES),
+             len(main), figures_dir, f", {report_path}" if report_path else "")
+
+
+def _fid_note(runs: list[dict]) -> str:
+    """What report.md says about FID: computed, or why not (from fid.json)."""
+    reasons = {read_json(r["files"]["fid"]).get("fid_unavailable") for r in runs}
+    reasons.discard(None)
+    if not reasons:
+        return "FID was computed for every run."
+    return "FID was not computed: " + "; ".join(sorted(str(x) for x in reasons))
