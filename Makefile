@@ -39,8 +39,8 @@ data: venv
 	$(BIN)/python -m pae setup-data
 
 demo: venv data
-	$(BIN)/snakemake --cores $(CORES) --configfile configs/default.yaml $(SNAKEMAKE_ARGS)
-	@echo "done: table results/default/tables/runs.csv, figures results/default/figures/"
+	$(BIN)/snakemake --cores $(CORES) --configfile configs/demo.yaml $(SNAKEMAKE_ARGS)
+	@echo "done: table results/demo/tables/runs.csv, figures results/demo/figures/, one HTML file: $(BIN)/snakemake --configfile configs/demo.yaml --report report.html"
 
 # The smoke grid (configs/smoke.yaml: the paper grid's shape on 2 CPU cores) and its report copied to
 # docs/example-report/ (report.md, tables, the figures it shows), the committed example. One thread per job, as many

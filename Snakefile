@@ -1,15 +1,15 @@
-# pae: the whole pipeline as one DAG. Rules live in workflow/rules/; helpers and the run grid in common.smk.
-#   snakemake --cores 2                                   # the embedded default (configs/default.yaml)
-#   snakemake --cores 2 --configfile configs/other.yaml   # another experiment grid
+# pae: the whole pipeline as one DAG. Rules live in workflow/rules/; the run grid, paths and input functions in
+# common.smk (the logic in pae/config.py). The config comes from --configfile alone; without one, the schema's
+# defaults (pae/config.schema.yaml) are the config.
+#   snakemake --cores 2 --configfile configs/demo.yaml    # the demo (make demo)
+#   snakemake --cores 2 --configfile my.yaml              # another experiment grid
+#   snakemake --report report.html [--configfile ...]     # the tables and figures as one HTML file
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# The embedded default, unless --configfile names another grid (snakemake would otherwise merge the two).
-if not workflow.overwrite_configfiles:
-
-    configfile: f"{workflow.basedir}/configs/default.yaml"
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

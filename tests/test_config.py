@@ -48,7 +48,7 @@ def test_shipped_configs_are_valid(path):
 
 
 def test_check_config_command(tmp_path):
-    out = run_pae("check-config", REPO / "configs" / "default.yaml").stdout
+    out = run_pae("check-config", REPO / "configs" / "demo.yaml").stdout
     assert yaml.safe_load(out)["flow"]["tail_bound"] == 5.0
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {epochs: -1}\n")

@@ -23,9 +23,16 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
 
 
+@pytest.fixture(scope="module")
+def tiny_workflow(fashion_mnist_dir, tmp_path_factory):
+    """The tiny workflow run once: its directory and snakemake's process (the tests below share it)."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    return workdir, snakemake(workdir)
+
+
 @pytest.mark.integration
-def test_tiny_workflow_end_to_end(fashion_mnist_dir, tmp_path):
-    proc = snakemake(tmp_path)
+def test_tiny_workflow_end_to_end(tiny_workflow):
+    tmp_path, proc = tiny_workflow
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     res = tmp_path / "results" / "tiny"
@@ -125,6 +132,37 @@ def _check_evaluation_battery(res: Path):
     assert "## Out-of-distribution detection (Table 2 style)" in report and "FID was computed" in report
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert "figures/fd_vs_latent.png" in links and all((res / link).is_file() for link in links)
+
+
+@pytest.mark.integration
+def test_html_report_of_the_tiny_workflow(tiny_workflow):
+    """`snakemake --report report.html` gathers the tables, figures and report.md into one HTML file."""
+    workdir, proc = tiny_workflow
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    html = workdir / "report.html"
+    made = snakemake(workdir, "--report", str(html))
+    assert made.returncode == 0, (made.stdout + made.stderr)[-4000:]
+    text = html.read_text()
+    assert "runs.csv" in text and "table2.csv" in text  # the tables
+    assert "fd_vs_latent.png" in text and f"{RUN}_samples.png" in text  # the figures
+    assert "report.md" in text
+
+
+def test_dry_run_prints_each_stages_shell_command(tmp_path):
+    """Every rule is a shell command that `snakemake -n -p` prints: the launcher, the job and the stage's arguments
+    (no `Shell command: None` but for the target rule `all`, which runs nothing)."""
+    proc = snakemake(tmp_path, "-n", "-p")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    commands = re.findall(r"^Shell command: (.*)$", out, flags=re.MULTILINE)
+    stages = [c for c in commands if c != "None"]
+    assert len(commands) - len(stages) <= 1  # rule all
+    assert len(stages) == 20, out[-3000:]  # 2 prepare, 3 train, encode, fit_flow, impute, 1 of each other rule
+    for command in stages:
+        assert command.startswith("OMP_NUM_THREADS=") and " -m pae --launcher local --job '{" in command, command
+        assert " > logs/" in command and "pae.io.log_errors" in command, command
+    assert any(" train --spec '{" in c and "--model-out results/tiny/fashion_mnist-ae-z4-s0/model/model.pt" in c
+               for c in stages)
 
 
 def test_bad_config_stops_before_any_job(tmp_path):

@@ -1,15 +1,17 @@
 rule prepare:
     output:
-        f"{DATA}/{{data_key}}.h5",
+        PATHS["data"],
     params:
-        dataset=data_name,
-        spec=dataset_spec,
+        dataset=get_dataset,
+        spec=get_dataset_spec,
         download_root=f"{config['resources_dir']}/raw",
+        launcher=get_launcher,
+        job=get_job("prepare"),
     log:
-        "logs/prepare/{data_key}.log",
+        log_file("prepare"),
     benchmark:
-        "benchmarks/prepare/{data_key}.tsv"
+        benchmark_file("prepare")
     threads: 1
-    run:
-        pae_stage(rule, wildcards, "prepare", ["--dataset", params.dataset, "--spec", params.spec, "--out", output[0],
-                  "--download-root", params.download_root], log, threads, resources)
+    shell:
+        pae_shell("prepare --dataset {params.dataset:q} --spec {params.spec:q} --out {output:q} "
+                  "--download-root {params.download_root:q}")

@@ -1,19 +1,20 @@
 rule encode:
     input:
-        model=f"{RES}/{{run}}/model/model.pt",
-        data=run_data,
+        model=PATHS["model"],
+        data=get_run_file("data"),
     output:
-        f"{RES}/{{run}}/latents.h5",
+        PATHS["latents"],
     params:
         device=config["device"],
-        missing=run_missing,
-        seed=run_seed,
+        missing=get_missing,
+        seed=get_seed,
+        launcher=get_launcher,
+        job=get_job("encode"),
     log:
-        f"{LOGS}/{{run}}/encode.log",
+        log_file("encode"),
     benchmark:
-        f"{BENCH}/{{run}}/encode.tsv"
+        benchmark_file("encode")
     threads: 4
-    run:
-        pae_stage(rule, wildcards, "encode", ["--model", input.model, "--data", input.data, "--out", output[0],
-                  "--device", params.device, "--missing", params.missing, "--seed", params.seed], log, threads,
-                  resources)
+    shell:
+        pae_shell("encode --model {input.model:q} --data {input.data:q} --out {output:q} --device {params.device:q} "
+                  "--missing {params.missing:q} --seed {params.seed:q}")

@@ -1,24 +1,26 @@
 rule evaluate:
     input:
-        model=f"{RES}/{{run}}/model/model.pt",
-        flow=f"{RES}/{{run}}/flow/flow.pt",
-        latents=f"{RES}/{{run}}/latents.h5",
-        data=run_data,
+        model=PATHS["model"],
+        flow=PATHS["flow"],
+        latents=PATHS["latents"],
+        data=get_run_file("data"),
     output:
-        recon=f"{RES}/{{run}}/metrics/recon.json",
-        flow=f"{RES}/{{run}}/metrics/flow.json",
-        scores=f"{RES}/{{run}}/metrics/test_scores.csv",
-        samples=f"{RES}/{{run}}/samples.h5",
+        recon=PATHS["recon"],
+        flow=PATHS["flow_metrics"],
+        scores=PATHS["test_scores"],
+        samples=PATHS["samples"],
     params:
         spec=eval_spec(),
-        metrics_dir=f"{RES}/{{run}}/metrics",
+        metrics_dir=PATHS["metrics_dir"],
         device=config["device"],
+        launcher=get_launcher,
+        job=get_job("evaluate"),
     log:
-        f"{LOGS}/{{run}}/evaluate.log",
+        log_file("evaluate"),
     benchmark:
-        f"{BENCH}/{{run}}/evaluate.tsv"
+        benchmark_file("evaluate")
     threads: 4
-    run:
-        pae_stage(rule, wildcards, "evaluate", ["--spec", params.spec, "--model", input.model, "--flow", input.flow,
-                  "--data", input.data, "--latents", input.latents, "--metrics-dir", params.metrics_dir,
-                  "--samples-out", output.samples, "--device", params.device], log, threads, resources)
+    shell:
+        pae_shell("evaluate --spec {params.spec:q} --model {input.model:q} --flow {input.flow:q} "
+                  "--data {input.data:q} --latents {input.latents:q} --metrics-dir {params.metrics_dir:q} "
+                  "--samples-out {output.samples:q} --device {params.device:q}")

@@ -1,17 +1,19 @@
 rule fit_flow:
     input:
-        f"{RES}/{{run}}/latents.h5",
+        PATHS["latents"],
     output:
-        flow=f"{RES}/{{run}}/flow/flow.pt",
-        history=f"{RES}/{{run}}/flow/history.json",
+        flow=PATHS["flow"],
+        history=PATHS["flow_history"],
     params:
-        spec=flow_spec,
+        spec=get_flow_spec,
         device=config["device"],
+        launcher=get_launcher,
+        job=get_job("fit_flow"),
     log:
-        f"{LOGS}/{{run}}/fit_flow.log",
+        log_file("fit_flow"),
     benchmark:
-        f"{BENCH}/{{run}}/fit_flow.tsv"
+        benchmark_file("fit_flow")
     threads: 4
-    run:
-        pae_stage(rule, wildcards, "fit_flow", ["--spec", params.spec, "--latents", input[0], "--out", output.flow,
-                  "--history-out", output.history, "--device", params.device], log, threads, resources)
+    shell:
+        pae_shell("fit_flow --spec {params.spec:q} --latents {input:q} --out {output.flow:q} "
+                  "--history-out {output.history:q} --device {params.device:q}")

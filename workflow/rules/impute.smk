@@ -1,22 +1,24 @@
 # Missing-data imputation sweep over missing ratios (every run; matched-imputation runs at their own ratio).
 rule impute:
     input:
-        model=f"{RES}/{{run}}/model/model.pt",
-        flow=f"{RES}/{{run}}/flow/flow.pt",
-        latents=f"{RES}/{{run}}/latents.h5",
-        data=run_data,
+        model=PATHS["model"],
+        flow=PATHS["flow"],
+        latents=PATHS["latents"],
+        data=get_run_file("data"),
     output:
-        f"{RES}/{{run}}/metrics/impute.json",
+        PATHS["impute"],
     params:
         spec=eval_spec("impute"),
-        missing=run_missing,
+        missing=get_missing,
         device=config["device"],
+        launcher=get_launcher,
+        job=get_job("impute"),
     log:
-        f"{LOGS}/{{run}}/impute.log",
+        log_file("impute"),
     benchmark:
-        f"{BENCH}/{{run}}/impute.tsv"
+        benchmark_file("impute")
     threads: 4
-    run:
-        pae_stage(rule, wildcards, "impute", ["--spec", params.spec, "--model", input.model, "--flow", input.flow,
-                  "--data", input.data, "--latents", input.latents, "--train-missing", params.missing,
-                  "--out", output[0], "--device", params.device], log, threads, resources)
+    shell:
+        pae_shell("impute --spec {params.spec:q} --model {input.model:q} --flow {input.flow:q} --data {input.data:q} "
+                  "--latents {input.latents:q} --train-missing {params.missing:q} --out {output:q} "
+                  "--device {params.device:q}")

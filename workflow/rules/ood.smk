@@ -1,23 +1,25 @@
 # Out-of-distribution detection: the run's test images against other datasets, flipped images and user folders.
 rule ood:
     input:
-        unpack(lambda wc: {f"ood_{d}": p for d, p in run_ood_data(wc).items()}),
-        model=f"{RES}/{{run}}/model/model.pt",
-        flow=f"{RES}/{{run}}/flow/flow.pt",
-        data=run_data,
+        unpack(get_ood_data),
+        model=PATHS["model"],
+        flow=PATHS["flow"],
+        data=get_run_file("data"),
     output:
-        metrics=f"{RES}/{{run}}/metrics/ood.json",
-        scores=f"{RES}/{{run}}/metrics/ood_scores.csv",
+        metrics=PATHS["ood"],
+        scores=PATHS["ood_scores"],
     params:
         spec=eval_spec("ood"),
-        ood_data=ood_data_args,
+        ood_data=get_ood_args,
         device=config["device"],
+        launcher=get_launcher,
+        job=get_job("ood"),
     log:
-        f"{LOGS}/{{run}}/ood.log",
+        log_file("ood"),
     benchmark:
-        f"{BENCH}/{{run}}/ood.tsv"
+        benchmark_file("ood")
     threads: 4
-    run:
-        pae_stage(rule, wildcards, "ood", ["--spec", params.spec, "--model", input.model, "--flow", input.flow,
-                  "--data", input.data, *params.ood_data, "--out", output.metrics, "--scores-out", output.scores,
-                  "--device", params.device], log, threads, resources)
+    shell:
+        pae_shell("ood --spec {params.spec:q} --model {input.model:q} --flow {input.flow:q} --data {input.data:q} "
+                  "{params.ood_data:q} --out {output.metrics:q} --scores-out {output.scores:q} "
+                  "--device {params.device:q}")

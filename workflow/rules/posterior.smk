@@ -1,22 +1,24 @@
 # Inpainting and denoising with posterior analysis (MAP, Laplace, MCMC) on corrupted test images.
 rule posterior:
     input:
-        model=f"{RES}/{{run}}/model/model.pt",
-        flow=f"{RES}/{{run}}/flow/flow.pt",
-        latents=f"{RES}/{{run}}/latents.h5",
-        data=run_data,
+        model=PATHS["model"],
+        flow=PATHS["flow"],
+        latents=PATHS["latents"],
+        data=get_run_file("data"),
     output:
-        metrics=f"{RES}/{{run}}/metrics/posterior.json",
-        panels=f"{RES}/{{run}}/posterior_panels.h5",
+        metrics=PATHS["posterior"],
+        panels=PATHS["posterior_panels"],
     params:
         spec=eval_spec("posterior"),
         device=config["device"],
+        launcher=get_launcher,
+        job=get_job("posterior"),
     log:
-        f"{LOGS}/{{run}}/posterior.log",
+        log_file("posterior"),
     benchmark:
-        f"{BENCH}/{{run}}/posterior.tsv"
+        benchmark_file("posterior")
     threads: 4
-    run:
-        pae_stage(rule, wildcards, "posterior", ["--spec", params.spec, "--model", input.model, "--flow", input.flow,
-                  "--data", input.data, "--latents", input.latents, "--out", output.metrics,
-                  "--panels-out", output.panels, "--device", params.device], log, threads, resources)
+    shell:
+        pae_shell("posterior --spec {params.spec:q} --model {input.model:q} --flow {input.flow:q} "
+                  "--data {input.data:q} --latents {input.latents:q} --out {output.metrics:q} "
+                  "--panels-out {output.panels:q} --device {params.device:q}")

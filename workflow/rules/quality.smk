@@ -1,40 +1,44 @@
 # Sample quality: the domain classifier (once per dataset) and the FID / domain Fréchet distance of each run.
 rule train_classifier:
     input:
-        f"{DATA}/{{data_key}}.h5",
+        PATHS["data"],
     output:
-        f"{RES}/classifiers/{{data_key}}.pt",
+        PATHS["classifier"],
     params:
         spec=eval_spec("classifier"),
         device=config["device"],
+        launcher=get_launcher,
+        job=get_job("train_classifier"),
     log:
-        f"{LOGS}/classifiers/{{data_key}}.log",
+        log_file("train_classifier"),
     benchmark:
-        f"{BENCH}/classifiers/{{data_key}}.tsv"
+        benchmark_file("train_classifier")
     threads: 4
-    run:
-        pae_stage(rule, wildcards, "train_classifier", ["--spec", params.spec, "--data", input[0], "--out", output[0],
-                  "--device", params.device], log, threads, resources)
+    shell:
+        pae_shell("train_classifier --spec {params.spec:q} --data {input:q} --out {output:q} "
+                  "--device {params.device:q}")
 
 
 rule fid:
     input:
-        model=f"{RES}/{{run}}/model/model.pt",
-        flow=f"{RES}/{{run}}/flow/flow.pt",
-        latents=f"{RES}/{{run}}/latents.h5",
-        data=run_data,
-        classifier=run_classifier,
+        model=PATHS["model"],
+        flow=PATHS["flow"],
+        latents=PATHS["latents"],
+        data=get_run_file("data"),
+        classifier=get_run_file("classifier"),
     output:
-        f"{RES}/{{run}}/metrics/fid.json",
+        PATHS["fid"],
     params:
         spec=eval_spec("fid"),
         device=config["device"],
+        launcher=get_launcher,
+        job=get_job("fid"),
     log:
-        f"{LOGS}/{{run}}/fid.log",
+        log_file("fid"),
     benchmark:
-        f"{BENCH}/{{run}}/fid.tsv"
+        benchmark_file("fid")
     threads: 4
-    run:
-        pae_stage(rule, wildcards, "fid", ["--spec", params.spec, "--model", input.model, "--flow", input.flow,
-                  "--data", input.data, "--latents", input.latents, "--classifier", input.classifier,
-                  "--out", output[0], "--device", params.device], log, threads, resources)
+    shell:
+        pae_shell("fid --spec {params.spec:q} --model {input.model:q} --flow {input.flow:q} --data {input.data:q} "
+                  "--latents {input.latents:q} --classifier {input.classifier:q} --out {output:q} "
+                  "--device {params.device:q}")

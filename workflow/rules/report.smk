@@ -1,17 +1,29 @@
+# The experiment's tables, figures and report.md; `snakemake --report report.html` gathers those marked report()
+# into one HTML file (captions: workflow/report/).
 rule report:
     input:
-        report_inputs,
+        get_report_inputs,
     output:
-        tables=[f"{RES}/tables/{name}.csv" for name in REPORT_TABLES],
-        figures=directory(f"{RES}/figures"),
-        report=f"{RES}/report.md",
+        tables=[
+            report(f"{PATHS['tables']}/{name}.csv", caption="../report/table.rst", category="Tables")
+            for name in REPORT_TABLES
+        ],
+        figures=report(
+            directory(PATHS["figures"]),
+            patterns=["{name}.png"],
+            caption="../report/figure.rst",
+            category="Figures",
+        ),
+        report=report(PATHS["report"], caption="../report/report_md.rst", category="Report"),
     params:
-        manifest=report_manifest,
+        manifest=get_report_manifest,
+        launcher=get_launcher,
+        job=get_job("report"),
     log:
-        f"{LOGS}/report.log",
+        log_file("report"),
     benchmark:
-        f"{BENCH}/report.tsv"
+        benchmark_file("report")
     threads: 1
-    run:
-        pae_stage(rule, wildcards, "report", ["--manifest", params.manifest, "--tables-dir", f"{RES}/tables",
-                  "--figures-dir", output.figures, "--report", output.report], log, threads, resources)
+    shell:
+        pae_shell("report --manifest {params.manifest:q} --tables-dir {PATHS[tables]:q} "
+                  "--figures-dir {output.figures:q} --report {output.report:q}")

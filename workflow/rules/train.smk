@@ -2,20 +2,21 @@
 # and the checkpoint must survive to resume an interrupted run.
 rule train:
     input:
-        data=run_data,
+        data=get_run_file("data"),
     output:
-        model=f"{RES}/{{run}}/model/model.pt",
-        history=f"{RES}/{{run}}/model/history.json",
+        model=PATHS["model"],
+        history=PATHS["history"],
     params:
-        spec=train_spec,
-        checkpoint=run_checkpoint,
+        spec=get_train_spec,
+        checkpoint=get_run_file("checkpoint"),
         device=config["device"],
+        launcher=get_launcher,
+        job=get_job("train"),
     log:
-        f"{LOGS}/{{run}}/train.log",
+        log_file("train"),
     benchmark:
-        f"{BENCH}/{{run}}/train.tsv"
+        benchmark_file("train")
     threads: 8
-    run:
-        pae_stage(rule, wildcards, "train", ["--spec", params.spec, "--data", input.data, "--model-out", output.model,
-                  "--history-out", output.history, "--checkpoint", params.checkpoint, "--device", params.device],
-                  log, threads, resources)
+    shell:
+        pae_shell("train --spec {params.spec:q} --data {input.data:q} --model-out {output.model:q} "
+                  "--history-out {output.history:q} --checkpoint {params.checkpoint:q} --device {params.device:q}")
