@@ -237,6 +237,10 @@ def nuts(model: nn.Module, flow: LatentFlow | None, x: torch.Tensor, mask: torch
              "evaluations per iteration, effective sample size min %.1f, median %.1f of %d", *z0.shape,
              info["step_size"], info["acceptance_rate"], info["divergences"], info["grad_evals_per_iteration"],
              info["n_eff_min"], info["n_eff_median"], samples)
+    if info["acceptance_rate"] < 0.1:
+        log.warning("NUTS hardly moved (acceptance %.2f, %d divergences): its samples are not a posterior; give it a "
+                    "longer warmup (eval.posterior.mcmc_warmup, now %d)", info["acceptance_rate"],
+                    info["divergences"], warmup)
     return z0 + torch.einsum("nde,sne->snd", chol, eps), info
 
 
