@@ -143,6 +143,20 @@ def resolve(config: dict[str, Any] | None, source: str = "config", validate: boo
     return resolved
 
 
+@functools.cache
+def _defaults_json() -> str:
+    return json.dumps(resolve({}, validate=False))
+
+
+def default(key: str) -> Any:
+    """The schema's default of a dotted key (e.g. "train.likelihood.sigma"): the one place defaults are written, for
+    code that needs one (dataclass fields, stage arguments)."""
+    value = json.loads(_defaults_json())
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
 def load(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
     """Read a YAML config file, apply `overrides` (top-level keys), resolve it."""
     path = Path(path)

@@ -41,6 +41,7 @@ from nflows.utils import create_mid_split_binary_mask
 from torch import nn
 from tqdm import tqdm
 
+from pae.config import default
 from pae.io import PaeError, progress_kwargs, torch_load, torch_save
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class FlowSpec:
     batch_size: int
     lr: float
     seed: int = 0
-    divergence_nats: float | None = 5.0  # the schema's default (flows saved before the setting load with it)
+    divergence_nats: float | None = default("flow.divergence_nats")  # flows saved before the setting load with it
 
     @classmethod
     def from_dict(cls, d: dict) -> "FlowSpec":

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pae.config import ARCHS_WITH_DROPOUT
+from pae.config import ARCHS_WITH_DROPOUT, default
 from pae.io import PaeError, torch_load, torch_save
 from pae.models.autoencoder import AutoEncoder
 from pae.models.conv import ConvDecoder, ConvEncoder
@@ -45,15 +45,15 @@ class ModelSpec:
     channels: tuple[int, ...]
     hidden: int
     likelihood: LikelihoodSpec = LikelihoodSpec()  # VAE, beta-VAE, VAD
-    posterior: str = "diag"  # diag | full (VAE, beta-VAE, VAD)
-    beta: float = 1.0  # beta-VAE's KL weight
-    capacity: float | None = None  # beta-VAE: anneal the KL towards this many nats instead of weighting it
-    capacity_steps: int = 10_000
-    gamma: float = 1000.0  # weight of |KL - C| when annealing capacity
+    posterior: str = default("train.posterior")  # diag | full (VAE, beta-VAE, VAD)
+    beta: float = 1.0  # the KL weight: 1 is the VAE (a beta-VAE's is train.beta_vae.beta)
+    capacity: float | None = default("train.beta_vae.capacity")  # beta-VAE: anneal the KL towards this many nats instead of weighting it
+    capacity_steps: int = default("train.beta_vae.capacity_steps")
+    gamma: float = default("train.beta_vae.gamma")  # weight of |KL - C| when annealing capacity
     n_items: int = 0  # VAD: training items, one latent each
-    infer_steps: int = 300  # VAD: test-time optimisation steps
-    infer_lr: float = 0.05
-    dropout: float = 0.0  # architectures in WITH_DROPOUT
+    infer_steps: int = default("train.vad.infer_steps")  # VAD: test-time optimisation steps
+    infer_lr: float = default("train.vad.infer_lr")
+    dropout: float = default("train.dropout")  # architectures in WITH_DROPOUT
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":

@@ -21,15 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pae.config import default
+
 LOG_2PI = math.log(2 * math.pi)
 MIN_LOG_SIGMA = -7.0  # sigma >= ~1e-3 on the [-0.5, 0.5] scale: keeps the NLL bounded on constant pixels
 
 
 @dataclass(frozen=True)
 class LikelihoodSpec:
-    kind: str = "gaussian_fixed"
-    sigma: float = 0.1
-    beta_nll: float = 0.0
+    kind: str = default("train.likelihood.kind")
+    sigma: float = default("train.likelihood.sigma")
+    beta_nll: float = default("train.likelihood.beta_nll")
 
 
 def _masked_sum(per_pixel: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from pae.config import default
+
 
 def json_object(text: str) -> dict:
     """A `--spec`-like argument: a JSON object."""
@@ -34,4 +36,4 @@ def add_run_inputs(p: argparse.ArgumentParser, spec_help: str, latents: bool) ->
     if latents:
         p.add_argument("--latents", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="the metrics JSON file")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=default("device"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from pae.config import default
 from pae.data.latents import write_latents
 from pae.data.masks import mcar_mask
 from pae.eval import generate
@@ -21,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--missing", type=json_object, default={"ratio": 0.0, "mode": "fixed"},
+    p.add_argument("--device", default=default("device"))
+    p.add_argument("--missing", type=json_object, default=default("train.missing"),
                    help="train.missing of the run: its train and val images are encoded with their missing pixels")
     p.add_argument("--seed", type=int, default=0, help="the run's seed (its missing-pixel masks)")
 
@@ -42,7 +43,7 @@ def encode(model_path: Path, data_path: Path, out: Path, device: str, missing: d
     (seed + 1); test images are encoded whole (the evaluation stages corrupt them as they need)."""
     r = load_run(model_path, None, data_path, device)
     model, spec, data, dev = r.model, r.spec, r.data, r.device
-    ratio = (missing or {}).get("ratio", 0.0)
+    ratio = (missing or default("train.missing"))["ratio"]
     mask_seeds = {"train": seed, "val": seed + 1} if ratio > 0 else {}
     splits = {}
     for name in ("train", "val", "test"):

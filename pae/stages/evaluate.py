@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import torch
 
+from pae.config import default
 from pae.data.latents import read_latents, read_params, split_with_latents
 from pae.eval import generate
 from pae.flows.latent_flow import log_probs, mean_log_prob
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latents", type=Path, required=True)
     p.add_argument("--metrics-dir", type=Path, required=True)
     p.add_argument("--samples-out", type=Path, required=True)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=default("device"))
 
 
 def run(a: argparse.Namespace) -> None:

@@ -6,6 +6,7 @@ import logging
 import time
 from pathlib import Path
 
+from pae.config import default
 from pae.data.latents import read_latents
 from pae.device import resolve_device
 from pae.flows import FlowSpec, fit_flow, save_flow
@@ -20,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latents", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--history-out", type=Path, required=True)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=default("device"))
 
 
 def run(a: argparse.Namespace) -> None:

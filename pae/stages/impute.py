@@ -12,6 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from pae.config import default
 from pae.data.latents import split_with_latents
 from pae.data.store import pick
 from pae.eval.impute import impute_sweep
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_inputs(p, "the eval.impute config section", latents=True)
-    p.add_argument("--train-missing", type=json_object, default={"ratio": 0.0, "mode": "fixed"},
+    p.add_argument("--train-missing", type=json_object, default=default("train.missing"),
                    help="the missingness the model was trained with (train.missing)")
 
 
@@ -42,7 +43,8 @@ def impute(spec: dict, model_path: Path, flow_path: Path, data_path: Path, laten
     test_images, _ = data.split("test")
     n = min(spec["n_images"], len(test_images))
     items = pick(len(test_images), n, spec["seed"])
-    trained_ratio = float(train_missing.get("ratio", 0.0))
+    train_missing = {**default("train.missing"), **train_missing}
+    trained_ratio = float(train_missing["ratio"])
     matched = trained_ratio > 0
     ratios = [trained_ratio] if matched else list(spec["ratios"])
     log.info("imputation on %d test images at missing ratios %s (%s: trained with %.0f%% missing)", n, ratios,
@@ -50,7 +52,7 @@ def impute(spec: dict, model_path: Path, flow_path: Path, data_path: Path, laten
     rows = impute_sweep(model, flow, test_images[items], items, ratios, sigma, seed=spec["seed"],
                         restarts=spec["restarts"], steps=spec["map_steps"], lr=spec["map_lr"], batch_size=250,
                         device=dev)
-    write_json(out, {"train_missing": {"ratio": trained_ratio, "mode": train_missing.get("mode", "fixed")},
+    write_json(out, {"train_missing": {"ratio": trained_ratio, "mode": train_missing["mode"]},
                      "matched": matched, "n_images": n, "seed": spec["seed"],
                      "sigma": {"median": sigma.median().item(), "min": sigma.min().item(), "max": sigma.max().item(),
                                "source": "per-pixel std of validation residuals"},

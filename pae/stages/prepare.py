@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from pae.config import default_data_entry
 from pae.data.sources import load_raw
 from pae.data.store import open_dataset, write_dataset
 from pae.stages.args import json_object
@@ -15,9 +16,9 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True)
-    p.add_argument("--spec", type=json_object, default={"val_size": 5000, "split_seed": 0},
+    p.add_argument("--spec", type=json_object, default={},
                    help="the dataset's config entry (source, val_size, split_seed, limit_train, limit_test, "
-                        "image_size)")
+                        "image_size); keys left out take the schema's defaults")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--download-root", type=Path, default=Path("resources/raw"))
 
@@ -28,9 +29,10 @@ def run(a: argparse.Namespace) -> None:
 
 def prepare(dataset: str, spec: dict, out: Path, download_root: Path) -> None:
     """Raw data -> HDF5 store (uint8 images, labels, train/val/test splits, source and checksum attributes)."""
-    raw = load_raw(dataset, spec.get("source", "auto"), download_root, image_size=spec.get("image_size", 64))
+    spec = {**default_data_entry(), **spec}
+    raw = load_raw(dataset, spec["source"], download_root, image_size=spec["image_size"])
     attrs = write_dataset(out, dataset, raw, val_size=spec["val_size"], split_seed=spec["split_seed"],
-                          limit_train=spec.get("limit_train"), limit_test=spec.get("limit_test"))
+                          limit_train=spec["limit_train"], limit_test=spec["limit_test"])
     data = open_dataset(out)  # read back: the file opens and its checksum verifies before the stage succeeds
     log.info("wrote %s: %s from %s (%s); train %d, val %d, test %d images of shape %s; sha256 %s", out, dataset,
              attrs["source"], attrs["source_detail"], *(len(data.splits[s]) for s in ("train", "val", "test")),

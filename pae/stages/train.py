@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pae.config import default
 from pae.data.store import open_dataset
 from pae.stages.args import json_object
 from pae.train import distributed, interrupt
@@ -17,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-out", type=Path, required=True)
     p.add_argument("--history-out", type=Path, required=True)
     p.add_argument("--checkpoint", type=Path, required=True, help="rolling checkpoint (outside declared outputs)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=default("device"))
 
 
 def run(a: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from pae import threads
+from pae.config import default
 from pae.data.store import open_dataset
 from pae.device import resolve_device
 from pae.eval.classifier import ROTATION_CLASSES, rotation_task, save_classifier
@@ -23,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", type=json_object, required=True, help="the eval.classifier config section")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=default("device"))
 
 
 def run(a: argparse.Namespace) -> None:
