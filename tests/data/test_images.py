@@ -14,8 +14,7 @@ from pae.data.images import crop_box, list_images, load_image, load_images, scan
 from pae.data.sources import TEST_FRACTION, load_raw
 from pae.data.store import open_dataset, write_dataset
 from pae.io import PaeError
-from tests.data.test_sources import write_mnist_folder
-from tests.helpers import run_pae
+from tests.helpers import run_pae, write_mnist_folder
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

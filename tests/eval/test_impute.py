@@ -10,7 +10,7 @@ from torch import nn
 from pae.eval.impute import impute_sweep, methods_for, missing_mse, imputation_masks
 from pae.models import ModelSpec, build_model
 from pae.stages.impute import impute
-from tests.eval.test_posterior_stage import _run_files
+from tests.helpers import write_run_files
 
 SPEC = {"ratios": [0.3, 0.7], "modes": ["fixed"], "matched": False, "n_images": 10, "restarts": 2, "map_steps": 20,
         "map_lr": 0.05, "seed": 0}
@@ -78,7 +78,7 @@ def test_the_map_recovers_missing_pixels_of_images_the_model_can_make():
 
 
 def test_stage_sweeps_ratios_when_trained_clean_and_its_own_ratio_when_matched(tmp_path, synthetic_h5):
-    files = _run_files(tmp_path, synthetic_h5, "ae")
+    files = write_run_files(tmp_path, synthetic_h5, "ae")
     args = {k: files[k] for k in ("model_path", "flow_path", "data_path", "latents_path", "device")}
     impute(SPEC, **args, train_missing={"ratio": 0.0, "mode": "fixed"}, out=tmp_path / "clean.json")
     clean = json.loads((tmp_path / "clean.json").read_text())

@@ -13,7 +13,7 @@ from torch.autograd.functional import jacobian
 
 from pae.config import SCHEMA_PATH
 from pae.flows.latent_flow import FLOWS, SolveLULinear, build_flow, fit_flow, load_flow, mean_log_prob, save_flow
-from tests.flows.test_latent_flow import SPEC, correlated_gaussian, points, stats
+from tests.helpers import FLOW_SPEC, correlated_gaussian, points, stats
 
 KINDS = sorted(FLOWS)
 EPS32 = torch.finfo(torch.float32).eps
@@ -26,7 +26,7 @@ def lu_tol(w: torch.Tensor, scale: float = 1.0) -> float:
 
 
 def spec_of(kind: str, **changes):
-    return dataclasses.replace(SPEC, kind=kind, **changes)
+    return dataclasses.replace(FLOW_SPEC, kind=kind, **changes)
 
 
 def random_flow(kind: str, dim: int, seed: int = 0, **changes):

@@ -9,37 +9,13 @@ import torch
 from pae.flows.latent_flow import FlowSpec, build_flow, fit_flow, load_flow, mean_log_prob
 from pae.io import PaeError
 from pae.models import ModelSpec, build_model, save_model
-
-SPEC = FlowSpec(kind="nsf", layers=2, hidden=16, blocks=1, bins=4, tail_bound=4.0, epochs=8, patience=3,
-                batch_size=128, lr=5e-3, seed=0)
-
-
-def stats(dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A non-trivial standardisation: mean and std differ per dimension."""
-    return torch.linspace(-2.0, 1.5, dim), torch.linspace(0.5, 3.0, dim)
+from tests.helpers import FLOW_SPEC, correlated_gaussian, points, stats
 
 
 def flow_with_stats(dim: int):
     """A freshly built flow (random weights, not the identity) with that standardisation."""
     mean, std = stats(dim)
-    return build_flow(SPEC, dim, mean, std).eval(), mean, std
-
-
-def points(n: int, dim: int, seed=0) -> torch.Tensor:
-    """Latents roughly on the flow's standardised scale."""
-    mean, std = stats(dim)
-    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * std + mean
-
-
-def correlated_gaussian(n_train: int, n_val: int):
-    """Train and validation draws of a 2-D Gaussian with correlation 0.85, and the validation set's true mean
-    log-density."""
-    mu, cov = torch.tensor([1.0, -2.0]), torch.tensor([[2.0, 1.2], [1.2, 1.0]])
-    g = torch.Generator().manual_seed(0)
-    chol = torch.linalg.cholesky(cov)
-    train = torch.randn(n_train, 2, generator=g) @ chol.T + mu
-    val = torch.randn(n_val, 2, generator=g) @ chol.T + mu
-    return train, val, torch.distributions.MultivariateNormal(mu, cov).log_prob(val).mean().item()
+    return build_flow(FLOW_SPEC, dim, mean, std).eval(), mean, std
 
 
 def test_standardisation_contributes_minus_sum_log_std():
@@ -66,24 +42,24 @@ def test_wrong_latent_shape_rejected():
 
 def test_build_flow_dim_1_rejected():
     with pytest.raises(PaeError, match="at least 2"):
-        build_flow(SPEC, 1)
+        build_flow(FLOW_SPEC, 1)
 
 
 def test_build_flow_unknown_kind_rejected():
     with pytest.raises(PaeError, match="unknown flow kind 'glow'"):
-        build_flow(FlowSpec(**{**SPEC.__dict__, "kind": "glow"}), 2)
+        build_flow(FlowSpec(**{**FLOW_SPEC.__dict__, "kind": "glow"}), 2)
 
 
 def test_flow_spec_from_dict_rejects_unknown_keys():
     with pytest.raises(PaeError, match="unknown keys.*'depth'"):
-        FlowSpec.from_dict({**SPEC.__dict__, "depth": 3})
+        FlowSpec.from_dict({**FLOW_SPEC.__dict__, "depth": 3})
 
 
 def test_fit_flow_reaches_true_gaussian_log_likelihood():
     train, val, true = correlated_gaussian(2000, 1000)
-    flow, history = fit_flow(SPEC, train, val)
+    flow, history = fit_flow(FLOW_SPEC, train, val)
     assert not flow.training
-    assert 1 <= len(history) <= SPEC.epochs
+    assert 1 <= len(history) <= FLOW_SPEC.epochs
     assert {"epoch", "train_logp", "val_logp", "seconds"} <= set(history[0])
     best = max(h["val_logp"] for h in history)
     # the best state is the one kept: the same computation on the same weights (bitwise equal); epochs differ by >1e-3

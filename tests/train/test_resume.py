@@ -14,13 +14,10 @@ import torch
 
 from pae.io import torch_load
 
-from tests.helpers import run_pae
-
-SPEC = {"model": "ae", "latent_dim": 6, "seed": 3, "arch": "conv", "channels": [16, 32], "hidden": 64, "epochs": 4,
-        "batch_size": 50, "lr": 0.002, "weight_decay": 0.0, "precision": "fp32", "channels_last": False}
+from tests.helpers import TRAIN_SPEC, run_pae
 
 
-def _train_args(data, out, spec=SPEC):
+def _train_args(data, out, spec=TRAIN_SPEC):
     return ["train", "--spec", json.dumps(spec), "--data", data, "--model-out", out / "model.pt",
             "--history-out", out / "history.json", "--checkpoint", out / "ckpt" / "train.pt", "--device", "cpu"]
 
@@ -74,10 +71,10 @@ def test_kill_mid_epoch_then_resume_gives_identical_weights(mnist_5k_h5, uninter
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "model.pt").exists(), "the run finished before it could be killed"
     at = torch_load(ckpt, "checkpoint")["epoch"]
-    assert 1 <= at < SPEC["epochs"]
+    assert 1 <= at < TRAIN_SPEC["epochs"]
 
     resumed = run_pae(*_train_args(mnist_5k_h5, killed))
-    assert f"resuming from {ckpt} at epoch {at}/{SPEC['epochs']}, batch 0" in resumed.stderr
+    assert f"resuming from {ckpt} at epoch {at}/{TRAIN_SPEC['epochs']}, batch 0" in resumed.stderr
     assert not ckpt.exists(), "the rolling checkpoint is removed once the final model is written"
 
     _assert_same_run(ref, killed)
@@ -93,16 +90,16 @@ def test_sigterm_mid_epoch_checkpoints_at_a_step_and_resumes_identically(mnist_5
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert "stopped by SIGTERM at epoch 2, batch" in err
     state = torch_load(ckpt, "checkpoint")
-    assert state["epoch"] == 1 and 0 < state["batch"] < 3500 // SPEC["batch_size"]
+    assert state["epoch"] == 1 and 0 < state["batch"] < 3500 // TRAIN_SPEC["batch_size"]
     assert len(state["partial"]["losses"]) == state["batch"]
 
     resumed = run_pae(*_train_args(mnist_5k_h5, out))
-    assert f"at epoch 1/{SPEC['epochs']}, batch {state['batch']}" in resumed.stderr
+    assert f"at epoch 1/{TRAIN_SPEC['epochs']}, batch {state['batch']}" in resumed.stderr
     _assert_same_run(uninterrupted, out)
 
 
 def test_checkpoint_of_another_spec_is_not_resumed(synthetic_h5, tmp_path):
-    spec = {**SPEC, "epochs": 1, "batch_size": 20}
+    spec = {**TRAIN_SPEC, "epochs": 1, "batch_size": 20}
     out = tmp_path / "run"
     from pae.train import checkpoint
     checkpoint.save(out / "ckpt" / "train.pt", identity={**spec, "latent_dim": 3}, epoch=1)
@@ -113,7 +110,7 @@ def test_checkpoint_of_another_spec_is_not_resumed(synthetic_h5, tmp_path):
 
 
 def test_unreadable_checkpoint_is_ignored_with_a_warning(synthetic_h5, tmp_path):
-    spec = {**SPEC, "epochs": 1, "batch_size": 20}
+    spec = {**TRAIN_SPEC, "epochs": 1, "batch_size": 20}
     out = tmp_path / "run"
     (out / "ckpt").mkdir(parents=True)
     (out / "ckpt" / "train.pt").write_bytes(b"PK\x03\x04 truncated")

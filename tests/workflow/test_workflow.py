@@ -11,15 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
-
-CONFIG = REPO / "tests" / "workflow" / "config.yaml"
-RUN = "fashion_mnist-ae-z4-s0"
+from tests.helpers import REPO, TINY_CONFIG, TINY_RUN
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-           "--configfile", str(CONFIG), *args]
+           "--configfile", str(TINY_CONFIG), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
 
 
@@ -40,14 +37,14 @@ def test_tiny_workflow_end_to_end(tiny_workflow):
     assert len(rows) == 1
     row = rows[0]
     assert (row["run"], row["dataset"], row["model"], row["latent_dim"], row["seed"], row["epochs"]) == \
-        (RUN, "fashion_mnist", "ae", "4", "0", "2")
+        (TINY_RUN, "fashion_mnist", "ae", "4", "0", "2")
     # Two short epochs on 2,000 real images: far from converged but well below predicting the mean image (~0.1).
     assert 0.005 < float(row["recon_mse"]) < 0.08
     assert float(row["flow_val_logp"]) > -20
     for stage in ("prepare", "train", "encode", "fit_flow", "evaluate"):
         assert float(row[f"time_{stage}_s"]) > 0
     figures = {p.name for p in (res / "figures").glob("*.png")}
-    assert {f"{RUN}_samples.png", f"{RUN}_reconstructions.png", f"{RUN}_interpolations.png",
+    assert {f"{TINY_RUN}_samples.png", f"{TINY_RUN}_reconstructions.png", f"{TINY_RUN}_interpolations.png",
             "training_curves.png"} <= figures
     _check_evaluation_battery(res)
     data = next((tmp_path / "resources" / "data").glob("fashion_mnist-*.h5"))
@@ -55,7 +52,7 @@ def test_tiny_workflow_end_to_end(tiny_workflow):
     with h5py.File(data) as f:
         assert f.attrs["source"] == "debian" and len(f["splits/train"]) == 2000
     assert "debian" in (tmp_path / "logs" / "prepare" / f"{data.stem}.log").read_text()
-    assert not (res / RUN / "checkpoint" / "train.pt").exists()
+    assert not (res / TINY_RUN / "checkpoint" / "train.pt").exists()
 
     again = snakemake(tmp_path, "--dry-run")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -119,7 +116,7 @@ def _check_evaluation_battery(res: Path):
     assert imp["clean", "0.7", "pae_map"] < imp["clean", "0.7", "encoder"]
 
     figures = {p.name for p in (res / "figures").glob("*.png")}
-    assert {f"{RUN}_ood_roc.png", f"{RUN}_posterior.png", "fd_vs_temperature.png",
+    assert {f"{TINY_RUN}_ood_roc.png", f"{TINY_RUN}_posterior.png", "fd_vs_temperature.png",
             "impute_mse_vs_ratio.png", "fd_vs_latent.png", "samples_fashion_mnist.png"} <= figures
 
     # The paper-style summaries (one seed: the run's own numbers) and report.md linking drawn figures only.
@@ -144,7 +141,7 @@ def test_html_report_of_the_tiny_workflow(tiny_workflow):
     assert made.returncode == 0, (made.stdout + made.stderr)[-4000:]
     text = html.read_text()
     assert "runs.csv" in text and "table2.csv" in text  # the tables
-    assert "fd_vs_latent.png" in text and f"{RUN}_samples.png" in text  # the figures
+    assert "fd_vs_latent.png" in text and f"{TINY_RUN}_samples.png" in text  # the figures
     assert "report.md" in text
 
 

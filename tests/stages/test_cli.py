@@ -5,8 +5,7 @@ import json
 
 import h5py
 
-from tests.helpers import run_pae
-from tests.train.test_resume import SPEC
+from tests.helpers import TRAIN_SPEC, run_pae
 
 
 def test_prepare_from_a_folder_missing_files(tmp_path):
@@ -23,7 +22,7 @@ def test_train_on_a_truncated_dataset(synthetic_h5, tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(data[: len(data) // 2])
     out = tmp_path / "model"
-    proc = run_pae("train", "--spec", json.dumps(SPEC), "--data", bad, "--model-out", out / "model.pt",
+    proc = run_pae("train", "--spec", json.dumps(TRAIN_SPEC), "--data", bad, "--model-out", out / "model.pt",
                    "--history-out", out / "history.json", "--checkpoint", out / "ckpt.pt", "--device", "cpu",
                    check=False)
     assert proc.returncode == 1 and str(bad) in proc.stderr and "rerun prepare" in proc.stderr

@@ -10,44 +10,19 @@ import pytest
 import torch
 
 from pae.data.latents import write_latents
-from pae.data.store import open_dataset
-from pae.eval import generate
-from pae.flows import FlowSpec, build_flow, save_flow
 from pae.io import PaeError
-from pae.models import ModelSpec, build_model, save_model
 from pae.stages.posterior import posterior
+from tests.helpers import RUN_FILES_LATENT, write_run_files
 
-LATENT = 4
 SPEC = {"n_images": 4, "corruptions": ["center_box", "noise_sparse"], "box_fraction": 0.5, "sparse_ratio": 0.5,
         "noise_sigma": 0.1, "restarts": 2, "map_steps": 15, "map_lr": 0.05, "laplace": "gauss_newton",
         "posterior_samples": 6, "mcmc": True, "mcmc_images": 3, "mcmc_warmup": 8, "mcmc_max_tree_depth": 3, "figure_images": 2,
         "seed": 0}
 
 
-def _run_files(tmp_path, data_path, kind: str) -> dict:
-    """A tiny untrained conv model, an untrained flow and the model's latents of the dataset."""
-    mspec = ModelSpec(kind=kind, arch="conv", image_shape=(1, 28, 28), latent_dim=LATENT, channels=(4, 8), hidden=16,
-                      n_items=100, infer_steps=5)
-    torch.manual_seed(0)
-    model = build_model(mspec).eval()
-    save_model(tmp_path / "model.pt", model, mspec, {})
-    fspec = FlowSpec(kind="nsf", layers=2, hidden=8, blocks=1, bins=4, tail_bound=4.0, epochs=1, patience=1,
-                     batch_size=32, lr=1e-3)
-    save_flow(tmp_path / "flow.pt", build_flow(fspec, LATENT), fspec, {})
-    data = open_dataset(data_path)
-    splits = {}
-    for name in ("train", "val", "test"):
-        images, labels = data.split(name)
-        splits[name] = {"z": generate.encode_images(model, images, torch.device("cpu")), "labels": labels}
-    write_latents(tmp_path / "latents.h5", splits, {"model": "model.pt"})
-    return {"model_path": tmp_path / "model.pt", "flow_path": tmp_path / "flow.pt", "data_path": data_path,
-            "latents_path": tmp_path / "latents.h5", "out": tmp_path / "metrics" / "posterior.json",
-            "panels_out": tmp_path / "panels.h5", "device": "cpu"}
-
-
 @pytest.fixture
 def run_files(tmp_path, synthetic_h5) -> dict:
-    return _run_files(tmp_path, synthetic_h5, "ae")
+    return write_run_files(tmp_path, synthetic_h5, "ae")
 
 
 def _finite_numbers(obj) -> list[float]:
@@ -59,7 +34,7 @@ def _finite_numbers(obj) -> list[float]:
 def test_stage_writes_every_corruption_and_method(run_files):
     posterior(SPEC, **run_files)
     metrics = json.loads(run_files["out"].read_text())
-    assert metrics["n_images"] == 4 and metrics["latent_dim"] == LATENT
+    assert metrics["n_images"] == 4 and metrics["latent_dim"] == RUN_FILES_LATENT
     assert metrics["sigma_pix"]["min"] >= metrics["sigma_pix"]["floor"]
     assert set(metrics["corruptions"]) == set(SPEC["corruptions"])
     box, noisy = metrics["corruptions"]["center_box"], metrics["corruptions"]["noise_sparse"]
@@ -109,7 +84,7 @@ def test_stage_without_mcmc_and_with_the_exact_hessian(run_files):
 
 def test_stage_with_a_vad(tmp_path, synthetic_h5):
     """No encoder: the MAP starts from the VAD's test-time optimisation on the observed pixels."""
-    files = _run_files(tmp_path, synthetic_h5, "vad")
+    files = write_run_files(tmp_path, synthetic_h5, "vad")
     posterior(SPEC | {"corruptions": ["left_half"], "mcmc": False}, **files)
     methods = json.loads(files["out"].read_text())["corruptions"]["left_half"]["methods"]
     assert set(methods) == {"map", "laplace"}
@@ -117,7 +92,8 @@ def test_stage_with_a_vad(tmp_path, synthetic_h5):
 
 
 def test_latents_that_do_not_match_the_data_are_named(run_files, tmp_path):
-    write_latents(tmp_path / "short.h5", {"val": {"z": torch.zeros(3, LATENT), "labels": torch.zeros(3)}}, {})
+    short = {"val": {"z": torch.zeros(3, RUN_FILES_LATENT), "labels": torch.zeros(3)}}
+    write_latents(tmp_path / "short.h5", short, {})
     with pytest.raises(PaeError, match="short.h5: 3 val latents but .*synthetic.h5 has 20 val images"):
         posterior(SPEC, **run_files | {"latents_path": tmp_path / "short.h5"})
     assert not run_files["out"].exists() and not run_files["panels_out"].exists()
