@@ -1,5 +1,5 @@
 # The project's two commands (see README.md):
-#   make demo   create .venv if needed, install pae, run the default pipeline (real Fashion-MNIST, CPU, ~35 min)
+#   make demo   create .venv if needed, install pae, run the default pipeline (real Fashion-MNIST, CPU, ~40 min)
 #   make test   create/reuse .venv, find or install the data (make data), run the test suite (unit and integration)
 #   make example-report   the smoke grid and its report, copied to docs/example-report/
 SHELL := /bin/bash
