@@ -79,23 +79,18 @@ def _where(error: jsonschema.ValidationError) -> str:
 _TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
 
 
-# A number as written in YAML 1.2 / JSON / Python, exponent without a dot included ("1e-3", "-2.5E+4", ".5").
-_NUMBER = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
-
-
 def _as_type(text: str, wanted: list[str]):
-    """`text` read as one of the `wanted` schema types, or None when it reads as none of them. YAML decides
-    ("3" -> 3, "0.5" -> 0.5, "true" -> True, "null" -> None); where a number is wanted, a string that is a finite
-    number in any usual spelling ("1e-3", which YAML 1.1 leaves a string) becomes a float."""
+    """`text` read as one of the `wanted` schema types, or None when it reads as none of them. pae's YAML reading
+    decides ("3" -> 3, "0.5" -> 0.5, "1e-3" -> 0.001, "true" -> True, "null" -> None)."""
     try:
-        value = yaml.safe_load(text)
+        value = read_yaml(text)
     except yaml.YAMLError:
-        value = text
+        return None
+    if isinstance(value, float) and not math.isfinite(value):  # "1e400", ".inf": no setting means that
+        return None
     if any(isinstance(value, _TYPES[t]) and not (t != "boolean" and isinstance(value, bool))
            for t in wanted if t in _TYPES):
         return (value,)
-    if "number" in wanted and _NUMBER.match(text.strip()) and math.isfinite(float(text)):
-        return (float(text),)
     return None
 
 
@@ -184,7 +179,8 @@ def _merge(base: dict, over: dict) -> dict:
 GRID_KEYS = ("models", "latent_sizes", "seeds", "train", "flow")
 
 
-# Architectures with dropout layers (pae.models.WITH_DROPOUT; written here so that validating a config needs no torch).
+# Architectures with dropout layers (pae.models builds them with it; written here so that validating a config needs
+# no torch).
 ARCHS_WITH_DROPOUT = {"infogan"}
 
 

@@ -25,14 +25,13 @@ from pae.models.resnet import ResNetDecoder, ResNetEncoder
 from pae.models.vae import VAD, VAE
 
 # name -> (encoder class, decoder class): Encoder(image_shape, out_features, channels, hidden),
-# Decoder(image_shape, latent_dim, channels, hidden, out_channels=None); those in WITH_DROPOUT also take dropout=p
+# Decoder(image_shape, latent_dim, channels, hidden, out_channels=None); those in ARCHS_WITH_DROPOUT also take dropout=p
 ARCHITECTURES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "conv": (ConvEncoder, ConvDecoder),
     "infogan": (InfoGANEncoder, InfoGANDecoder),
     "mlp": (MLPEncoder, MLPDecoder),
     "resnet": (ResNetEncoder, ResNetDecoder),
 }
-WITH_DROPOUT = ARCHS_WITH_DROPOUT
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class ModelSpec:
     n_items: int = 0  # VAD: training items, one latent each
     infer_steps: int = default("train.vad.infer_steps")  # VAD: test-time optimisation steps
     infer_lr: float = default("train.vad.infer_lr")
-    dropout: float = default("train.dropout")  # architectures in WITH_DROPOUT
+    dropout: float = default("train.dropout")  # architectures in ARCHS_WITH_DROPOUT
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
@@ -109,11 +108,11 @@ def build_model(spec: ModelSpec) -> nn.Module:
         raise PaeError(f"unknown model kind {spec.kind!r}; known: {sorted(MODELS)}")
     if spec.arch not in ARCHITECTURES:
         raise PaeError(f"unknown architecture {spec.arch!r}; known: {sorted(ARCHITECTURES)}")
-    if spec.dropout and spec.arch not in WITH_DROPOUT:
+    if spec.dropout and spec.arch not in ARCHS_WITH_DROPOUT:
         raise PaeError(f"train.dropout={spec.dropout}: architecture {spec.arch!r} has no dropout layers "
-                       f"(those that have: {sorted(WITH_DROPOUT)})")
+                       f"(those that have: {sorted(ARCHS_WITH_DROPOUT)})")
     enc_cls, dec_cls = ARCHITECTURES[spec.arch]
-    if spec.arch in WITH_DROPOUT:
+    if spec.arch in ARCHS_WITH_DROPOUT:
         enc_cls, dec_cls = partial(enc_cls, dropout=spec.dropout), partial(dec_cls, dropout=spec.dropout)
     try:
         return MODELS[spec.kind](spec, enc_cls, dec_cls)

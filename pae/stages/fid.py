@@ -169,7 +169,7 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
         log.info("%-16s %s", name, "; ".join(_describe(key, results[key][name]) for key in extractors))
 
     write_json(out, {
-        "protocol": _protocol(spec, len(real), n_generated, nonfinite, classifier_path, cmeta, weights),
+        "protocol": _protocol(spec, len(real), n_fid, n_generated, nonfinite, classifier_path, cmeta, weights),
         "domain_fd": results["domain_fd"], "fid": results.get("fid"), "fid_minmax": results.get("fid_minmax"),
         "fid_unavailable": fid_unavailable,
         "temperatures": [float(t) for t in spec["temperatures"]]})
@@ -183,8 +183,8 @@ def _describe(key: str, r: dict) -> str:
     return f"{label} {r['value']:.4g}{interval} ({r['n_a']} vs {r['n_b']} images)"
 
 
-def _protocol(spec: dict, n_real: int, n_generated: dict, nonfinite: dict, classifier_path: Path, cmeta: dict,
-              weights: dict | None) -> dict:
+def _protocol(spec: dict, n_real: int, n_fid: int, n_generated: dict, nonfinite: dict, classifier_path: Path,
+              cmeta: dict, weights: dict | None) -> dict:
     return {
         "n_real": n_real, "n_generated": n_generated, "seed": spec["seed"],
         "reference": f"the test split, {n_real} images (all of them, or n_samples drawn with the seed)",
@@ -196,8 +196,7 @@ def _protocol(spec: dict, n_real: int, n_generated: dict, nonfinite: dict, class
         "image_conversion": {"domain_fd": CLASSIFIER_INPUT, "fid": fid_lib.PROTOCOL,
                              "fid_minmax": f"each image min-max stretched to 0-255 (real and generated), then "
                                            f"{fid_lib.PROTOCOL}"},
-        "n_fid": {"real": min(n_real, spec["fid_samples"] or n_real),
-                  "generated": {k: min(v, spec["fid_samples"] or v) for k, v in n_generated.items()}},
+        "n_fid": {"real": min(n_real, n_fid), "generated": {k: min(v, n_fid) for k, v in n_generated.items()}},
         "bootstrap": {"n_boot": spec["bootstrap"], "level": LEVEL, "method": BOOTSTRAP},
         "classifier": {"file": str(classifier_path), "test_accuracy": cmeta.get("test_accuracy"),
                        "val_accuracy": cmeta.get("val_accuracy"), "features": cmeta.get("features"),
