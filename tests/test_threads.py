@@ -1,7 +1,7 @@
 """Results must not depend on the launcher: the chaotic computations (NUTS, the domain classifier) run with a fixed
 thread count, so the same stage gives the same numbers under OMP_NUM_THREADS=1 and 2 (a direct run uses every core,
 snakemake sets the rule's threads, SLURM the job's CPUs). Before the fix, NUTS's adapted step size differed
-(0.088 with one thread, 0.153 with two, on the same inputs)."""
+(0.088 with one thread, 0.153 with two, on the same inputs): the whole posterior stage now runs on one thread."""
 from __future__ import annotations
 
 import json

@@ -30,7 +30,6 @@ from pyro.infer.mcmc import MCMC, NUTS
 from torch import nn
 from tqdm import tqdm
 
-from pae import threads
 from pae.flows import LatentFlow
 from pae.io import progress_kwargs
 
@@ -222,8 +221,8 @@ def nuts(model: nn.Module, flow: LatentFlow | None, x: torch.Tensor, mask: torch
     mcmc = MCMC(kernel, num_samples=samples, warmup_steps=warmup, initial_params={"eps": torch.zeros_like(z0)},
                 disable_progbar=True, hook_fn=lambda *_: bar.update())
     devices = [z0.device] if z0.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.enable_grad(), threads.fixed():
-        torch.manual_seed(seed)  # one thread: the chain must not depend on the launcher's thread count
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        torch.manual_seed(seed)
         mcmc.run()
     bar.close()
     eps = mcmc.get_samples()["eps"]

@@ -42,6 +42,7 @@ from typing import Callable
 import h5py
 import torch
 
+from pae import threads
 from pae.data.latents import split_with_latents
 from pae.data.loader import to_float, to_uint8
 from pae.eval.corruptions import corrupt
@@ -223,6 +224,14 @@ def posterior(spec: dict, model_path: Path, flow_path: Path, data_path: Path, la
     model, mspec, flow, data, dev = r.model, r.spec, r.flow, r.data, r.device
     for p in (*model.parameters(), *flow.parameters()):
         p.requires_grad_(False)  # gradients are taken with respect to the latents only
+    # One thread for all of it: NUTS's tree decisions follow the last bits of every gradient, and its start (the
+    # MAP) and sigma_pix carry the thread count's round-off, so only a fixed count makes the launcher not matter.
+    with threads.fixed():
+        _posterior(spec, model, flow, data, latents_path, out, panels_out, dev, mspec.latent_dim)
+
+
+def _posterior(spec: dict, model, flow, data, latents_path: Path, out: Path, panels_out: Path, dev: torch.device,
+               latent_dim: int) -> None:
     sigma_pix = _sigma_pix(model, data, latents_path, dev)
     summary = _sigma_summary(sigma_pix)
     log.info("sigma_pix from %d validation images: median %.4f, mean %.4f, range %.4f-%.4f, %.1f%% at the floor %g",
@@ -238,7 +247,7 @@ def posterior(spec: dict, model_path: Path, flow_path: Path, data_path: Path, la
     results, panels = {}, {}
     for kind in spec["corruptions"]:
         results[kind], panels[kind] = _analyse(kind, spec, model, flow, truth, sigma_pix, dev)
-    write_json(out, {"n_images": n, "latent_dim": mspec.latent_dim, "pixel_scale": "[-0.5, 0.5]", "spec": spec,
+    write_json(out, {"n_images": n, "latent_dim": latent_dim, "pixel_scale": "[-0.5, 0.5]", "spec": spec,
                      "sigma_pix": summary, "corruptions": results})
     _write_panels(panels_out, panels)
     log.info("wrote %s and %s (%d images, corruptions %s)", out, panels_out, n, ", ".join(spec["corruptions"]))

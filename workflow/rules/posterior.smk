@@ -17,7 +17,7 @@ rule posterior:
         log_file("posterior"),
     benchmark:
         benchmark_file("posterior")
-    threads: 4
+    threads: 1  # the stage computes on one thread (launcher-independent NUTS; pae/stages/posterior.py)
     shell:
         pae_shell("posterior --spec {params.spec:q} --model {input.model:q} --flow {input.flow:q} "
                   "--data {input.data:q} --latents {input.latents:q} --out {output.metrics:q} "

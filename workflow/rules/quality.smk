@@ -13,7 +13,7 @@ rule train_classifier:
         log_file("train_classifier"),
     benchmark:
         benchmark_file("train_classifier")
-    threads: 4
+    threads: 1  # trained on one thread (launcher-independent; pae/stages/train_classifier.py)
     shell:
         pae_shell("train_classifier --spec {params.spec:q} --data {input:q} --out {output:q} "
                   "--device {params.device:q}")
