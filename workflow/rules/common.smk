@@ -1,6 +1,7 @@
 # The workflow's glue: the config validated (before any job starts), the run grid, the path table and the small
 # input and params functions of the rules. The logic (file names, OoD sets, the path table) is in pae.config.
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -46,8 +47,9 @@ def all_targets():
     return [f"{PATHS['tables']}/runs.csv", PATHS["figures"], PATHS["report"]]
 
 
+@functools.cache  # input functions ask for it once per job and file: the paper grid's 872 jobs
 def run_paths(run):
-    """Every file of a run (the report manifest's entry)."""
+    """Every file of a run (the report manifest's entry; callers read it, never change it)."""
     return pae.config.run_paths(config, RUNS[run])
 
 
