@@ -1,4 +1,5 @@
-"""The package works when installed from its wheel, without the repository: the config schema ships inside it."""
+"""The package works when installed from its wheel, without the repository: the config schema and the snakemake
+profiles ship inside it."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,9 @@ def test_installed_wheel_validates_a_config_outside_the_repository(tmp_path):
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", src,
           "-w", wheels], cwd=tmp_path)
     (wheel,) = wheels.glob("pae-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for profile in ("slurm", "local"):
+        assert f"pae/profiles/{profile}/config.yaml" in names, sorted(n for n in names if "profile" in n)
     _run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", site, wheel],
          cwd=tmp_path)
     shutil.rmtree(src)  # nothing of the copy may be used
@@ -67,3 +72,10 @@ def test_installed_wheel_validates_a_config_outside_the_repository(tmp_path):
     proc = subprocess.run([str(python), "-m", "pae", "check-config", str(bad)], capture_output=True, text=True,
                           cwd=work, env=env, timeout=300)
     assert proc.returncode == 1 and "train.epochs" in proc.stderr, proc.stderr
+
+    # The packaged profile installed from the wheel, an override merged in.
+    out = _run([python, "-m", "pae", "install-profile", "site2", "--dir", work / "profiles", "--set-resources",
+                "train:nodes=2"], cwd=work, env=env).stdout
+    profile = yaml.safe_load((work / "profiles" / "site2" / "config.yaml").read_text())
+    assert profile["set-resources"]["train"] == {"runtime": 240, "mem_mb": 16000, "nodes": 2}, out
+    assert profile["default-resources"]["launcher"] == "'slurm'"
