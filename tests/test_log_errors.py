@@ -27,6 +27,18 @@ def test_a_traceback_gives_its_last_line_and_a_clean_log_nothing(tmp_path):
     assert log_errors(log) == [] and log_errors(tmp_path / "absent.log") == []
 
 
+def test_only_the_last_attempt_of_an_appended_log_counts(tmp_path):
+    log = tmp_path / "stage.log"
+    log.write_text("2025-01-31 12:00:00,001 INFO pae: ==== attempt 1 of pae-train-r (launcher slurm) on h at t\n"
+                   "2025-01-31 12:00:01,002 ERROR pae: SLURM job 7 (pae-train-r) ended in state NODE_FAIL\n"
+                   "2025-01-31 12:01:00,001 INFO pae: ==== attempt 2 of pae-train-r (launcher slurm) on h at t\n"
+                   "2025-01-31 12:01:01,002 ERROR pae: SLURM job 8 (pae-train-r) ended in state CANCELLED by 0\n")
+    assert log_errors(log) == ["SLURM job 8 (pae-train-r) ended in state CANCELLED by 0"]
+    with log.open("a") as f:
+        f.write("2025-01-31 12:02:00,001 INFO pae: ==== attempt 1 of pae-train-r (launcher slurm) on h at t\n")
+    assert log_errors(log) == []
+
+
 def test_a_real_stage_log(tmp_path):
     """The format pae's logging writes: a stage failing on a missing folder."""
     proc = run_pae("prepare", "--dataset", "mnist", "--spec", '{"source": "%s"}' % (tmp_path / "nope"),

@@ -3,7 +3,8 @@ the job description (threads, runtime, memory, GPUs, nodes, tasks per node, SLUR
 comes from the rule's snakemake `resources:` and the profile's `set-resources`, never from the science config.
 
 - local: run the stage in this process (or under torchrun when tasks_per_node > 1).
-- slurm: submit it with submitit, wait, stream its log, fail with the SLURM state and the log's tail.
+- slurm: submit it with submitit, wait, stream its log, fail with the SLURM state and the log's tail. Its process
+  (one per job in flight, on the login node) imports the standard library, submitit and pae's light modules only.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class Job:
     slurm_account: str = ""
     slurm_extra: str = _doc("", 'further sbatch options, e.g. "--qos=high --constraint=a100"')
     slurm_signal_delay_s: int = _doc(90, "the pre-timeout signal comes this long before the time limit")
+    attempt: int = _doc(1, "snakemake's attempt of the rule (1, then 2... on retries), shown in the log's header")
 
     @classmethod
     def describe(cls) -> str:
@@ -53,7 +55,7 @@ class Job:
             except (TypeError, ValueError):
                 raise PaeError(f"job resources: {key}={value!r} is not a {type(default).__name__}") from None
         job = cls(**values)
-        for key in ("threads", "runtime", "nodes", "tasks_per_node"):
+        for key in ("threads", "runtime", "nodes", "tasks_per_node", "attempt"):
             if getattr(job, key) < 1:
                 raise PaeError(f"job resources: {key} must be at least 1, got {getattr(job, key)}")
         return job

@@ -3,11 +3,13 @@ same command runs under torchrun (pae.train.distributed)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from pae.config import default
 from pae.data.store import open_dataset
 from pae.stages.args import json_object
+from pae.train import checkpoint as ckpt
 from pae.train import distributed, interrupt
 from pae.train.loop import TrainSpec, train
 
@@ -30,7 +32,9 @@ def train_stage(spec: dict, data_path: Path, model_out: Path, history_out: Path,
     interrupt.install()  # SIGTERM / SLURM's USR signals: checkpoint at the next step boundary, then stop
     info = distributed.setup(device)
     try:
-        data = open_dataset(data_path)
-        train(TrainSpec.from_dict(spec), data, model_out, history_out, checkpoint, info)
+        # Rank 0 writes the checkpoint, and holds its lock: no two trainings ever write one checkpoint.
+        with ckpt.exclusive(checkpoint) if info.is_main else contextlib.nullcontext():
+            data = open_dataset(data_path)
+            train(TrainSpec.from_dict(spec), data, model_out, history_out, checkpoint, info)
     finally:
         distributed.cleanup()

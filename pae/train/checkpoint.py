@@ -2,14 +2,19 @@
 spec's identity, in one file written atomically by rank 0 at the end of every epoch.
 
 It lives outside the rule's declared outputs (snakemake deletes those before rerunning a rule), so a rerun after a
-kill, a snakemake retry or a SLURM requeue resumes from it. It is deleted once the final model is written.
+kill, a snakemake retry or a SLURM requeue resumes from it. It is deleted once the final model is written. A lock
+file beside it (`exclusive`) makes a second training of the same checkpoint fail at once instead of writing it too.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import random
+import socket
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -66,6 +71,41 @@ def load_compatible(path: str | os.PathLike, identity: dict, epochs: int) -> dic
                     ckpt["epoch"], epochs)
         return None
     return ckpt
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike) -> Iterator[None]:
+    """Hold the checkpoint's lock (`path`.lock, an flock) while training: another training of the same checkpoint (a
+    second SLURM job, a run started by hand) fails at once naming the holder. The lock goes when the process does,
+    however it ends; the lock file is removed with the checkpoint."""
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    f = open(lock, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "holder unknown"
+        f.close()
+        raise PaeError(f"{path} is being written by another training ({holder}); two trainings must never write one "
+                       "checkpoint: wait for that one to end, or stop it") from None
+    except OSError as e:  # a filesystem mounted without locks
+        log.warning("%s: cannot lock (%s); going on without the guard against a second training", lock, e)
+    else:
+        job = os.environ.get("SLURM_JOB_ID")
+        f.seek(0)
+        f.truncate()
+        f.write(f"host {socket.gethostname()}, pid {os.getpid()}" + (f", SLURM job {job}" if job else "") + "\n")
+        f.flush()
+    try:
+        yield
+    finally:
+        if not path.exists():  # the training ended and removed its checkpoint: the lock file goes too
+            lock.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+        f.close()
 
 
 def remove(path: str | os.PathLike) -> None:

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import signal
 
-import torch
-
-from pae.train import distributed
-
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 _requested: list[int] = []
 
@@ -38,7 +34,12 @@ def install(signals=SIGNALS) -> dict[int, object]:
 def requested(synchronise: bool = False) -> int:
     """The signal asked for (0 if none). With `synchronise`, all ranks agree (max over ranks: one collective call)."""
     signum = _requested[0] if _requested else 0
-    if synchronise and distributed.is_distributed():
+    if not synchronise:
+        return signum
+    import torch  # here, not at the top: every stage imports this module, the light ones too
+
+    from pae.train import distributed
+    if distributed.is_distributed():
         flag = torch.tensor([signum], dtype=torch.int64, device=distributed.collective_device())
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         signum = int(flag.item())

@@ -1,12 +1,18 @@
-"""Launcher pieces that need no cluster: job resources from snakemake, sbatch options, the local launcher's limits."""
+"""Launcher pieces that need no cluster: job resources from snakemake, sbatch options, the local launcher's limits,
+the SLURM launcher's light process, its pending reasons and its record of a cancelled job."""
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
 
 import pytest
 
 from pae.io import PaeError
-from pae.launch import Job
+from pae.launch import Job, slurm
 from pae.launch.local import run as run_local
-from pae.launch.slurm import _sbatch_options
+from pae.launch.slurm import _sbatch_options, never_clears
+from tests.helpers import REPO
 
 
 def test_job_from_snakemake_resources_converts_types():
@@ -37,3 +43,54 @@ def test_sbatch_options_parsing():
 def test_local_launcher_runs_on_one_node_only():
     with pytest.raises(PaeError, match="local launcher runs on this machine only"):
         run_local(Job(nodes=2), ["check-config", "x.yaml"])
+
+
+def test_slurm_launcher_process_imports_no_torch_nor_stage_code(tmp_path):
+    """`python -m pae --launcher slurm ... STAGE ...` (what every rule runs on a login node) reaches the SLURM
+    launcher's run() with the stage's argv, having imported neither torch, numpy nor any stage's module: the stage's
+    own arguments are parsed in the job."""
+    code = (
+        "import sys, json, pae.launch.slurm as s\n"
+        "def fake_run(job, argv):\n"
+        "    heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'h5py', 'nflows', 'pyro')"
+        " or (m.startswith('pae.stages.') and m != 'pae.stages.args'))\n"
+        "    print(json.dumps({'argv': argv, 'attempt': job.attempt, 'heavy': heavy}))\n"
+        "    return 0\n"
+        "s.run = fake_run\n"
+        "import pae.__main__\n"
+        "sys.exit(pae.__main__.main(sys.argv[1:]))\n")
+    job = json.dumps({"name": "pae-train-x", "folder": str(tmp_path), "attempt": 2})
+    argv = ["train", "--spec", "{}", "--data", "d.h5", "--model-out", "m.pt", "--history-out", "h.json",
+            "--checkpoint", "c.pt"]
+    proc = subprocess.run([sys.executable, "-c", code, "--launcher", "slurm", "--job", job, *argv],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"argv": argv, "attempt": 2, "heavy": []}
+    assert "==== attempt 2 of pae-train-x (launcher slurm)" in proc.stderr  # the log section's header
+
+
+def test_slurm_launcher_still_rejects_an_unknown_stage_before_submitting():
+    proc = subprocess.run([sys.executable, "-m", "pae", "--launcher", "slurm", "trian", "--spec", "{}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and "invalid choice: 'trian'" in proc.stderr
+
+
+@pytest.mark.parametrize("reason, fatal", [
+    ("PartitionConfig", True), ("PartitionNodeLimit", True), ("PartitionTimeLimit", True), ("InvalidAccount", True),
+    ("QOSMaxCpuPerJobLimit", True), ("AssocMaxNodePerJobLimit", True),
+    ("Resources", False), ("Priority", False), ("BeginTime", False), ("ReqNodeNotAvail, UnavailableNodes:n1", False),
+    ("QOSMaxJobsPerUserLimit", False), ("AssocGrpCpuLimit", False), ("None", False),
+])
+def test_pending_reasons_that_never_clear(reason, fatal):
+    assert never_clears(reason) is fatal
+
+
+def test_a_cancelled_job_is_not_resubmitted_by_snakemakes_retry_but_by_a_new_run(tmp_path):
+    slurm._write_cancelled(tmp_path, "41", "CANCELLED by 1000")
+    with pytest.raises(PaeError, match=r"not resubmitting pae-x on snakemake's retry \(attempt 2\): the previous "
+                                       r"attempt's SLURM job 41 was CANCELLED by 1000"):
+        slurm._check_not_cancelled(Job(name="pae-x", attempt=2), tmp_path)
+    assert (tmp_path / slurm.RECORD).exists()
+    slurm._check_not_cancelled(Job(name="pae-x", attempt=1), tmp_path)  # a new snakemake run
+    assert not (tmp_path / slurm.RECORD).exists()

@@ -7,7 +7,9 @@ import random
 import numpy as np
 import torch
 
-from pae.io import torch_load
+import pytest
+
+from pae.io import PaeError, torch_load
 from pae.train import checkpoint
 
 
@@ -36,3 +38,19 @@ def test_an_old_checkpoint_with_pickled_numpy_state_is_ignored_not_run(tmp_path,
     torch.save({"kind": "checkpoint", "identity": {}, "epoch": 1, "rng": [{"numpy": np.random.get_state()}]}, path)
     assert checkpoint.load_compatible(path, {}, 5) is None
     assert str(path) in caplog.text and "refused" in caplog.text
+
+
+def test_a_second_training_of_the_same_checkpoint_fails_at_once(tmp_path):
+    """The lock is an flock of an open file: a second holder (another process, or another open file here) is
+    refused with the first one named; the lock file goes with the checkpoint."""
+    path = tmp_path / "checkpoint" / "train.pt"
+    with checkpoint.exclusive(path):
+        assert "pid" in path.with_name("train.pt.lock").read_text()
+        with pytest.raises(PaeError, match=r"train.pt is being written by another training \(host .*, pid \d+"):
+            with checkpoint.exclusive(path):
+                pass
+        checkpoint.save(path, epoch=1)
+    assert path.with_name("train.pt.lock").exists()  # the checkpoint is kept, and so is its lock file
+    with checkpoint.exclusive(path):  # released: the next training takes it
+        checkpoint.remove(path)
+    assert not path.parent.exists()  # checkpoint, lock file and folder gone once the model is written

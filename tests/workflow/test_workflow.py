@@ -156,7 +156,7 @@ def test_dry_run_prints_each_stages_shell_command(tmp_path):
     assert len(commands) - len(stages) <= 1  # rule all
     assert len(stages) == 20, out[-3000:]  # 2 prepare, 3 train, encode, fit_flow, impute, 1 of each other rule
     for command in stages:
-        assert command.startswith("OMP_NUM_THREADS=") and " -m pae --launcher local --job '{" in command, command
+        assert command.startswith("set -o pipefail; OMP_NUM_THREADS=") and " -m pae --launcher local --job '{" in command, command
         assert " > logs/" in command and "pae.io.log_errors" in command, command
     assert any(" train --spec '{" in c and "--model-out results/tiny/fashion_mnist-ae-z4-s0/model/model.pt" in c
                for c in stages)

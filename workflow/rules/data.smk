@@ -7,6 +7,8 @@ rule prepare:
         download_root=f"{config['resources_dir']}/raw",
         launcher=get_launcher,
         job=get_job("prepare"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("prepare"),
     benchmark:

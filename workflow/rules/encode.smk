@@ -10,6 +10,8 @@ rule encode:
         seed=get_seed,
         launcher=get_launcher,
         job=get_job("encode"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("encode"),
     benchmark:

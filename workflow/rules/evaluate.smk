@@ -15,6 +15,8 @@ rule evaluate:
         device=config["device"],
         launcher=get_launcher,
         job=get_job("evaluate"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("evaluate"),
     benchmark:

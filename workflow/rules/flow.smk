@@ -9,6 +9,8 @@ rule fit_flow:
         device=config["device"],
         launcher=get_launcher,
         job=get_job("fit_flow"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("fit_flow"),
     benchmark:

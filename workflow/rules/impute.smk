@@ -13,6 +13,8 @@ rule impute:
         device=config["device"],
         launcher=get_launcher,
         job=get_job("impute"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("impute"),
     benchmark:

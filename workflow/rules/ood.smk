@@ -14,6 +14,8 @@ rule ood:
         device=config["device"],
         launcher=get_launcher,
         job=get_job("ood"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("ood"),
     benchmark:

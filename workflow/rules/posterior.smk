@@ -13,6 +13,8 @@ rule posterior:
         device=config["device"],
         launcher=get_launcher,
         job=get_job("posterior"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("posterior"),
     benchmark:

@@ -9,6 +9,8 @@ rule train_classifier:
         device=config["device"],
         launcher=get_launcher,
         job=get_job("train_classifier"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("train_classifier"),
     benchmark:
@@ -33,6 +35,8 @@ rule fid:
         device=config["device"],
         launcher=get_launcher,
         job=get_job("fid"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("fid"),
     benchmark:

@@ -19,6 +19,8 @@ rule report:
         manifest=get_report_manifest,
         launcher=get_launcher,
         job=get_job("report"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("report"),
     benchmark:

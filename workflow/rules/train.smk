@@ -12,6 +12,8 @@ rule train:
         device=config["device"],
         launcher=get_launcher,
         job=get_job("train"),
+    resources:
+        attempt=get_attempt,
     log:
         log_file("train"),
     benchmark:

@@ -1,0 +1,193 @@
+"""The SLURM launcher on a real cluster (cluster/local-slurm/), at the scale of a real grid: a waiting launcher holds
+no torch and cancels its job when stopped; a request the partition can never satisfy fails at once; scancel is
+reported as CANCELLED and snakemake's retry does not undo it; a rerun after snakemake was killed attaches to the job
+still running instead of submitting another, and the rule's log history keeps every attempt. Needs the cluster
+(PAE_SLURM=1), as tests/cluster/conftest.py says."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pae.launch.slurm import RECORD
+from tests.helpers import REPO, TINY_CONFIG, TINY_RUN
+
+pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+
+TRAIN = {"model": "ae", "latent_dim": 8, "seed": 1, "arch": "conv", "channels": [16, 32], "hidden": 64,
+         "epochs": 150, "batch_size": 50, "lr": 0.001, "weight_decay": 0.0, "precision": "fp32",
+         "channels_last": False}  # about a minute of work on one CPU
+
+
+def _state(job_id: str, env) -> str:
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True,
+                         env=env, timeout=60).stdout.split("\n")
+    return out[0].strip()
+
+
+def _final_state(job_id: str, env, timeout_s: float = 60) -> str:
+    deadline = time.time() + timeout_s
+    while (state := _state(job_id, env)).split(" ")[0] in ("", "PENDING", "RUNNING", "COMPLETING", "REQUEUED") \
+            and time.time() < deadline:
+        time.sleep(1)
+    return state
+
+
+def _wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _record(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _launcher(job: dict, argv: list[str], env, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pae", "--launcher", "slurm", "--job", json.dumps(job), *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, **kw)
+
+
+def _train_argv(data: Path, out: Path, spec: dict) -> list[str]:
+    return ["train", "--spec", json.dumps(spec), "--data", str(data), "--model-out", str(out / "model.pt"),
+            "--history-out", str(out / "history.json"), "--checkpoint", str(out / "ckpt" / "train.pt"),
+            "--device", "cpu"]
+
+
+def test_a_waiting_launcher_holds_no_torch_logs_its_pending_reason_and_cancels_its_job_when_stopped(slurm_env,
+                                                                                                      tmp_path):
+    folder = tmp_path / "submitit"
+    job = {"name": "pae-test-wait", "folder": str(folder), "runtime": 5, "mem_mb": 500, "slurm_partition": "debug",
+           "slurm_extra": "--begin=now+600"}  # pends for 10 minutes (reason BeginTime)
+    proc = _launcher(job, ["check-config", "configs/demo.yaml"], slurm_env)
+    record = _wait_for(lambda: _record(folder), 60, "the launcher's record of its job")
+    job_id = str(record["job_id"])
+    assert record["launcher"]["pid"] == proc.pid
+    _wait_for(lambda: "BeginTime" in subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%r"], capture_output=True,
+                                                    text=True, env=slurm_env).stdout, 60, "reason BeginTime")
+    time.sleep(3)  # the launcher asks squeue 1 s after submitting, then at doubling intervals
+    maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    assert "libtorch" not in maps and "numpy" not in maps, "the waiting launcher loaded torch or numpy"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"SLURM job {job_id} pending (reason: BeginTime)" in err
+    assert f"stopped by SIGTERM: SLURM job {job_id} cancelled" in err
+    assert _final_state(job_id, slurm_env).startswith("CANCELLED")
+    assert _record(folder) is None
+
+
+@pytest.mark.parametrize("resources, reason, asks", [
+    ({"threads": 64}, "PartitionConfig", "64 CPU(s) per task"),
+    ({"nodes": 2}, "Partition(?:NodeLimit|Config)", "2 node(s) x 1 task(s)"),  # SLURM versions name it either way
+])
+def test_a_request_the_partition_can_never_satisfy_fails_at_once(slurm_env, tmp_path, resources, reason, asks):
+    job = {"name": "pae-test-never", "folder": str(tmp_path), "runtime": 5, "mem_mb": 500,
+           "slurm_partition": "debug", **resources}
+    t0 = time.time()
+    proc = _launcher(job, ["check-config", "configs/demo.yaml"], slurm_env)
+    _, err = proc.communicate(timeout=120)
+    print(f"failed after {time.time() - t0:.1f} s")
+    assert proc.returncode == 1
+    match = re.search(rf"ERROR pae: SLURM job (\d+) \(pae-test-never\) can never start: pending reason {reason}\. "
+                      rf"It asks for ([^;]*); partition debug offers 1 node\(s\) with (\d+) CPUs", err)
+    assert match, err[-3000:]
+    assert asks in match.group(2) and "500 MB per node" in match.group(2)
+    assert "The job was cancelled" in err
+    assert _final_state(match.group(1), slurm_env).startswith("CANCELLED")
+
+
+def test_scancel_is_reported_as_cancelled_stops_with_a_checkpoint_and_is_not_undone_by_a_retry(slurm_env,
+                                                                                               mnist_5k_h5, tmp_path):
+    folder, out = tmp_path / "submitit", tmp_path / "run"
+    job = {"name": "pae-test-cancel", "folder": str(folder), "threads": 1, "runtime": 10, "mem_mb": 1000,
+           "slurm_partition": "debug"}
+    argv = _train_argv(mnist_5k_h5, out, {**TRAIN, "checkpoint_every_s": 3600})
+    proc = _launcher(job, argv, slurm_env)
+    job_id = str(_wait_for(lambda: _record(folder), 60, "the job's record")["job_id"])
+    log = folder / f"{job_id}_0_log.err"
+    _wait_for(lambda: log.exists() and "epoch 2/150" in log.read_text(), 180, "the training's second epoch")
+    subprocess.run(["scancel", job_id], env=slurm_env, check=True, timeout=60)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert re.search(rf"ERROR pae: SLURM job {job_id} \(pae-test-cancel\) ended in state CANCELLED", err), err[-3000:]
+    assert re.search(rf"SLURM job {job_id} was cancelled: stopped by SIGTERM at epoch \d+", err), err[-3000:]
+    assert (out / "ckpt" / "train.pt").exists(), "a cancelled training stops with its checkpoint"
+    assert not (out / "model.pt").exists()
+    # snakemake's retry of the rule (attempt 2) does not resubmit what the user cancelled ...
+    retry = _launcher({**job, "attempt": 2}, argv, slurm_env)
+    _, err = retry.communicate(timeout=60)
+    assert retry.returncode == 1 and f"the previous attempt's SLURM job {job_id} was CANCELLED" in err
+    assert "submitted SLURM job" not in err
+    # ... a new run does, and resumes from the checkpoint.
+    rerun = _launcher(job, argv, slurm_env)
+    _, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-3000:]
+    assert "resuming from" in err and (out / "model.pt").exists()
+
+
+def test_a_rerun_after_snakemake_was_killed_attaches_to_the_running_job(slurm_env, fashion_mnist_dir, tmp_path):
+    """snakemake is SIGKILLed while training runs on SLURM (its launcher lives on); after --unlock, the rerun's
+    launcher finds the job in the rule's record, attaches to it, and tells the old launcher to stop waiting: one
+    training job in all, and the rule's log history (LOG.attempts) keeps both runs."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["train"].update(epochs=30, batch_size=50)  # about half a minute of training
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    profile = yaml.safe_load((REPO / "cluster" / "slurm" / "config.yaml").read_text())
+    profile.update(cores=2)
+    profile["default-resources"].update(slurm_partition="'debug'", mem_mb=1000)
+    for rule in profile["set-resources"].values():
+        rule["mem_mb"] = 1000
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    work = tmp_path / "work"
+    target = f"results/tiny/{TINY_RUN}/model/model.pt"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile",
+           str(config_file), "--profile", str(tmp_path / "profile")]
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
+    first = subprocess.Popen([*cmd, target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slurm_env)
+    folder = work / "logs" / "submitit" / "tiny" / f"train-{TINY_RUN}"
+    rule_log = work / "logs" / "tiny" / TINY_RUN / "train.log"
+    try:
+        record = _wait_for(lambda: _record(folder), 300, "the train job's record")
+        job_id = str(record["job_id"])
+        _wait_for(lambda: "epoch 2/30" in rule_log.read_text(), 300, "the training's second epoch")
+    finally:
+        first.kill()  # SIGKILL: snakemake goes, its launcher lives on
+        first.wait(timeout=60)
+    old_launcher = record["launcher"]["pid"]
+    os.kill(old_launcher, 0)  # still alive, still waiting
+    subprocess.run([*cmd, "--unlock"], capture_output=True, env=slurm_env, timeout=300, check=True)
+    rerun = subprocess.run([*cmd, target], capture_output=True, text=True, env=slurm_env, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    log = rule_log.read_text()
+    assert f"attaching to SLURM job {job_id}" in log, log[-3000:]
+    _wait_for(lambda: not Path(f"/proc/{old_launcher}").exists() or
+              Path(f"/proc/{old_launcher}/stat").read_text().split()[2] == "Z", 60, "the old launcher to exit")
+    # snakemake deleted the log before the rerun; the .attempts file beside it keeps both runs, each with its header
+    attempts = rule_log.with_name(rule_log.name + ".attempts").read_text()
+    sections = attempts.split("INFO pae: ==== attempt 1 of pae-train-")
+    assert len(sections) == 3, attempts[-3000:]
+    assert f"submitted SLURM job {job_id}" in sections[1] and "epoch 2/30" in sections[1]
+    assert f"attaching to SLURM job {job_id}" in sections[2] and "finished successfully" in sections[2]
+    assert f"a rerun of the rule attached to SLURM job {job_id}; this launcher stops waiting" in attempts
+    jobs = subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "--name", f"pae-train-{TINY_RUN}", "-o",
+                           "JobID,State"], capture_output=True, text=True, env=slurm_env, timeout=60).stdout.split()
+    assert len(jobs) == 1 and jobs[0].startswith(f"{job_id}|"), jobs
+    assert (work / target).exists()
