@@ -141,12 +141,11 @@ def test_scancel_is_reported_as_cancelled_stops_with_a_checkpoint_and_is_not_und
     assert "resuming from" in err and (out / "model.pt").exists()
 
 
-def test_a_rerun_after_snakemake_was_killed_attaches_to_the_running_job(slurm_env, fashion_mnist_dir, tmp_path):
-    """snakemake is SIGKILLed while training runs on SLURM (its launcher lives on); after --unlock, the rerun's
-    launcher finds the job in the rule's record, attaches to it, and tells the old launcher to stop waiting: one
-    training job in all, and the rule's log history (LOG.attempts) keeps both runs."""
+def _tiny_training_workflow(tmp_path: Path, epochs: int) -> tuple[list[str], str, Path, Path]:
+    """(snakemake command, target, the train rule's job folder, its log) of the tiny config's run trained for
+    `epochs`, through the SLURM profile pointed at the test cluster."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["train"].update(epochs=30, batch_size=50)  # about half a minute of training
+    config["train"].update(epochs=epochs, batch_size=50)
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))
     profile = yaml.safe_load((REPO / "cluster" / "slurm" / "config.yaml").read_text())
@@ -157,13 +156,41 @@ def test_a_rerun_after_snakemake_was_killed_attaches_to_the_running_job(slurm_en
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
     work = tmp_path / "work"
-    target = f"results/tiny/{TINY_RUN}/model/model.pt"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile",
            str(config_file), "--profile", str(tmp_path / "profile")]
+    return (cmd, f"results/tiny/{TINY_RUN}/model/model.pt", work / "logs" / "submitit" / "tiny" / f"train-{TINY_RUN}",
+            work / "logs" / "tiny" / TINY_RUN / "train.log")
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_ctrl_c_stops_snakemake_and_cancels_the_running_job(slurm_env, fashion_mnist_dir, tmp_path):
+    """Ctrl-C: SIGINT to snakemake's process group (its jobs' launchers are in it): the SLURM job is cancelled."""
+    cmd, target, folder, _ = _tiny_training_workflow(tmp_path, epochs=200)
+    proc = subprocess.Popen([*cmd, target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slurm_env,
+                            start_new_session=True)  # its own process group, as a terminal gives it
+    try:
+        record = _wait_for(lambda: _record(folder), 300, "the train job's record")
+        job_id = str(record["job_id"])
+        _wait_for(lambda: "RUNNING" in subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                                                      text=True, env=slurm_env).stdout, 120, "the job to run")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # the group snakemake leads: the pgid this test started
+        proc.wait(timeout=120)
+    assert _final_state(job_id, slurm_env).startswith("CANCELLED")
+    _wait_for(lambda: _gone(record["launcher"]["pid"]), 60, "the launcher to exit")
+
+
+def test_a_rerun_after_snakemake_was_killed_attaches_to_the_running_job(slurm_env, fashion_mnist_dir, tmp_path):
+    """snakemake is SIGKILLed while training runs on SLURM (its launcher lives on); after --unlock, the rerun's
+    launcher finds the job in the rule's record, attaches to it, and tells the old launcher to stop waiting: one
+    training job in all, and the rule's log history (LOG.attempts) keeps both runs."""
+    cmd, target, folder, rule_log = _tiny_training_workflow(tmp_path, epochs=30)  # about half a minute of training
+    work = tmp_path / "work"
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
     first = subprocess.Popen([*cmd, target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slurm_env)
-    folder = work / "logs" / "submitit" / "tiny" / f"train-{TINY_RUN}"
-    rule_log = work / "logs" / "tiny" / TINY_RUN / "train.log"
     try:
         record = _wait_for(lambda: _record(folder), 300, "the train job's record")
         job_id = str(record["job_id"])
@@ -178,8 +205,7 @@ def test_a_rerun_after_snakemake_was_killed_attaches_to_the_running_job(slurm_en
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     log = rule_log.read_text()
     assert f"attaching to SLURM job {job_id}" in log, log[-3000:]
-    _wait_for(lambda: not Path(f"/proc/{old_launcher}").exists() or
-              Path(f"/proc/{old_launcher}/stat").read_text().split()[2] == "Z", 60, "the old launcher to exit")
+    _wait_for(lambda: _gone(old_launcher), 60, "the old launcher to exit")
     # snakemake deleted the log before the rerun; the .attempts file beside it keeps both runs, each with its header
     attempts = rule_log.with_name(rule_log.name + ".attempts").read_text()
     sections = attempts.split("INFO pae: ==== attempt 1 of pae-train-")
