@@ -102,6 +102,9 @@ class StageTask(submitit.helpers.Checkpointable):
         submitit_handlers = {s: signal.getsignal(s) for s in interrupt.SIGNALS}
         try:
             code = run_stage(self.argv, raise_interrupt=True)
+        except SystemExit as e:  # argparse: the stage's arguments are checked here, in the job
+            raise RuntimeError(f"pae {self.argv[0]}: bad arguments (exit status {e.code}): the usage message above "
+                               "says which") from None
         except interrupt.Interrupted as e:
             job_id = os.environ.get("SLURM_JOB_ID", "")
             if e.signum != signal.SIGUSR2 and job_id and _cancelled_by_slurm(job_id):

@@ -217,3 +217,15 @@ def test_a_rerun_after_snakemake_was_killed_attaches_to_the_running_job(slurm_en
                            "JobID,State"], capture_output=True, text=True, env=slurm_env, timeout=60).stdout.split()
     assert len(jobs) == 1 and jobs[0].startswith(f"{job_id}|"), jobs
     assert (work / target).exists()
+
+
+def test_bad_stage_arguments_fail_in_the_job_with_the_usage_message(slurm_env, tmp_path):
+    """The login side no longer parses the stage's arguments (that would import the stage's code and torch): the job
+    does, and the rule fails with argparse's own message."""
+    job = {"name": "pae-test-args", "folder": str(tmp_path), "runtime": 5, "mem_mb": 500, "slurm_partition": "debug"}
+    proc = _launcher(job, ["check-config", "configs/demo.yaml", "--bogus"], slurm_env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert re.search(r"ERROR pae: SLURM job \d+ \(pae-test-args\) ended in state FAILED", err), err[-3000:]
+    assert "pae check-config: bad arguments (exit status 2)" in err
+    assert "unrecognized arguments: --bogus" in err
