@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pae.data.latents import write_latents
 from pae.data.sources import RawDataset
@@ -85,6 +86,37 @@ def write_mnist_folder(folder: Path, n_train=12, n_test=5, h=6, w=7, gz=("train-
         name = stem + ".gz" if any(stem.startswith(p) for p in gz) else stem
         write_idx(folder / name, array)
     return arrays
+
+
+def write_images(folder: Path, n: int, size=(178, 218), seed=0, fmt="jpg", mode="RGB", names=None,
+                 smooth: int = 1) -> list[Path]:
+    """n random images of size (width, height); names default to CelebA's 000001.jpg, ... smooth > 1 draws the
+    random values on a grid `smooth` times coarser and resizes it bilinearly: images with structure that an
+    auto-encoder can learn, where independent pixels (smooth = 1) leave it nothing but the mean."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    coarse = (max(1, size[0] // smooth), max(1, size[1] // smooth))
+    paths = []
+    for i in range(n):
+        shape = (coarse[1], coarse[0], 3) if mode == "RGB" else (coarse[1], coarse[0])
+        image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+        if smooth > 1:
+            image = image.resize(size, Image.BILINEAR)
+        path = folder / (names[i] if names else f"{i + 1:06d}.{fmt}")
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+def write_celeba(root: Path, parts=(10, 4, 6), smooth: int = 1) -> list[int]:
+    """torchvision's CelebA layout under root/celeba (178x218 images from write_images): partition p for the next
+    parts[p] files, in CelebA's order."""
+    base = root / "celeba"
+    n = sum(parts)
+    write_images(base / "img_align_celeba", n, seed=1, smooth=smooth)
+    partition = [p for p, count in enumerate(parts) for _ in range(count)]
+    (base / "list_eval_partition.txt").write_text("".join(f"{i + 1:06d}.jpg {p}\n" for i, p in enumerate(partition)))
+    return partition
 
 
 # ---------------------------------------------------------------------------------------------------------- training

@@ -14,32 +14,9 @@ from pae.data.images import crop_box, list_images, load_image, load_images, scan
 from pae.data.sources import TEST_FRACTION, load_raw
 from pae.data.store import open_dataset, write_dataset
 from pae.io import PaeError
-from tests.helpers import run_pae, write_mnist_folder
+from tests.helpers import run_pae, write_celeba, write_images, write_mnist_folder
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
-
-
-def write_images(folder: Path, n: int, size=(178, 218), seed=0, fmt="jpg", mode="RGB", names=None) -> list[Path]:
-    """n random images of size (width, height); names default to CelebA's 000001.jpg, ..."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
-        path = folder / (names[i] if names else f"{i + 1:06d}.{fmt}")
-        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
-        paths.append(path)
-    return paths
-
-
-def write_celeba(root: Path, parts=(10, 4, 6)) -> list[int]:
-    """torchvision's layout under root/celeba: partition p for the next parts[p] files, in CelebA's order."""
-    base = root / "celeba"
-    n = sum(parts)
-    write_images(base / "img_align_celeba", n, seed=1)
-    partition = [p for p, count in enumerate(parts) for _ in range(count)]
-    (base / "list_eval_partition.txt").write_text("".join(f"{i + 1:06d}.jpg {p}\n" for i, p in enumerate(partition)))
-    return partition
 
 
 @pytest.fixture(scope="module")
