@@ -2,6 +2,7 @@
 posterior panels); no model is loaded here."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -10,12 +11,27 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from pae.io import PaeError, atomic_path, read_json  # noqa: E402
 from pae.report.summary import over_seeds  # noqa: E402
+
+
+# Font sizes for figures shown about 8-10 inches wide: titles and labels that fit their panels.
+STYLE = {"axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 6,
+         "legend.title_fontsize": 6, "figure.titlesize": 10}
+
+
+def _styled(draw):
+    """Draw a figure under STYLE (a context, so pae's report leaves matplotlib's global settings alone)."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return draw(*args, **kwargs)
+    return wrapper
 
 
 def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
@@ -52,6 +68,7 @@ def _read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise PaeError(f"{path}: not a complete samples file ({e}); rerun the evaluate stage") from None
 
 
+@_styled
 def write_run_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +76,7 @@ def write_run_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
         s = _read_samples(run["files"]["samples"])
         name = run["run"]
         ncols = int(np.ceil(np.sqrt(len(s["pae"]))))
-        fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 5.4), layout="constrained")
         _show(axes[0], image_grid(s["pae"], ncols), f"PAE samples (flow, T={s['temperature']:g})")
         _show(axes[1], image_grid(s["prior"], ncols), "z ~ N(0, I) through the decoder")
         fig.suptitle(name)
@@ -67,17 +84,17 @@ def write_run_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
 
         k = min(16, len(s["originals"]))
         pairs = np.concatenate([s["originals"][:k], s["reconstructions"][:k]])
-        fig, ax = plt.subplots(figsize=(10, 1.6))
+        fig, ax = plt.subplots(figsize=(10, 1.6), layout="constrained")
         _show(ax, image_grid(pairs, k), f"{name}: test images (top) and reconstructions (bottom)")
         _save(fig, figures_dir / f"{name}_reconstructions.png")
 
         interp = s["interpolations"]
-        fig, ax = plt.subplots(figsize=(8, 0.8 * len(interp) + 0.4))
+        fig, ax = plt.subplots(figsize=(8, 0.8 * len(interp) + 0.4), layout="constrained")
         _show(ax, image_grid(interp.reshape(-1, *interp.shape[2:]), interp.shape[1]),
               f"{name}: latent interpolations between test images")
         _save(fig, figures_dir / f"{name}_interpolations.png")
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     for run in runs:
         hist = [h for h in read_json(run["files"]["history"])["epochs"] if h["val_mse"] is not None]
         axes[0].plot([h["epoch"] for h in hist], [h["val_mse"] for h in hist], marker=".", label=run["run"])
@@ -90,12 +107,13 @@ def write_run_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
     _save(fig, figures_dir / "training_curves.png")
 
 
+@_styled
 def impute_figure(rows: list[dict], path: str | os.PathLike) -> None:
     """MSE on the missing pixels vs the missing ratio, a line per model and method (matched training dashed for
     fixed masks, dotted for random ones), a panel per dataset and latent size; bands: the range over seeds, or with
     one seed the interval over images."""
     panels = sorted({(r["dataset"], r["latent_dim"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False, layout="constrained")
     styles = {"clean": "-", "fixed": "--", "random": ":"}
     for ax, (dataset, z) in zip(axes[0], panels):
         lines: dict[tuple, list[dict]] = {}
@@ -116,6 +134,7 @@ def impute_figure(rows: list[dict], path: str | os.PathLike) -> None:
     _save(fig, Path(path))
 
 
+@_styled
 def roc_figure(run: dict, path: str | os.PathLike) -> None:
     """ROC curves of one run: a panel per OoD set, a curve per score (from metrics/ood_scores.csv)."""
     scores_path = Path(run["files"]["ood_scores"])
@@ -127,7 +146,7 @@ def roc_figure(run: dict, path: str | os.PathLike) -> None:
         raise PaeError(f"{scores_path}: expected a 'set' column with in-distribution rows ('in')")
     score_names = [c for c in table.columns if c not in ("set", "index")]
     sets = [s for s in dict.fromkeys(table["set"]) if s != "in"]
-    fig, axes = plt.subplots(1, len(sets), figsize=(3.6 * len(sets), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.6 * len(sets), 3.6), squeeze=False, layout="constrained")
     inside = table[table["set"] == "in"]
     for ax, name in zip(axes[0], sets):
         out = table[table["set"] == name]
@@ -167,6 +186,7 @@ def _band(ax, x, rows, metric, **style):
     return line
 
 
+@_styled
 def temperature_figure(rows: list[dict], path: str | os.PathLike) -> None:
     """Distance of PAE samples to the test images vs the flow temperature T (mean over seeds, with its interval), a
     line per model and latent size, a panel per dataset (and metric: domain FD, and FID when it was computed); the
@@ -175,7 +195,7 @@ def temperature_figure(rows: list[dict], path: str | os.PathLike) -> None:
     summary = over_seeds(rows, ("dataset", "model", "latent_dim", "set", "temperature"), tuple(metrics))
     datasets = sorted({r["dataset"] for r in summary})
     fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(5.5 * len(datasets), 4 * len(metrics)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for i, metric in enumerate(metrics):
         label = "domain Fréchet distance (classifier features; not FID)" if metric == "domain_fd" else "FID"
         for ax, dataset in zip(axes[i], datasets):
@@ -194,6 +214,7 @@ def temperature_figure(rows: list[dict], path: str | os.PathLike) -> None:
     _save(fig, Path(path))
 
 
+@_styled
 def latent_figure(table1_rows: list[dict], path: str | os.PathLike) -> None:
     """Table 1 against the latent size, a panel column per dataset: the distance of PAE samples (T = 1, solid) and of
     N(0, I) samples (dashed) to the test images, a line per model (domain FD; FID in a further row when computed),
@@ -201,7 +222,7 @@ def latent_figure(table1_rows: list[dict], path: str | os.PathLike) -> None:
     metrics = ["domain_fd"] + (["fid"] if any(r.get("fid_pae_T1") is not None for r in table1_rows) else [])
     datasets = sorted({r["dataset"] for r in table1_rows})
     fig, axes = plt.subplots(len(metrics) + 1, len(datasets), figsize=(5 * len(datasets), 3.6 * (len(metrics) + 1)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for j, dataset in enumerate(datasets):
         mine = [r for r in table1_rows if r["dataset"] == dataset]
         models = sorted({r["model"] for r in mine})
@@ -224,12 +245,14 @@ def latent_figure(table1_rows: list[dict], path: str | os.PathLike) -> None:
         ax.set(xscale="log", yscale="log", xlabel="latent size", ylabel="test MSE per pixel",
                title=f"{dataset}: reconstruction error vs latent size")
         ax.legend(fontsize=6)
+        sizes = sorted({r["latent_dim"] for r in mine})
         for a in axes[:, j]:
-            a.set_xticks(sorted({r["latent_dim"] for r in mine}), [str(z) for z in sorted({r["latent_dim"]
-                                                                                          for r in mine})])
+            a.set_xticks(sizes, [str(z) for z in sizes])
+            a.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # the log axis' own labels between sizes
     _save(fig, Path(path))
 
 
+@_styled
 def samples_figure(runs: list[dict], dataset: str, path: str | os.PathLike, n: int = 16) -> None:
     """Sample grids of one dataset: a row per latent size, a column per model, each cell `n` PAE samples (the
     flow at the evaluate stage's temperature) of the lowest seed's run; N(0, I) samples beside for models trained
@@ -243,7 +266,7 @@ def samples_figure(runs: list[dict], dataset: str, path: str | os.PathLike, n: i
                (("pae",) if m == "ae" else ("pae", "prior"))]
     ncols = int(np.ceil(np.sqrt(n)))
     fig, axes = plt.subplots(len(sizes), len(columns), figsize=(2.1 * len(columns), 2.3 * len(sizes)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for i, z in enumerate(sizes):
         for j, (model, kind) in enumerate(columns):
             ax = axes[i, j]
@@ -258,28 +281,80 @@ def samples_figure(runs: list[dict], dataset: str, path: str | os.PathLike, n: i
     _save(fig, Path(path))
 
 
-def posterior_figure(run: dict, path: str | os.PathLike) -> None:
-    """Inpainting / denoising panels of one run, a block per corruption, a row per image:
-    corrupted | MAP | posterior samples | posterior mean | per-pixel std | truth (the PAE paper's layout)."""
-    panels_path = Path(run["files"]["posterior_panels"])
+CORRUPTION_LABELS = {"left_half": "left half missing", "center_box": "centre box missing", "sparse": "sparse pixels",
+                     "noise": "noise", "noise_sparse": "noise + sparse"}
+SAMPLERS = {"mcmc": "NUTS", "laplace": "Laplace"}
+
+
+def _read_panels(path: Path) -> dict[str, tuple[dict[str, np.ndarray], str]]:
     try:
-        with h5py.File(panels_path, "r") as f:
-            blocks = {kind: ({k: g[k][...] for k in ("corrupted", "map", "samples", "mean", "std", "truth")},
-                             g.attrs.get("samples_method", "")) for kind, g in f.items()}
+        with h5py.File(path, "r") as f:
+            return {kind: ({k: g[k][...] for k in ("corrupted", "map", "samples", "mean", "std", "truth")},
+                           str(g.attrs.get("samples_method", ""))) for kind, g in f.items()}
     except (OSError, KeyError) as e:
-        raise PaeError(f"{panels_path}: not a complete posterior panels file ({e}); rerun the posterior stage") \
-            from None
-    fig, axes = plt.subplots(len(blocks), 1, figsize=(9, 1.3 + 1.1 * sum(len(b["truth"]) for b, _ in
-                                                                            blocks.values()) / len(blocks)),
-                             squeeze=False)
-    for ax, (kind, (b, method)) in zip(axes[:, 0], blocks.items()):
-        k = b["samples"].shape[1]
-        std = b["std"].astype(np.float64)
-        std = (std * 255.0 / max(std.max(), 1.0)).round().astype(np.uint8)  # stretched to full scale to be visible
-        cols = [b["corrupted"][:, None], b["map"][:, None], b["samples"], b["mean"][:, None], std[:, None],
-                b["truth"][:, None]]
-        tiles = np.concatenate(cols, axis=1)  # (F, k + 5, C, H, W)
-        _show(ax, image_grid(tiles.reshape(-1, *tiles.shape[2:]), tiles.shape[1]),
-              f"{kind}: corrupted | MAP | {k} {method} samples | posterior mean | std (stretched) | truth")
-    fig.suptitle(run["run"], fontsize=9)
+        raise PaeError(f"{path}: not a complete posterior panels file ({e}); rerun the posterior stage") from None
+
+
+@_styled
+def posterior_figure(run: dict, path: str | os.PathLike, width: float = 8.0) -> None:
+    """Inpainting / denoising of one run as one grid (the PAE paper's layout): a row per example image, grouped in a
+    panel per corruption that spans the width, a column per quantity: corrupted | MAP | posterior samples |
+    posterior mean | per-pixel posterior std | truth, the headers once on top. The std is one map per image (the
+    channels' mean for RGB) on one colour scale for the whole figure, in pixel units ([-0.5, 0.5] scale)."""
+    blocks = _read_panels(Path(run["files"]["posterior_panels"]))
+    order = list(CORRUPTION_LABELS)  # the schema's order, not the file's alphabetical one
+    blocks = dict(sorted(blocks.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    k = max(b["samples"].shape[1] for b, _ in blocks.values())
+    headers = ["corrupted", "MAP", *[f"sample {i + 1}" for i in range(k)], "posterior\nmean", "posterior\nstd",
+               "truth"]
+    std_maps = {kind: b["std"].astype(np.float64).mean(axis=1) / 255.0 for kind, (b, _) in blocks.items()}
+    vmax = max(max(float(m.max()) for m in std_maps.values()), 1 / 255)
+    methods = {m for _, m in blocks.values()}
+
+    spacer = 0.25  # height of the gap between corruption panels, in image rows
+    heights, first_rows = [], []
+    for i, (b, _) in enumerate(blocks.values()):
+        heights += [spacer] if i else []
+        first_rows.append(len(heights))
+        heights += [1.0] * len(b["truth"])
+    label_w = 0.02  # the label column holds only its y-label, drawn outside it
+    cell = width / (len(headers) + 0.6)  # an image column's width in inches, the labels' margin aside
+    fig = plt.figure(figsize=(width, cell * sum(heights) + 1.1), layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.01, hspace=0.01)
+    gs = fig.add_gridspec(len(heights), len(headers) + 1, width_ratios=[label_w] + [1] * len(headers),
+                          height_ratios=heights)
+    std_axes, shown = [], None
+    for (kind, (b, method)), r0 in zip(blocks.items(), first_rows):
+        n = len(b["truth"])
+        label = fig.add_subplot(gs[r0:r0 + n, 0])
+        label.set(xticks=[], yticks=[])
+        label.spines[:].set_visible(False)
+        name = CORRUPTION_LABELS.get(kind, kind.replace("_", " "))
+        label.set_ylabel(name if len(methods) == 1 else f"{name}\n({SAMPLERS.get(method, method)} samples)",
+                         fontsize=9)
+        for i in range(n):
+            samples = [*b["samples"][i]] + ["empty"] * (k - b["samples"].shape[1])  # fewer than another panel's
+            images = [b["corrupted"][i], b["map"][i], *samples, b["mean"][i], "std", b["truth"][i]]
+            for j, image in enumerate(images):
+                ax = fig.add_subplot(gs[r0 + i, j + 1])
+                ax.set(xticks=[], yticks=[])
+                if isinstance(image, str) and image == "empty":
+                    ax.axis("off")
+                elif isinstance(image, str):
+                    shown = ax.imshow(std_maps[kind][i], cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+                    std_axes.append(ax)
+                else:
+                    grey = image.shape[0] == 1
+                    ax.imshow(image[0] if grey else image.transpose(1, 2, 0), cmap="gray" if grey else None,
+                              vmin=0, vmax=255, interpolation="nearest")
+                if r0 == 0 and i == 0:
+                    ax.set_title(headers[j], fontsize=8)
+    bar = fig.colorbar(shown, ax=std_axes, location="bottom", shrink=0.7, aspect=7, pad=0.01)
+    bar.ax.tick_params(labelsize=6)
+    bar.locator = matplotlib.ticker.MaxNLocator(2)
+    bar.update_ticks()
+    bar.set_label("posterior std", fontsize=7)
+    (method,) = methods if len(methods) == 1 else ("",)
+    fig.suptitle(f"{run['run']}: posterior samples by {SAMPLERS.get(method, method)}" if method else run["run"],
+                 fontsize=9)
     _save(fig, Path(path))
