@@ -213,9 +213,10 @@ def test_a_rerun_after_snakemake_was_killed_attaches_to_the_running_job(slurm_en
     assert f"submitted SLURM job {job_id}" in sections[1] and "epoch 2/30" in sections[1]
     assert f"attaching to SLURM job {job_id}" in sections[2] and "finished successfully" in sections[2]
     assert f"a rerun of the rule attached to SLURM job {job_id}; this launcher stops waiting" in attempts
-    jobs = subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "--name", f"pae-train-{TINY_RUN}", "-o",
-                           "JobID,State"], capture_output=True, text=True, env=slurm_env, timeout=60).stdout.split()
-    assert len(jobs) == 1 and jobs[0].startswith(f"{job_id}|"), jobs
+    rows = subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "--name", f"pae-train-{TINY_RUN}", "-o",
+                           "JobID,WorkDir"], capture_output=True, text=True, env=slurm_env, timeout=60).stdout
+    jobs = [line.split("|")[0] for line in rows.splitlines() if line.endswith(f"|{work}")]  # this test's jobs
+    assert jobs == [job_id], rows
     assert (work / target).exists()
 
 
