@@ -317,13 +317,14 @@ def posterior_figure(run: dict, path: str | os.PathLike, width: float = 8.0) -> 
         heights += [spacer] if i else []
         first_rows.append(len(heights))
         heights += [1.0] * len(b["truth"])
+    heights.append(0.5)  # a row for the colour bar
     label_w = 0.02  # the label column holds only its y-label, drawn outside it
     cell = width / (len(headers) + 0.6)  # an image column's width in inches, the labels' margin aside
-    fig = plt.figure(figsize=(width, cell * sum(heights) + 1.1), layout="constrained")
+    fig = plt.figure(figsize=(width, cell * sum(heights) + 0.65), layout="constrained")  # + suptitle, headers
     fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.01, hspace=0.01)
     gs = fig.add_gridspec(len(heights), len(headers) + 1, width_ratios=[label_w] + [1] * len(headers),
                           height_ratios=heights)
-    std_axes, shown = [], None
+    shown = None
     for (kind, (b, method)), r0 in zip(blocks.items(), first_rows):
         n = len(b["truth"])
         label = fig.add_subplot(gs[r0:r0 + n, 0])
@@ -342,14 +343,19 @@ def posterior_figure(run: dict, path: str | os.PathLike, width: float = 8.0) -> 
                     ax.axis("off")
                 elif isinstance(image, str):
                     shown = ax.imshow(std_maps[kind][i], cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
-                    std_axes.append(ax)
                 else:
                     grey = image.shape[0] == 1
                     ax.imshow(image[0] if grey else image.transpose(1, 2, 0), cmap="gray" if grey else None,
                               vmin=0, vmax=255, interpolation="nearest")
                 if r0 == 0 and i == 0:
                     ax.set_title(headers[j], fontsize=8)
-    bar = fig.colorbar(shown, ax=std_axes, location="bottom", shrink=0.7, aspect=7, pad=0.01)
+    # The colour bar under the std column, inset in a blank cell of its own row and left out of the layout: attached
+    # to the std axes, constrained_layout would shift that column off the grid when there are few rows.
+    host = fig.add_subplot(gs[-1, headers.index("posterior\nstd") + 1])
+    host.axis("off")
+    cax = host.inset_axes([0.1, 0.72, 0.8, 0.2])
+    cax.set_in_layout(False)
+    bar = fig.colorbar(shown, cax=cax, orientation="horizontal")
     bar.ax.tick_params(labelsize=6)
     bar.locator = matplotlib.ticker.MaxNLocator(2)
     bar.update_ticks()

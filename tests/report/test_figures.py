@@ -66,17 +66,17 @@ def _write_panels(path, kinds=("left_half", "noise"), n=3, k=4, channels=1, size
 
 
 def _image_axes(fig):
-    return [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    return [ax for ax in fig.axes if ax.images]
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_posterior_figure_is_one_grid_with_headers_once_and_a_std_colour_bar(tmp_path, drawn, channels):
-    panels = _write_panels(tmp_path / "panels.h5", channels=channels)
+@pytest.mark.parametrize("channels, kinds, n", [(1, ("noise", "left_half"), 3), (3, ("left_half",), 1)])
+def test_posterior_figure_is_one_grid_with_headers_once_and_a_std_colour_bar(tmp_path, drawn, channels, kinds, n):
+    panels = _write_panels(tmp_path / "panels.h5", kinds=kinds, n=n, channels=channels)
     figures.posterior_figure({"run": "d-ae-z4-s0", "files": {"posterior_panels": str(panels)}}, tmp_path / "p.png")
     (fig,) = drawn
     assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
     images = _image_axes(fig)
-    assert len(images) == 2 * 3 * len(HEADERS)  # a row per image of each corruption, a column per quantity
+    assert len(images) == len(kinds) * n * len(HEADERS)  # a row per image of each corruption, a column per quantity
 
     # The grid: columns at the same x in every row, rows at the same y in every column, in reading order.
     renderer = fig.canvas.get_renderer()
@@ -90,11 +90,11 @@ def test_posterior_figure_is_one_grid_with_headers_once_and_a_std_colour_bar(tmp
     x1 = max(ax.get_window_extent(renderer).x1 for ax in images)
     assert (x1 - x0) / fig.bbox.width > 0.85
 
-    # Column headers once, on the first row; a y-label per corruption panel.
+    # Column headers once, on the first row; a y-label per corruption panel, in the schema's order.
     assert [ax.get_title() for ax in rows[0]] == HEADERS
     assert all(ax.get_title() == "" for row in rows[1:] for ax in row)
     labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
-    assert labels == ["left half missing", "noise"]
+    assert labels == ["left half missing", "noise"][:len(kinds)]
 
     # The std: one map per image on one colour scale, with its colour bar.
     std_column = [row[HEADERS.index("posterior\nstd")] for row in rows]
@@ -102,8 +102,12 @@ def test_posterior_figure_is_one_grid_with_headers_once_and_a_std_colour_bar(tmp
     with h5py.File(panels) as f:
         vmax = max(f[kind]["std"][...].mean(axis=1).max() for kind in f) / 255
     assert all(ax.images[0].get_clim() == pytest.approx((0, vmax)) for ax in std_column)
-    (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
-    assert bar.get_xlabel() == "posterior std"
+    (bar,) = [c for ax in fig.axes for c in (ax, *ax.child_axes) if getattr(c, "_colorbar", None)]
+    assert bar.get_xlabel() == "posterior std" and bar._colorbar.mappable in [ax.images[0] for ax in std_column]
+    # ... under the std column, within its width
+    renderer = fig.canvas.get_renderer()
+    box, column = bar.get_window_extent(renderer), std_column[-1].get_window_extent(renderer)
+    assert column.x0 <= box.x0 < box.x1 <= column.x1 and box.y1 < column.y0
     assert fig.get_suptitle() == "d-ae-z4-s0: posterior samples by NUTS"
     assert not _overlapping_panels(fig)
 
