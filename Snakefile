@@ -22,6 +22,7 @@ include: "workflow/rules/quality.smk"
 include: "workflow/rules/ood.smk"
 include: "workflow/rules/posterior.smk"
 include: "workflow/rules/impute.smk"
+include: "workflow/rules/uncertainty.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -185,9 +185,9 @@ ARCHS_WITH_DROPOUT = {"infogan"}
 
 
 def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str, Any]]:
-    """The blocks of a resolved config's grid (one block of every dataset when `grid` is null), each with its own
-    models, latent sizes, seeds and complete `train` and `flow` sections (the block's overrides merged over the
-    top-level ones and validated)."""
+    """The blocks of a resolved config's grid (one block of every dataset when `grid` is null), each with its name
+    (None: unnamed), its own models, latent sizes, seeds and complete `train` and `flow` sections (the block's
+    overrides merged over the top-level ones and validated)."""
     blocks = config.get("grid")
     if blocks is None:
         blocks = [{"datasets": list(config["datasets"])}]
@@ -211,13 +211,14 @@ def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str
         if train["dropout"] and train["arch"] not in ARCHS_WITH_DROPOUT:
             raise PaeError(f"{where}: train.dropout={train['dropout']}, but train.arch={train['arch']!r} has no "
                            f"dropout layers (those that have: {sorted(ARCHS_WITH_DROPOUT)}); set dropout: 0 there")
-        out.append({"datasets": list(block["datasets"]), **{k: sub[k] for k in GRID_KEYS}})
+        out.append({"datasets": list(block["datasets"]), "name": block.get("name"), **{k: sub[k] for k in GRID_KEYS}})
     return out
 
 
 def runs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, Any]]:
-    """Every run of a resolved config, by id ({dataset}-{model}-z{latent}-s{seed}, also its folder name): its grid
-    coordinates, `train` and `flow` sections and training missingness. With eval.impute.matched each also has runs
+    """Every run of a resolved config, by id ({dataset}-{model}-z{latent}-s{seed}, and -{name} for a named grid block;
+    also its folder name): its grid coordinates, the block's name (`variant`, "" when unnamed), `train` and `flow`
+    sections and training missingness. With eval.impute.matched each also has runs
     trained with missing pixels at every ratio x mode ("...-miss0.5-fixed"), which only the imputation sweep
     evaluates (against the missingness they were trained with)."""
     impute = config["eval"]["impute"]
@@ -228,15 +229,15 @@ def runs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, 
             for m in block["models"]:
                 for z in block["latent_sizes"]:
                     for s in block["seeds"]:
-                        base = f"{d}-{m}-z{z}-s{s}"
+                        base = f"{d}-{m}-z{z}-s{s}" + (f"-{block['name']}" if block["name"] else "")
                         if base in out:
                             raise PaeError(f"{source}: grid[{i}] repeats run {base} of an earlier block (each "
-                                           "dataset x model x latent size x seed may appear once)")
+                                           "dataset x model x latent size x seed may appear once per block name)")
                         for miss in [None, *missing]:
                             run = base if miss is None else f"{base}-miss{miss['ratio']:g}-{miss['mode']}"
                             out[run] = {"run": run, "dataset": d, "model": m, "latent_dim": z, "seed": s,
                                         "missing": miss or block["train"]["missing"],
-                                        "matched_imputation": miss is not None,
+                                        "variant": block["name"] or "", "matched_imputation": miss is not None,
                                         "train": block["train"], "flow": block["flow"]}
     return out
 
@@ -323,6 +324,8 @@ PATHS = {
     "posterior": "{res}/{run}/metrics/posterior.json",
     "posterior_panels": "{res}/{run}/posterior_panels.h5",
     "impute": "{res}/{run}/metrics/impute.json",
+    "uncertainty": "{res}/{run}/metrics/uncertainty.json",
+    "uncertainty_panels": "{res}/{run}/uncertainty.h5",
     "tables": "{res}/tables",  # {name}.csv for each name in pae.report.TABLES
     "figures": "{res}/figures",
     "report": "{res}/report.md",
@@ -332,11 +335,12 @@ PATHS = {
 # here run once per run: {exp}/{run}/{rule}.
 JOB_FILES = {"prepare": "prepare/{data_key}", "train_classifier": "{exp}/classifiers/{data_key}",
              "report": "{exp}/report"}
-RUN_STAGES = ("train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute")
+RUN_STAGES = ("train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute", "uncertainty")
 
 # The keys of PATHS in a run's entry of the report manifest (run_paths).
 RUN_FILES = ("data", "classifier", "model", "history", "checkpoint", "latents", "flow", "flow_history", "recon",
-             "flow_metrics", "elbo", "samples", "fid", "ood", "ood_scores", "posterior", "posterior_panels", "impute")
+             "flow_metrics", "elbo", "samples", "fid", "ood", "ood_scores", "posterior", "posterior_panels", "impute",
+             "uncertainty", "uncertainty_panels")
 
 
 def _fill(pattern: str, values: dict[str, str]) -> str:

@@ -121,6 +121,24 @@ def test_grid_with_matched_imputation_adds_runs_per_block():
     assert got["mnist-ae-z8-s0-miss0.5-fixed"]["missing"] == {"ratio": 0.5, "mode": "fixed"}
 
 
+def test_named_grid_blocks_run_the_same_model_side_by_side():
+    cfg = resolve({"datasets": {"mnist": {}}, "models": ["vae"], "latent_sizes": [8], "seeds": [0],
+                   "grid": [{"datasets": ["mnist"], "name": "bern", "train": {"likelihood": {"kind": "bernoulli"}}},
+                            {"datasets": ["mnist"], "name": "px", "train": {"likelihood": {"kind": "gaussian_pixel"}}},
+                            {"datasets": ["mnist"]}],
+                   "eval": {"impute": {"matched": True, "ratios": [0.5], "modes": ["fixed"]}}})
+    got = runs(cfg)
+    assert sorted(got) == ["mnist-vae-z8-s0", "mnist-vae-z8-s0-bern", "mnist-vae-z8-s0-bern-miss0.5-fixed",
+                           "mnist-vae-z8-s0-miss0.5-fixed", "mnist-vae-z8-s0-px", "mnist-vae-z8-s0-px-miss0.5-fixed"]
+    assert got["mnist-vae-z8-s0-bern"]["train"]["likelihood"]["kind"] == "bernoulli"
+    assert got["mnist-vae-z8-s0-px-miss0.5-fixed"]["variant"] == "px" and got["mnist-vae-z8-s0"]["variant"] == ""
+    with pytest.raises(PaeError, match="grid.0.name: 'a-b' does not match"):
+        resolve({"grid": [{"datasets": ["fashion_mnist"], "name": "a-b"}]})  # '-' separates the id's parts
+    with pytest.raises(PaeError, match="grid\\[1\\] repeats run fashion_mnist-ae-z8-s0-x"):
+        resolve({"latent_sizes": [8], "grid": [{"datasets": ["fashion_mnist"], "name": "x"},
+                                               {"datasets": ["fashion_mnist"], "name": "x"}]})
+
+
 @pytest.mark.parametrize("grid, what", [
     ([{"datasets": ["mnist"]}], "grid[0].datasets: ['mnist'] have no entry in `datasets`"),
     ([{"datasets": ["fashion_mnist"], "train": {"epochs": 0}}], "train.epochs: 0 is less than the minimum"),

@@ -49,6 +49,7 @@ def test_dataclass_fields_named_like_schema_keys_are_all_listed():
 @pytest.mark.parametrize("stage, dest, key", [
     ("train", "device", "device"), ("encode", "device", "device"), ("fid", "device", "device"),
     ("encode", "missing", "train.missing"), ("impute", "train_missing", "train.missing"),
+    ("uncertainty", "device", "device"), ("uncertainty", "batch_size", "eval.batch_size"),
 ])
 def test_stage_arguments_default_to_the_schema(stage, dest, key):
     p = argparse.ArgumentParser()

@@ -44,6 +44,8 @@ def _masked_sum(per_pixel: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
 class Likelihood(nn.Module):
     """Base: subclasses set `extra` (decoder channels per image channel beyond the mean) and implement _params."""
     extra = 0  # 0: C channels; 1: C + 1 (image-wise); C: 2C (pixel-wise)
+    gaussian = True  # p(x | z) is N(mean, scale^2) per pixel, so it has central intervals mean +- k scale
+    scale_varies = False  # the scale is predicted per image or pixel (not one number for all): worth a picture
 
     def __init__(self, spec: LikelihoodSpec, channels: int):
         super().__init__()
@@ -96,6 +98,7 @@ class GaussianLearned(Likelihood):
 
 class GaussianImage(Likelihood):
     extra = 1
+    scale_varies = True
 
     def _params(self, out):
         log_sigma = out[:, self.c:].mean(dim=(1, 2, 3), keepdim=True).clamp(min=MIN_LOG_SIGMA)
@@ -103,6 +106,8 @@ class GaussianImage(Likelihood):
 
 
 class GaussianPixel(Likelihood):
+    scale_varies = True
+
     def __init__(self, spec, channels):
         super().__init__(spec, channels)
         self.extra = channels
@@ -120,6 +125,9 @@ class GaussianPixel(Likelihood):
 
 
 class Bernoulli(Likelihood):
+    gaussian = False
+    scale_varies = True  # the std sqrt(p (1 - p)) follows the mean
+
     def _params(self, out):
         raise NotImplementedError("a Bernoulli likelihood has no (mean, log sigma) parametrisation")
 

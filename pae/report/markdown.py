@@ -158,6 +158,48 @@ def _impute_section(impute_rows: list[dict], figures: Path) -> list[str]:
     ]
 
 
+def _uncertainty_section(rows: list[dict], showcase: list[dict], figures: Path) -> list[str]:
+    """The decoder's own uncertainty: test NLL and calibration of the likelihood per model (over seeds), and the
+    showcase runs' uncertainty, sample-uncertainty and traversal figures (each linked where it was drawn)."""
+    metrics = ("test_nll", "coverage68_sample", "coverage95_sample", "coverage68_mean", "coverage95_mean",
+               "rms_residual_sample", "rms_std_sample")
+    summary = over_seeds(rows, (*GROUP, "likelihood", "beta_nll"), metrics)
+    table_rows = [[r["dataset"], r["model"], str(r["latent_dim"]), r["likelihood"]
+                   + (f" (beta-NLL {r['beta_nll']:g})" if r["beta_nll"] else ""), str(r["n_seeds"]),
+                   _cell(r, "test_nll", 4)]
+                  + [_cell(r, m, 3) if r[m] is not None else "n/a" for m in metrics[1:5]]
+                  + [_cell(r, m, 3) for m in metrics[5:]] for r in summary]
+    figure_links = []
+    for r in showcase:
+        for name, alt in (("uncertainty", "test images, a posterior sample's latent, reconstruction, predicted std"),
+                          ("sample_uncertainty", "samples and their predicted std"),
+                          ("traversal", "latent traversal")):
+            if (figures / f"{r['run']}_{name}.png").exists() or name == "traversal":
+                figure_links.append(_figure(figures, f"{r['run']}_{name}.png", f"{alt}, {r['run']}") + "\n")
+    lines = ["## The decoder's uncertainty", ""]
+    if table_rows:
+        lines += [
+            "The likelihood p(x | z) as the decoder's prediction of the pixels: the test NLL (-E_q log p(x | z), "
+            "nats per image, from the ELBO) and its calibration, the fraction of test pixels x inside the central "
+            "68% / 95% intervals |x - mean| <= k std (k = 0.9945 / 1.960) of a Gaussian likelihood, at z drawn "
+            "once from q(z | x) (the setting the likelihood is trained in) and at the posterior mean; a calibrated "
+            "likelihood holds 0.68 / 0.95. rms: root mean square of the residuals x - mean and of the predicted std "
+            "(z drawn from q), on the [-0.5, 0.5] pixel scale. A Bernoulli likelihood has no intervals on grey levels "
+            "(n/a) and its NLL is a cross-entropy with grey targets, not a density: it does not compare with the "
+            "Gaussians' NLLs, which are densities on the same pixel scale.", "",
+            table(["dataset", "model", "latent", "likelihood", "seeds", "test NLL", "in 68% (z ~ q)",
+                   "in 95% (z ~ q)", "in 68% (z = mean)", "in 95% (z = mean)", "rms residual", "rms std"],
+                  table_rows), ""]
+    else:
+        lines += ["No model of this experiment has a likelihood (the auto-encoders decode to a point); only the "
+                  "latent traversals are drawn.", ""]
+    lines += ["Figures (one run per dataset x model): test images with a posterior sample's latent, the "
+              "reconstruction and the predicted std; decoded N(0, I) and PAE samples beside their predicted std "
+              "(likelihoods whose std varies); a grid decoded between the latents of four test images.", "",
+              *figure_links]
+    return lines
+
+
 def _times_section(runs_rows: list[dict]) -> list[str]:
     stages = [k[len("time_"):-len("_s")] for k in runs_rows[0] if k.startswith("time_")] if runs_rows else []
     rows = []
@@ -190,7 +232,8 @@ def _references_section(refs: list[dict]) -> list[str]:
 
 def write_report(path: str | os.PathLike, experiment: str, rows: dict[str, list[dict]], refs: list[dict],
                  figures_dir: str | os.PathLike, fid_note: str, configfiles: list[str] = ()) -> None:
-    """report.md from the tables' rows (runs, table1, table2, posterior, impute) and the figures already drawn."""
+    """report.md from the tables' rows (runs, table1, table2, posterior, impute, uncertainty) and the figures already
+    drawn."""
     figures = Path(figures_dir)
     runs_rows = rows["runs"]
     grid = {k: [str(v) for v in sorted({r[k] for r in runs_rows})] for k in (*GROUP, "seed")}
@@ -200,13 +243,15 @@ def write_report(path: str | os.PathLike, experiment: str, rows: dict[str, list[
              f"{len(runs_rows)} runs: datasets {', '.join(grid['dataset'])}; models {', '.join(grid['model'])}; "
              f"latent sizes {', '.join(grid['latent_dim'])}; seeds {', '.join(grid['seed'])}"
              f"{config}. Written by the report "
-             "stage; the full tables are in `tables/` (runs, table1, table2, samplers, ood, posterior, impute .csv), "
+             "stage; the full tables are in `tables/` (runs, table1, table2, samplers, ood, posterior, impute, "
+             "uncertainty .csv), "
              "the figures in `figures/`. Values are means over seeds with 95% intervals in brackets (Student's t "
              "over seeds; with one seed, the run's own bootstrap interval where there is one).", ""]
     lines += _quality_section(rows["table1"], fid_note, figures)
     lines += _ood_section(rows["table2"], showcase, figures)
     lines += _posterior_section(rows["posterior"], showcase, figures)
     lines += _impute_section(rows["impute"], figures)
+    lines += _uncertainty_section(rows.get("uncertainty", []), showcase, figures)
     lines += _times_section(runs_rows)
     lines += _references_section(refs)
     with atomic_path(path, suffix=".md") as tmp:

@@ -1,11 +1,15 @@
 """Tables of an experiment (results/{exp}/tables/):
   runs.csv       one row per run: grid coordinates, reconstruction MSE (per pixel, [-0.5, 0.5] scale), flow
-                 log-likelihoods, ELBO terms (nats per image; models with a posterior), the domain Fréchet distance
-                 (and FID) of the samplers, OoD AUROCs, inpainting/denoising figures, per-stage wall times
+                 log-likelihoods, ELBO terms (nats per image; models with a posterior), the calibration of a
+                 Gaussian likelihood (likelihood_coverage68/95: test pixels inside its 68% / 95% intervals), the domain
+                 Fréchet distance (and FID) of the samplers, OoD AUROCs, inpainting/denoising figures, per-stage
+                 wall times
   samplers.csv   one row per run x image set of fid.json (N(0, I), PAE at each temperature, reconstructions, floor)
   ood.csv        one row per run x OoD set x score: AUROC, AUPR, FPR95 with bootstrap intervals
   posterior.csv  one row per run x corruption x posterior method
   impute.csv     the imputation sweep averaged over seeds, with intervals
+  uncertainty.csv  one row per run with a likelihood (VAE, beta-VAE, VAD): test NLL and ELBO, and the calibration of
+                 the likelihood's predicted std (fraction of test pixels inside its central 68% / 95% intervals)
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import pandas as pd
 from pae.io import PaeError, atomic_path, read_json
 from pae.report.summary import DISTANCES, interval
 
-STAGES = ("prepare", "train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute")
+STAGES = ("prepare", "train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute", "uncertainty")
 
 
 def _benchmark_seconds(path: str | os.PathLike) -> float | None:
@@ -50,6 +54,7 @@ def runs_table(runs: list[dict]) -> list[dict]:
             elbo = read_json(files["elbo"])
             row.update(likelihood=elbo["likelihood"], posterior=elbo["posterior"], test_elbo=elbo["test_elbo"],
                        test_nll=elbo["test_nll"], test_kl=elbo["test_kl"])
+        row.update(_calibration_columns(read_json(files["uncertainty"])))
         row.update(_fid_columns(read_json(files["fid"])))
         row.update(_ood_columns(read_json(files["ood"])))
         row.update(_posterior_columns(read_json(files["posterior"])))
@@ -57,6 +62,13 @@ def runs_table(runs: list[dict]) -> list[dict]:
             row[f"time_{stage}_s"] = _benchmark_seconds(files["benchmarks"][stage])
         rows.append(row)
     return rows
+
+
+def _calibration_columns(result: dict) -> dict:
+    """The fraction of test pixels inside the likelihood's central 68% / 95% intervals, z drawn from q(z | x) (none
+    for an AE, which has no likelihood, or a Bernoulli likelihood, which has no intervals)."""
+    inside = ((result["calibration"] or {}).get("sample") or {}).get("coverage") or {}
+    return {"likelihood_coverage68": inside.get("0.68"), "likelihood_coverage95": inside.get("0.95")}
 
 
 def _fid_columns(result: dict) -> dict:
@@ -198,4 +210,27 @@ def posterior_table(runs: list[dict]) -> list[dict]:
                     row.update({f"coverage68_{region}": cov.get("0.68"), f"coverage95_{region}": cov.get("0.95")})
                 row.update(seconds=m["seconds"], n_images=result["n_images"])
                 rows.append(row)
+    return rows
+
+
+def uncertainty_table(runs: list[dict]) -> list[dict]:
+    """One row per run whose model has a likelihood (metrics/uncertainty.json): its test NLL and ELBO (elbo.json,
+    nats per image) and, for z one draw from q(z | x) (`_sample`) and the posterior mean (`_mean`), the fraction of
+    test pixels inside the likelihood's central 68% / 95% intervals (empty for a Bernoulli likelihood: no intervals)
+    and the rms of the residuals and of the predicted std."""
+    rows = []
+    for run in runs:
+        result = read_json(run["files"]["uncertainty"])
+        if result["calibration"] is None:  # an AE: no likelihood
+            continue
+        elbo = read_json(run["files"]["elbo"])
+        row = {**_grid(run), "likelihood": result["likelihood"], "beta_nll": result["beta_nll"],
+               "test_nll": elbo["test_nll"], "test_elbo": elbo["test_elbo"]}
+        for which in ("sample", "mean"):
+            c = result["calibration"][which]
+            inside = c["coverage"] or {}
+            row.update({f"coverage68_{which}": inside.get("0.68"), f"coverage95_{which}": inside.get("0.95"),
+                        f"rms_residual_{which}": c["rms_residual"], f"rms_std_{which}": c["rms_std"]})
+        row.update(n_test=result["n_test"], note=result["note"] or "")
+        rows.append(row)
     return rows

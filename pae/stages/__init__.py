@@ -13,6 +13,7 @@ pae.eval, pae.report) and writes the outputs atomically.
   ood.py               ood: out-of-distribution detection scores and AUROC / AUPR / FPR95
   posterior.py         posterior: inpainting and denoising with MAP, Laplace and MCMC posteriors
   impute.py            impute: missing-data imputation at several missing ratios
+  uncertainty.py       uncertainty: calibration of the decoder's likelihood; arrays of the uncertainty figures
   report.py            report: tables, figures and report.md of an experiment
   export_report.py     export-report: copy a report.md with what it shows
   setup_data.py        setup-data: find or install the demo's and the tests' data (make data)
@@ -44,6 +45,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "ood": ("ood", "out-of-distribution detection -> ood.json, ood_scores.csv"),
     "posterior": ("posterior", "inpainting and denoising: MAP, Laplace, MCMC -> posterior.json"),
     "impute": ("impute", "missing-data imputation at several missing ratios -> impute.json"),
+    "uncertainty": ("uncertainty", "the decoder's predicted uncertainty: calibration -> uncertainty.json, "
+                    "figure arrays -> uncertainty.h5"),
     "report": ("report", "tables and figures of an experiment"),
     "export-report": ("export_report", "copy a report.md with its tables and the figures it shows"),
     "setup-data": ("setup_data", "find or install the data of the demo and the tests (make data): Debian's "

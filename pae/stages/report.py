@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", type=json_object, required=True,
                    help='{"runs": [{"run", "dataset", ..., "files"}]}')
     p.add_argument("--tables-dir", type=Path, required=True, help="runs.csv, table1.csv, table2.csv, samplers.csv, "
-                   "ood.csv, posterior.csv, impute.csv")
+                   "ood.csv, posterior.csv, impute.csv, uncertainty.csv")
     p.add_argument("--figures-dir", type=Path, required=True)
     p.add_argument("--report", type=Path, help="report.md to write (tables and figures with the papers' values)")
 
@@ -28,14 +28,16 @@ def run(a: argparse.Namespace) -> None:
 
 def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Path | None = None) -> None:
     """The experiment's tables, figures and report.md. Matched-imputation runs (trained with missing pixels for the
-    imputation sweep) appear in impute.csv only."""
-    from pae.report import figures, markdown, summary, tables  # imported here: parsing the arguments stays light
+    imputation sweep) appear in impute.csv only. A run of a named grid block is shown as model {model}-{name}, so
+    that the tables and figures, which group runs by model, keep it apart from the same model of other blocks."""
+    from pae.report import figures, markdown, summary, tables, uncertainty  # here: parsing the arguments stays light
 
-    runs = manifest["runs"]
+    runs = [{**r, "model": f"{r['model']}-{r['variant']}"} if r.get("variant") else r for r in manifest["runs"]]
     main = [r for r in runs if not r.get("matched_imputation")]
     refs = summary.load_references()
     rows = {"runs": tables.runs_table(main), "samplers": tables.samplers_table(main), "ood": tables.ood_table(main),
-            "posterior": tables.posterior_table(main), "impute": tables.impute_table(runs)}
+            "posterior": tables.posterior_table(main), "impute": tables.impute_table(runs),
+            "uncertainty": tables.uncertainty_table(main)}
     rows["table1"] = summary.table1(rows["runs"], rows["samplers"], refs)
     rows["table2"] = summary.table2(rows["ood"], refs)
     for name in TABLES:
@@ -45,6 +47,7 @@ def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Pat
     for run in main:
         figures.roc_figure(run, figures_dir / f"{run['run']}_ood_roc.png")
         figures.posterior_figure(run, figures_dir / f"{run['run']}_posterior.png")
+    uncertainty.write_uncertainty_figures(main, figures_dir)
     for dataset in dict.fromkeys(r["dataset"] for r in main):
         figures.samples_figure(main, dataset, figures_dir / f"samples_{dataset}.png")
     figures.temperature_figure(rows["samplers"], figures_dir / "fd_vs_temperature.png")

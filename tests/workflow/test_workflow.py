@@ -45,7 +45,9 @@ def test_tiny_workflow_end_to_end(tiny_workflow):
         assert float(row[f"time_{stage}_s"]) > 0
     figures = {p.name for p in (res / "figures").glob("*.png")}
     assert {f"{TINY_RUN}_samples.png", f"{TINY_RUN}_reconstructions.png", f"{TINY_RUN}_interpolations.png",
-            "training_curves.png"} <= figures
+            "training_curves.png", f"{TINY_RUN}_traversal.png"} <= figures
+    assert f"{TINY_RUN}_uncertainty.png" not in figures  # an AE has no likelihood: no uncertainty figure nor row
+    assert (res / "tables" / "uncertainty.csv").read_text() == "" and row["likelihood_coverage68"] == ""
     _check_evaluation_battery(res)
     data = next((tmp_path / "resources" / "data").glob("fashion_mnist-*.h5"))
     import h5py
@@ -154,7 +156,7 @@ def test_dry_run_prints_each_stages_shell_command(tmp_path):
     commands = re.findall(r"^Shell command: (.*)$", out, flags=re.MULTILINE)
     stages = [c for c in commands if c != "None"]
     assert len(commands) - len(stages) <= 1  # rule all
-    assert len(stages) == 20, out[-3000:]  # 2 prepare, 3 train, encode, fit_flow, impute, 1 of each other rule
+    assert len(stages) == 21, out[-3000:]  # 2 prepare, 3 train, encode, fit_flow, impute, 1 of each other rule
     for command in stages:
         assert command.startswith("set -o pipefail; OMP_NUM_THREADS=") and " -m pae --launcher local --job '{" in command, command
         assert " > logs/" in command and "pae.io.log_errors" in command, command
@@ -201,5 +203,19 @@ def test_model_zoo_workflow(fashion_mnist_dir, tmp_path):
                                                                        "impute.csv"))}
     assert methods == {("ae", "encoder"), ("vae", "encoder"), ("beta_vae", "encoder"), ("vad", "vad_infer")} | \
         {(m, "pae_map") for m in rows}
+    # The decoder's uncertainty: a row per model with a likelihood, its coverages in [0, 1]; its uncertainty figure
+    # but no sample-uncertainty figure (one learned sigma: the std is constant); every model's traversal.
+    res = tmp_path / "results" / "zoo"
+    uncertainty = {r["model"]: r for r in csv.DictReader(open(res / "tables" / "uncertainty.csv"))}
+    assert set(uncertainty) == {"vae", "beta_vae", "vad"}
+    for model, r in uncertainty.items():
+        assert r["likelihood"] == "gaussian_learned" and float(r["rms_std_sample"]) > 0
+        assert 0 < float(r["coverage68_sample"]) <= float(r["coverage95_sample"]) <= 1
+        assert float(rows[model]["likelihood_coverage95"]) == float(r["coverage95_sample"])
+    figures = {p.name for p in (res / "figures").glob("*.png")}
+    assert {f"fashion_mnist-{m}-z4-s0_traversal.png" for m in rows} <= figures
+    assert {f"fashion_mnist-{m}-z4-s0_uncertainty.png" for m in uncertainty} <= figures
+    assert "fashion_mnist-ae-z4-s0_uncertainty.png" not in figures
+    assert not any(name.endswith("_sample_uncertainty.png") for name in figures)
     train_log = (tmp_path / "logs" / "zoo" / "fashion_mnist-vad-z4-s0" / "train.log").read_text()
     assert "epoch 2/2: train loss" in train_log

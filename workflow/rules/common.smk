@@ -152,7 +152,7 @@ def eval_spec(section=None):
 
 # The files of a main run that the report reads; a matched-imputation run contributes its impute.json only.
 MAIN_FILES = ("history", "flow_history", "recon", "flow_metrics", "samples", "fid", "ood", "ood_scores", "posterior",
-              "posterior_panels", "impute")
+              "posterior_panels", "impute", "uncertainty", "uncertainty_panels")
 
 
 def get_report_inputs(wildcards):
