@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 # SLURM jobs per rule of the tiny workflow: Fashion-MNIST and MNIST (an OoD set) prepared; the run and two
 # matched-imputation runs trained, encoded, flow-fitted and imputed; one of each evaluation stage; one report.
 COMPUTE_RULES = {"prepare": 2, "train": 3, "encode": 3, "fit_flow": 3, "evaluate": 1, "train_classifier": 1, "fid": 1,
-                 "ood": 1, "posterior": 1, "impute": 3, "report": 1}
+                 "ood": 1, "posterior": 1, "impute": 3, "uncertainty": 1, "report": 1}
 TRAIN = {"model": "ae", "latent_dim": 8, "seed": 1, "arch": "conv", "channels": [16, 32], "hidden": 64,
          "epochs": 2, "batch_size": 64, "lr": 0.001, "weight_decay": 0.0, "precision": "fp32",
          "channels_last": False}
