@@ -176,16 +176,17 @@ def setup_logging(verbose: bool = True) -> None:
 # A log record's first line as setup_logging writes it ("2025-01-31 12:00:00,123 ERROR pae: ..."); the lines up to the
 # next record belong to its message.
 _RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<name>[\w.]+): (?P<message>.*)$")
-# A rule's log is appended to: each attempt (snakemake's retries, reruns) starts with a record holding this marker.
+# Each attempt of a rule (snakemake's retries, reruns) starts its log with a record holding this marker; the rule's
+# LOG.attempts collects every attempt's log one after the other.
 ATTEMPT_HEADER = "===="
 
 
 def log_errors(path: str | os.PathLike) -> list[str]:
-    """The error messages pae logged in a stage's log file (`python -m pae ... >> log 2>&1`) in its last attempt
-    (the lines from the last ATTEMPT_HEADER record on): each record at level ERROR of the `pae` loggers, its
-    continuation lines included (a PaeError message may span several lines). A log with no such record that ends in
-    a Python traceback gives the traceback's last line (the exception). The workflow prints these on the terminal
-    when a stage fails, so the cause shows without opening the log."""
+    """The error messages pae logged in a stage's log file (`python -m pae ... 2>&1 | tee -a LOG.attempts > LOG`) in
+    its last attempt (the lines from the last ATTEMPT_HEADER record on): each record at level ERROR of the `pae`
+    loggers, its continuation lines included (a PaeError message may span several lines). A log with no such record
+    that ends in a Python traceback gives the traceback's last line (the exception). The workflow prints these on the
+    terminal when a stage fails, so the cause shows without opening the log."""
     try:
         lines = Path(path).read_text(errors="replace").splitlines()
     except OSError:

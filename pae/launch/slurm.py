@@ -40,7 +40,7 @@ from pathlib import Path
 
 import submitit
 
-from pae.io import PaeError, atomic_path
+from pae.io import PaeError, write_json
 from pae.launch import Job
 
 log = logging.getLogger(__name__)
@@ -70,16 +70,23 @@ class JobCancelled(RuntimeError):
     """The stage stopped because its SLURM job was cancelled (scancel)."""
 
 
+def _sacct(job_id: str) -> str:
+    """The job's state as accounting holds it now ("CANCELLED by 0", "RUNNING"...); "" before it has a record, or
+    when sacct does not answer."""
+    try:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", str(job_id), "-o", "State"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.splitlines()[0] if out else ""
+
+
 def _cancelled_by_slurm(job_id: str, tries: int = 3) -> bool:
     """Whether SLURM accounts the job as CANCELLED (scancel), as opposed to a preemption or a signal of its own."""
     for _ in range(tries):
-        try:
-            out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True,
-                                 text=True, timeout=20).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-        if out.strip():
-            return out.split()[0].startswith("CANCELLED")
+        state = _sacct(job_id)
+        if state:
+            return state.startswith("CANCELLED")
         time.sleep(0.5)
     return False
 
@@ -165,20 +172,28 @@ class Queued:
     nodes: str
 
 
+UNANSWERED = Queued("UNKNOWN", "", "", "", "")  # the controller did not answer: ask again later
+
+
+def ended(q: Queued | None) -> bool:
+    """Whether a job squeue showed so (or no longer shows) has ended; UNANSWERED is not an end."""
+    return q is None or (q.state not in ACTIVE and q is not UNANSWERED)
+
+
 def squeue(job_id: str) -> Queued | None:
     """The job as SLURM's queue holds it; None once it has left the queue (or never was in it); a Queued of state
-    UNKNOWN when the controller does not answer (the caller waits and asks again)."""
+    UNANSWERED when the controller does not answer (the caller waits and asks again)."""
     try:
         proc = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T|%r|%P|%j|%N"], capture_output=True,
                               text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         log.warning("squeue failed (%s); asking again later", e)
-        return Queued("UNKNOWN", "", "", "", "")
+        return UNANSWERED
     if proc.returncode != 0:
         if "Invalid job id" in proc.stderr:
             return None
         log.warning("squeue failed (%s); asking again later", proc.stderr.strip())
-        return Queued("UNKNOWN", "", "", "", "")
+        return UNANSWERED
     line = proc.stdout.strip().splitlines()
     if not line:
         return None
@@ -191,13 +206,9 @@ def sacct_state(job_id: str, wait_s: float = 30.0) -> str:
     the job's end (it lags the job by a second or two); the last state seen when it does not within wait_s."""
     deadline, state = time.monotonic() + wait_s, "UNKNOWN"
     while True:
-        try:
-            out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", str(job_id), "-o", "State"], capture_output=True,
-                                 text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            out = ""
-        if out:
-            state = out.splitlines()[0]
+        now = _sacct(job_id)
+        if now:
+            state = now
             if state.split()[0] not in ACTIVE:
                 return state
         if time.monotonic() > deadline:
@@ -219,7 +230,7 @@ def _wait_gone(job_id: str, timeout_s: float = 300.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         q = squeue(job_id)
-        if q is None or (q.state not in ACTIVE and q.state != "UNKNOWN"):
+        if ended(q):
             return
         time.sleep(1.0)
     raise PaeError(f"SLURM job {job_id} is still {q.state} {timeout_s:.0f} s after scancel")
@@ -258,21 +269,17 @@ def _request(job: Job) -> str:
 def _read_record(folder: Path) -> dict | None:
     try:
         return json.loads((folder / RECORD).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # none, or unreadable: as if none
         return None
 
 
 def _write_record(folder: Path, job_id: str, job: Job, argv: list[str], submitted: str) -> None:
-    record = {"job_id": job_id, "name": job.name, "argv": argv, "submitted": submitted,
-              "launcher": {"host": socket.gethostname(), "pid": os.getpid()}}
-    with atomic_path(folder / RECORD) as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=1))
+    write_json(folder / RECORD, {"job_id": job_id, "name": job.name, "argv": argv, "submitted": submitted,
+                                 "launcher": {"host": socket.gethostname(), "pid": os.getpid()}})
 
 
 def _write_cancelled(folder: Path, job_id: str, state: str) -> None:
-    with atomic_path(folder / RECORD) as tmp:
-        Path(tmp).write_text(json.dumps({"cancelled": job_id, "state": state,
-                                         "at": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
+    write_json(folder / RECORD, {"cancelled": job_id, "state": state, "at": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
 def _check_not_cancelled(job: Job, folder: Path) -> None:
@@ -392,6 +399,24 @@ def _has_results(sjob: submitit.SlurmJob, job: Job) -> bool:
     return all(sjob.task(t).paths.result_pickle.exists() for t in range(job.tasks))
 
 
+def _report(q: Queued, job_id: str, job: Job, folder: Path) -> None:
+    """Log a job's new state or pending reason; cancel it and fail when it is pending for a reason that never
+    clears."""
+    if q is UNANSWERED:
+        return
+    if q.state != "PENDING":
+        log.info("SLURM job %s %s%s", job_id, q.state, f" on {q.nodes}" if q.nodes else "")
+        return
+    if q.reason != "None":  # None: not yet looked at by the scheduler
+        log.info("SLURM job %s pending (reason: %s)", job_id, q.reason)
+    if never_clears(q.reason):
+        scancel(job_id)
+        _remove_record(folder, job_id)
+        raise PaeError(f"SLURM job {job_id} ({job.name}) can never start: pending reason {q.reason}. It asks for "
+                       f"{_request(job)}; {_partition_offers(q.partition)}. The job was cancelled; change the rule's "
+                       "resources (the profile's set-resources) or the partition.")
+
+
 def _wait(sjob: submitit.SlurmJob, job: Job, signals: _Signals, folder: Path) -> None:
     """Stream the job's log until it ends: its result file appears, or it leaves the queue (failed, cancelled,
     its node died). Fails at once on a pending reason that never clears."""
@@ -405,23 +430,12 @@ def _wait(sjob: submitit.SlurmJob, job: Job, signals: _Signals, folder: Path) ->
         signals.check(sjob.job_id, folder)
         if time.monotonic() >= next_ask:
             q = squeue(sjob.job_id)
-            if q is None or (q.state not in ACTIVE and q.state != "UNKNOWN"):
+            if ended(q):
                 break
             now = (q.state, q.reason if q.state == "PENDING" else q.nodes)
             if now != seen:
                 seen, interval = now, SQUEUE_FIRST_S  # something changed: look again soon
-                if q.state == "PENDING":
-                    if q.reason != "None":  # None: not yet looked at by the scheduler
-                        log.info("SLURM job %s pending (reason: %s)", sjob.job_id, q.reason)
-                    if never_clears(q.reason):
-                        scancel(sjob.job_id)
-                        _remove_record(folder, sjob.job_id)
-                        raise PaeError(
-                            f"SLURM job {sjob.job_id} ({job.name}) can never start: pending reason {q.reason}. It "
-                            f"asks for {_request(job)}; {_partition_offers(q.partition)}. The job was cancelled; "
-                            "change the rule's resources (the profile's set-resources) or the partition.")
-                elif q.state != "UNKNOWN":
-                    log.info("SLURM job %s %s%s", sjob.job_id, q.state, f" on {q.nodes}" if q.nodes else "")
+                _report(q, sjob.job_id, job, folder)
             else:
                 interval = min(2 * interval, SQUEUE_MAX_S)
             next_ask = time.monotonic() + interval
@@ -430,8 +444,9 @@ def _wait(sjob: submitit.SlurmJob, job: Job, signals: _Signals, folder: Path) ->
         f.pump()
 
 
-def _failure(sjob: submitit.SlurmJob, job: Job, folder: Path) -> PaeError:
-    state = sacct_state(sjob.job_id)
+def _failure(sjob: submitit.SlurmJob, job: Job, folder: Path, state: str | None = None) -> PaeError:
+    """The rule's error for a job that ended without success; `state`: its final state, when already read."""
+    state = state or sacct_state(sjob.job_id)
     if state.startswith("CANCELLED"):  # for snakemake's retry of this rule not to undo the scancel
         _write_cancelled(folder, sjob.job_id, state)
     logs = [sjob.task(t).paths.stderr for t in range(job.tasks)]
@@ -466,9 +481,10 @@ def run(job: Job, argv: list[str]) -> int:
                     job_id)
         return 1
     if not _has_results(sjob, job):
-        if sacct_state(job_id).split()[0] != "COMPLETED":
+        state = sacct_state(job_id)
+        if state.split()[0] != "COMPLETED":
             _remove_record(folder, job_id)
-            raise _failure(sjob, job, folder)
+            raise _failure(sjob, job, folder, state)
         deadline = time.monotonic() + 60  # completed: a shared filesystem can show its result files late
         while not _has_results(sjob, job) and time.monotonic() < deadline:
             time.sleep(1.0)
