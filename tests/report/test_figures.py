@@ -7,7 +7,6 @@ import itertools
 import json
 
 import h5py
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,21 +16,6 @@ from pae.report import figures, summary
 
 HEADERS = ["corrupted", "MAP", "sample 1", "sample 2", "sample 3", "sample 4", "posterior\nmean", "posterior\nstd",
            "truth"]
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures the functions would save, kept open and laid out (drawn once) instead."""
-    kept = []
-
-    def keep(fig, path):
-        fig.canvas.draw()
-        kept.append(fig)
-
-    monkeypatch.setattr(figures, "_save", keep)
-    monkeypatch.setitem(plt.rcParams, "figure.max_open_warning", 0)
-    yield kept
-    plt.close("all")
 
 
 def _overlapping_panels(fig) -> list[tuple[str, str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import h5py
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -36,21 +35,6 @@ def _write_panels(path, likelihood="gaussian_pixel", beta_nll=0.5, channels=1, s
         f.attrs.update(format=figs.PANELS_FORMAT, model="vae" if likelihood else "ae", likelihood=likelihood,
                        beta_nll=beta_nll, scale_varies=scale_varies, gaussian=likelihood != "bernoulli")
     return {"run": "mnist-vae-z6-s0-x", "files": {"uncertainty_panels": str(path)}}
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures the functions would save, laid out (drawn once) and kept open for inspection instead."""
-    saved = []
-
-    def keep(fig, path):
-        fig.canvas.draw()
-        saved.append(fig)
-
-    monkeypatch.setattr(figs, "_save", keep)
-    yield saved
-    for fig in saved:
-        plt.close(fig)
 
 
 def _overlaps(fig) -> list[tuple[str, str]]:
