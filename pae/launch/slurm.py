@@ -318,9 +318,10 @@ def _attach(job: Job, argv: list[str], folder: Path) -> str | None:
         return None
     job_id = str(record.get("job_id", ""))
     q = squeue(job_id) if job_id else None
-    if q is None or q.name != job.name or (q.state not in ACTIVE and q.state != "UNKNOWN"):
+    if ended(q) or (q is not UNANSWERED and q.name != job.name):
         _remove_record(folder, job_id)  # ended (its result, if any, is an earlier attempt's) or not ours
         return None
+    # An unanswered squeue attaches too: submitting now could run a second job beside a live one.
     if record.get("argv") != argv:
         log.warning("cancelling SLURM job %s (%s): it runs another command for the same outputs (an earlier config)",
                     job_id, q.state)

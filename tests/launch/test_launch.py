@@ -94,3 +94,13 @@ def test_a_cancelled_job_is_not_resubmitted_by_snakemakes_retry_but_by_a_new_run
     assert (tmp_path / slurm.RECORD).exists()
     slurm._check_not_cancelled(Job(name="pae-x", attempt=1), tmp_path)  # a new snakemake run
     assert not (tmp_path / slurm.RECORD).exists()
+
+
+def test_a_rerun_attaches_to_its_recorded_job_when_squeue_does_not_answer(tmp_path, monkeypatch):
+    """The controller down for a moment must not make a rerun submit a second job beside a live one."""
+    job = Job(name="pae-x", folder=str(tmp_path))
+    slurm._write_record(tmp_path, "41", job, ["train"], "then")
+    monkeypatch.setattr(slurm, "squeue", lambda job_id: slurm.UNANSWERED)
+    assert slurm._attach(job, ["train"], tmp_path) == "41"
+    monkeypatch.setattr(slurm, "squeue", lambda job_id: None)  # left the queue: the record goes
+    assert slurm._attach(job, ["train"], tmp_path) is None and not (tmp_path / slurm.RECORD).exists()
