@@ -182,8 +182,8 @@ ATTEMPT_HEADER = "===="
 
 
 def log_errors(path: str | os.PathLike) -> list[str]:
-    """The error messages pae logged in a stage's log file (`python -m pae ... 2>&1 | tee -a LOG.attempts > LOG`) in
-    its last attempt (the lines from the last ATTEMPT_HEADER record on): each record at level ERROR of the `pae`
+    """The error messages pae logged in a stage's log file (`python -m pae ... 2>&1 | tee -i -a LOG.attempts > LOG`)
+    in its last attempt (the lines from the last ATTEMPT_HEADER record on): each record at level ERROR of the `pae`
     loggers, its continuation lines included (a PaeError message may span several lines). A log with no such record
     that ends in a Python traceback gives the traceback's last line (the exception). The workflow prints these on the
     terminal when a stage fails, so the cause shows without opening the log."""

@@ -376,6 +376,8 @@ class _Follower:
         self.path, self.stream, self.offset = path, stream, 0
 
     def pump(self) -> None:
+        if self.stream is None:
+            return
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
@@ -384,8 +386,11 @@ class _Follower:
             return
         if data:
             self.offset += len(data)
-            self.stream.write(data.decode(errors="replace"))
-            self.stream.flush()
+            try:
+                self.stream.write(data.decode(errors="replace"))
+                self.stream.flush()
+            except BrokenPipeError:  # the reader is gone (stopped with us): copying ends, cancelling must not
+                self.stream = None
 
 
 def _tail(path: Path, n: int = TAIL_LINES) -> str:
@@ -424,11 +429,11 @@ def _wait(sjob: submitit.SlurmJob, job: Job, signals: _Signals, folder: Path) ->
     followers = [_Follower(sjob.paths.stdout, sys.stdout), _Follower(sjob.paths.stderr, sys.stderr)]
     interval, next_ask, seen = SQUEUE_FIRST_S, time.monotonic() + SQUEUE_FIRST_S, None
     while True:
+        signals.check(sjob.job_id, folder)  # first: a stop signal may also have stopped our log's reader
         for f in followers:
             f.pump()
         if _has_results(sjob, job):
             break
-        signals.check(sjob.job_id, folder)
         if time.monotonic() >= next_ask:
             q = squeue(sjob.job_id)
             if ended(q):

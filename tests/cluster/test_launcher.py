@@ -168,7 +168,7 @@ def _gone(pid: int) -> bool:
 
 def test_ctrl_c_stops_snakemake_and_cancels_the_running_job(slurm_env, fashion_mnist_dir, tmp_path):
     """Ctrl-C: SIGINT to snakemake's process group (its jobs' launchers are in it): the SLURM job is cancelled."""
-    cmd, target, folder, _ = _tiny_training_workflow(tmp_path, epochs=200)
+    cmd, target, folder, rule_log = _tiny_training_workflow(tmp_path, epochs=200)
     proc = subprocess.Popen([*cmd, target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slurm_env,
                             start_new_session=True)  # its own process group, as a terminal gives it
     try:
@@ -181,6 +181,8 @@ def test_ctrl_c_stops_snakemake_and_cancels_the_running_job(slurm_env, fashion_m
         proc.wait(timeout=120)
     assert _final_state(job_id, slurm_env).startswith("CANCELLED")
     _wait_for(lambda: _gone(record["launcher"]["pid"]), 60, "the launcher to exit")
+    attempts = rule_log.with_name(rule_log.name + ".attempts").read_text()
+    assert f"stopped by SIGINT: cancelling SLURM job {job_id}" in attempts, attempts[-2000:]
 
 
 def test_a_rerun_after_snakemake_was_killed_attaches_to_the_running_job(slurm_env, fashion_mnist_dir, tmp_path):

@@ -54,11 +54,12 @@ def run_paths(run):
 
 
 # ---- The command every rule runs ----
-# `python -m pae --launcher L --job JOB STAGE ARGS 2>&1 | tee -a LOG.attempts > LOG`: L and JOB come from the rule's
-# resources (set per profile: cluster/slurm/config.yaml) through params functions taking `resources`, which snakemake
-# never counts as a changed parameter, so moving between local and SLURM never makes results stale. Snakemake deletes
-# a rule's log before each attempt, so the log holds the last attempt and LOG.attempts beside it keeps every attempt
-# (retries, reruns), each under a header naming the attempt (the `attempt` resource) and, on SLURM, the job id. When
+# `python -m pae --launcher L --job JOB STAGE ARGS 2>&1 | tee -i -a LOG.attempts > LOG`: L and JOB come from the
+# rule's resources (set per profile: cluster/slurm/config.yaml) through params functions taking `resources`, which
+# snakemake never counts as a changed parameter, so moving between local and SLURM never makes results stale.
+# Snakemake deletes a rule's log before each attempt, so the log holds the last attempt and LOG.attempts beside it
+# keeps every attempt (retries, reruns), each under a header naming the attempt (the `attempt` resource) and, on
+# SLURM, the job id; tee ignores Ctrl-C (-i) so that it copies what the launcher says while it cancels its job. When
 # the stage fails, pae's own error lines (pae.io.log_errors) are printed on the terminal before snakemake points to
 # the log.
 SHOW_ERRORS = ('import sys, pae.io; [print("error in rule " + sys.argv[1] + ": " + m + "\\n(log: " + sys.argv[2] + ")", '
@@ -68,7 +69,7 @@ SHOW_ERRORS = ('import sys, pae.io; [print("error in rule " + sys.argv[1] + ": "
 def pae_shell(stage_args):
     """The shell command of a rule running the pae stage `stage_args` (a snakemake shell template)."""
     return ("set -o pipefail; OMP_NUM_THREADS={threads} {PY:q} -m pae --launcher {params.launcher:q} "
-            "--job {params.job:q} " + stage_args + " 2>&1 | tee -a {log:q}.attempts > {log:q} "
+            "--job {params.job:q} " + stage_args + " 2>&1 | tee -i -a {log:q}.attempts > {log:q} "
             "|| {{ {PY:q} -c {SHOW_ERRORS:q} {rule} {log:q}; exit 1; }}")
 
 
