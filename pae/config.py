@@ -211,6 +211,9 @@ def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str
         if train["dropout"] and train["arch"] not in ARCHS_WITH_DROPOUT:
             raise PaeError(f"{where}: train.dropout={train['dropout']}, but train.arch={train['arch']!r} has no "
                            f"dropout layers (those that have: {sorted(ARCHS_WITH_DROPOUT)}); set dropout: 0 there")
+        if train["posterior_logvar"] is not None and train["posterior"] != "diag":
+            raise PaeError(f"{where}: train.posterior_logvar={train['posterior_logvar']} fixes a diagonal "
+                           f"posterior's variance, but train.posterior={train['posterior']!r}; use posterior: diag")
         out.append({"datasets": list(block["datasets"]), "name": block.get("name"), **{k: sub[k] for k in GRID_KEYS}})
     return out
 

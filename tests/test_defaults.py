@@ -24,7 +24,9 @@ FIELDS = {
     (LikelihoodSpec, "beta_nll"): "train.likelihood.beta_nll",
     (ModelSpec, "posterior"): "train.posterior", (ModelSpec, "capacity"): "train.beta_vae.capacity",
     (ModelSpec, "capacity_steps"): "train.beta_vae.capacity_steps", (ModelSpec, "gamma"): "train.beta_vae.gamma",
+    (ModelSpec, "posterior_logvar"): "train.posterior_logvar", (ModelSpec, "kl_weight"): "train.kl_weight",
     (ModelSpec, "infer_steps"): "train.vad.infer_steps", (ModelSpec, "infer_lr"): "train.vad.infer_lr",
+    (ModelSpec, "init_std"): "train.vad.init_std",
     (ModelSpec, "dropout"): "train.dropout", (FlowSpec, "divergence_nats"): "flow.divergence_nats",
 }
 
@@ -37,7 +39,7 @@ def test_dataclass_defaults_are_the_schemas(cls, name):
 
 def test_dataclass_fields_named_like_schema_keys_are_all_listed():
     """A new field with a default, named like a key of the train or flow section, must be listed above (seed: the
-    run's; beta: 1 makes the VAE, a beta-VAE's comes from train.beta_vae.beta; likelihood: made of listed fields)."""
+    run's; beta: the beta-VAE's, from train.beta_vae.beta; likelihood: made of listed fields)."""
     keys = set(config.default("train")) | set(config.default("train.beta_vae")) | set(config.default("train.vad")) \
         | set(config.default("train.likelihood")) | set(config.default("flow"))
     for cls in (LikelihoodSpec, ModelSpec, FlowSpec):

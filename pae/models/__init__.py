@@ -45,13 +45,16 @@ class ModelSpec:
     hidden: int
     likelihood: LikelihoodSpec = LikelihoodSpec()  # VAE, beta-VAE, VAD
     posterior: str = default("train.posterior")  # diag | full (VAE, beta-VAE, VAD)
-    beta: float = 1.0  # the KL weight: 1 is the VAE (a beta-VAE's is train.beta_vae.beta)
+    posterior_logvar: float | None = default("train.posterior_logvar")  # diag: a fixed log-variance (None: learnt)
+    kl_weight: float = default("train.kl_weight")  # the VAE's and VAD's KL weight
+    beta: float = 1.0  # the beta-VAE's KL weight (train.beta_vae.beta)
     capacity: float | None = default("train.beta_vae.capacity")  # beta-VAE: anneal the KL towards this many nats instead of weighting it
     capacity_steps: int = default("train.beta_vae.capacity_steps")
     gamma: float = default("train.beta_vae.gamma")  # weight of |KL - C| when annealing capacity
     n_items: int = 0  # VAD: training items, one latent each
     infer_steps: int = default("train.vad.infer_steps")  # VAD: test-time optimisation steps
     infer_lr: float = default("train.vad.infer_lr")
+    init_std: float | None = default("train.vad.init_std")  # VAD: latent means start at N(0, init_std^2)
     dropout: float = default("train.dropout")  # architectures in ARCHS_WITH_DROPOUT
 
     @classmethod
@@ -70,14 +73,19 @@ def _ae(spec: ModelSpec, enc_cls, dec_cls) -> nn.Module:
 def _latent_variable_parts(spec: ModelSpec, dec_cls):
     if spec.posterior not in POSTERIORS:
         raise PaeError(f"unknown posterior {spec.posterior!r}; known: {sorted(POSTERIORS)}")
-    posterior = POSTERIORS[spec.posterior](spec.latent_dim)
+    if spec.posterior_logvar is not None and spec.posterior != "diag":
+        raise PaeError(f"a fixed posterior log-variance ({spec.posterior_logvar}) needs the diag posterior, not "
+                       f"{spec.posterior!r}")
+    posterior = (POSTERIORS[spec.posterior](spec.latent_dim) if spec.posterior_logvar is None
+                 else POSTERIORS[spec.posterior](spec.latent_dim, logvar=spec.posterior_logvar))
     likelihood = build_likelihood(spec.likelihood, spec.image_shape[0])
     decoder = dec_cls(spec.image_shape, spec.latent_dim, spec.channels, spec.hidden,
                       out_channels=likelihood.decoder_channels())
     return posterior, likelihood, decoder
 
 
-def _vae(spec: ModelSpec, enc_cls, dec_cls, beta: float = 1.0, capacity: float | None = None) -> nn.Module:
+def _vae(spec: ModelSpec, enc_cls, dec_cls, beta: float | None = None, capacity: float | None = None) -> nn.Module:
+    beta = spec.kl_weight if beta is None else beta
     posterior, likelihood, decoder = _latent_variable_parts(spec, dec_cls)
     encoder = enc_cls(spec.image_shape, posterior.n_params(), spec.channels, spec.hidden)
     return VAE(encoder, decoder, likelihood, posterior, beta=beta, capacity=capacity,
@@ -91,7 +99,7 @@ def _beta_vae(spec: ModelSpec, enc_cls, dec_cls) -> nn.Module:
 def _vad(spec: ModelSpec, enc_cls, dec_cls) -> nn.Module:
     posterior, likelihood, decoder = _latent_variable_parts(spec, dec_cls)
     return VAD(decoder, likelihood, posterior, n_items=spec.n_items, infer_steps=spec.infer_steps,
-               infer_lr=spec.infer_lr)
+               infer_lr=spec.infer_lr, init_std=spec.init_std, beta=spec.kl_weight)
 
 
 # name -> builder(spec, encoder class, decoder class)

@@ -1,7 +1,10 @@
 """Gaussian posteriors q(z | x) from a flat parameter vector (an encoder's output, or a VAD latent's parameters):
-diagonal (mean, log-variance) or full covariance (mean, Cholesky factor with a positive diagonal). Both return
+diagonal (mean, log-variance; or the mean alone, with one fixed log-variance) or full covariance (mean, Cholesky
+factor with a positive diagonal). Both return
 torch.distributions objects, so sampling (reparameterised) and the KL to the N(0, I) prior are the library's."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -9,25 +12,32 @@ from torch import distributions as D
 
 
 class DiagonalGaussian:
-    def __init__(self, dim: int):
-        self.dim = dim
+    """N(mean, diag(exp(logvar))). With `logvar` a number, every posterior has that log-variance and its parameters
+    are the mean alone (the VAD authors' `--log_var`)."""
+
+    def __init__(self, dim: int, logvar: float | None = None):
+        self.dim, self.logvar = dim, logvar
 
     def n_params(self) -> int:
-        return 2 * self.dim
+        return self.dim if self.logvar is not None else 2 * self.dim
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return params[:, :self.dim]
 
     def distribution(self, params: torch.Tensor) -> D.Distribution:
-        mu, logvar = params[:, :self.dim].float(), params[:, self.dim:].float().clamp(-20, 10)
-        return D.Independent(D.Normal(mu, torch.exp(0.5 * logvar)), 1)
+        mu = params[:, :self.dim].float()
+        if self.logvar is not None:
+            std = torch.full_like(mu, math.exp(0.5 * self.logvar))
+        else:
+            std = torch.exp(0.5 * params[:, self.dim:].float().clamp(-20, 10))
+        return D.Independent(D.Normal(mu, std), 1)
 
     def prior(self, like: torch.Tensor) -> D.Distribution:
         zero = torch.zeros(like.shape[0], self.dim, device=like.device)
         return D.Independent(D.Normal(zero, torch.ones_like(zero)), 1)
 
     def init_params(self, n: int) -> torch.Tensor:
-        """Parameters of n fresh posteriors: mean 0, variance 1 (the prior)."""
+        """Parameters of n fresh posteriors: mean 0, variance 1 (the prior; or the fixed variance)."""
         return torch.zeros(n, self.n_params())
 
 

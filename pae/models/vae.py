@@ -78,12 +78,20 @@ class VAD(_LatentVariableModel):
     needs_index = True
 
     def __init__(self, decoder: nn.Module, likelihood: Likelihood, posterior, n_items: int, infer_steps: int = 300,
-                 infer_lr: float = 0.05, **objective):
+                 infer_lr: float = 0.05, init_std: float | None = None, **objective):
         super().__init__(decoder, likelihood, posterior, **objective)
         if n_items < 1:
             raise ValueError("a VAD needs the number of training items (n_items)")
-        self.latents = nn.Parameter(posterior.init_params(n_items))
-        self.infer_steps, self.infer_lr = infer_steps, infer_lr
+        self.infer_steps, self.infer_lr, self.init_std = infer_steps, infer_lr, init_std
+        self.latents = nn.Parameter(self.init_params(n_items))
+
+    def init_params(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Posterior parameters of n items before optimisation: the prior's, or with `init_std` the means drawn from
+        N(0, init_std^2) (the VAD authors start test latents at N(0, 0.001^2))."""
+        params = self.posterior.init_params(n)
+        if self.init_std is not None:
+            params[:, :self.posterior.dim] = self.init_std * torch.randn(n, self.posterior.dim, generator=generator)
+        return params
 
     def loss(self, x: torch.Tensor, mask: torch.Tensor | None = None, idx: torch.Tensor | None = None
              ) -> torch.Tensor:
@@ -95,9 +103,9 @@ class VAD(_LatentVariableModel):
     @torch.enable_grad()
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None, steps: int | None = None,
               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Posterior parameters for new images: maximise their ELBO over the parameters alone (Adam), decoder frozen.
-        Batched: each image's ELBO depends only on its own parameters."""
-        params = self.posterior.init_params(len(x)).to(x.device).requires_grad_(True)
+        """Posterior parameters for new images: minimise the training objective (nll + beta KL) over the parameters
+        alone (Adam), decoder frozen. Batched: each image's objective depends only on its own parameters."""
+        params = self.init_params(len(x), generator).to(x.device).requires_grad_(True)
         opt = torch.optim.Adam([params], lr=self.infer_lr)
         frozen = [p.requires_grad for p in self.decoder.parameters()]
         for p in self.decoder.parameters():
@@ -106,7 +114,7 @@ class VAD(_LatentVariableModel):
             for _ in range(steps or self.infer_steps):
                 nll, kl = self.elbo_terms(x, params, mask)
                 opt.zero_grad(set_to_none=True)
-                (nll + kl).sum().backward()
+                (nll + self.beta * kl).sum().backward()
                 opt.step()
         finally:
             for p, f in zip(self.decoder.parameters(), frozen):

@@ -109,6 +109,11 @@ def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else "" if v is None else v) for k, v in row.items()})
 
 
+def _mean(values: list) -> float | None:
+    """The mean, or None when a value is missing (a result written before the column existed)."""
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
 def impute_table(runs: list[dict]) -> list[dict]:
     """The imputation sweep, one row per dataset x model x latent size x training missingness x test ratio x method,
     averaged over seeds (pae.report.summary.interval). `train` is "clean" (mismatched) or "ratio/mode" (matched)."""
@@ -129,7 +134,7 @@ def impute_table(runs: list[dict]) -> list[dict]:
         rows.append({"dataset": dataset, "model": model, "latent_dim": z, "train_missing": train,
                      "matched": train != "clean", "test_ratio": ratio, "method": method, "mse_missing": mean,
                      "mse_low": max(low, 0.0), "mse_high": high, "mse_min": min(values), "mse_max": max(values),
-                     "interval": how, "n_seeds": len(rs),
+                     "interval": how, "mse_all": _mean([r.get("mse_all") for r in rs]), "n_seeds": len(rs),
                      "n_images": rs[0]["n_images"]})
     return rows
 

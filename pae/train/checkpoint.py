@@ -53,8 +53,20 @@ def save(path: str | os.PathLike, **fields) -> None:
     torch_save(path, {"kind": "checkpoint", **fields})
 
 
-def load_compatible(path: str | os.PathLike, identity: dict, epochs: int) -> dict | None:
-    """The checkpoint at `path` if it belongs to the same training spec and can be continued, else None."""
+def _with_defaults(stored: dict, defaults: dict) -> dict:
+    """`stored` with the keys it lacks (at any depth) taken from `defaults`."""
+    out = {**defaults, **stored}
+    for k, v in stored.items():
+        if isinstance(v, dict) and isinstance(defaults.get(k), dict):
+            out[k] = _with_defaults(v, defaults[k])
+    return out
+
+
+def load_compatible(path: str | os.PathLike, identity: dict, epochs: int, defaults: dict | None = None
+                    ) -> dict | None:
+    """The checkpoint at `path` if it belongs to the same training spec and can be continued, else None. A setting
+    the checkpoint's spec lacks (one added to pae after it was written) counts as its value in `defaults`: the
+    behaviour the checkpoint was trained with."""
     path = Path(path)
     if not path.exists():
         return None
@@ -63,7 +75,10 @@ def load_compatible(path: str | os.PathLike, identity: dict, epochs: int) -> dic
     except PaeError as e:
         log.warning("ignoring unreadable checkpoint: %s", e)
         return None
-    if ckpt.get("identity") != identity:
+    stored = ckpt.get("identity")
+    if stored is not None and defaults is not None:
+        stored = _with_defaults(stored, {k: v for k, v in defaults.items() if k in identity})
+    if stored != identity:
         log.warning("%s: checkpoint belongs to another training spec; starting from scratch", path)
         return None
     if ckpt["epoch"] > epochs:

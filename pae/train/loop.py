@@ -52,6 +52,8 @@ class TrainSpec:
     channels_last: bool
     likelihood: dict
     posterior: str
+    posterior_logvar: float | None
+    kl_weight: float
     beta_vae: dict
     vad: dict
     missing: dict
@@ -78,9 +80,11 @@ class TrainSpec:
     def model_spec(self, image_shape, n_items: int) -> ModelSpec:
         return ModelSpec(self.model, self.arch, tuple(image_shape), self.latent_dim, self.channels, self.hidden,
                          likelihood=LikelihoodSpec(**self.likelihood), posterior=self.posterior,
+                         posterior_logvar=self.posterior_logvar, kl_weight=self.kl_weight,
                          beta=self.beta_vae["beta"], capacity=self.beta_vae["capacity"],
                          capacity_steps=self.beta_vae["capacity_steps"], gamma=self.beta_vae["gamma"],
                          n_items=n_items, infer_steps=self.vad["infer_steps"], infer_lr=self.vad["infer_lr"],
+                         init_std=self.vad["init_std"],
                          dropout=self.dropout)
 
     def lr_factor(self, epoch: int) -> float:
@@ -260,7 +264,7 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
     # The training state, saved in the checkpoint and read back whole: `epoch` epochs done, `batch` batches of the
     # next one done (a mid-epoch stop) with their losses and seconds in `partial`, the history, the seconds spent.
     state = {"epoch": 0, "batch": 0, "partial": _new_epoch(), "history": [], "elapsed_s": 0.0}
-    ckpt = checkpoint.load_compatible(checkpoint_path, spec.identity(), spec.epochs)
+    ckpt = checkpoint.load_compatible(checkpoint_path, spec.identity(), spec.epochs, defaults=resolve({})["train"])
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
+from pae.data.loader import to_float
 from pae.eval.impute import impute_sweep, methods_for, missing_mse, imputation_masks
 from pae.models import ModelSpec, build_model
 from pae.stages.impute import impute
@@ -72,6 +74,10 @@ def test_the_map_recovers_missing_pixels_of_images_the_model_can_make():
                         restarts=2, steps=400, lr=0.05, batch_size=8, device=torch.device("cpu"))
     by_method = {r["method"]: r for r in rows}
     assert set(by_method) == {"encoder", "pae_map"} and all(r["n_images"] == 20 for r in rows)
+    # the encoder's zero latent decodes to b alone: its MSE over all pixels is computed here directly
+    full = ((model.decode(torch.zeros(1, 3)).detach() - to_float(images)) ** 2).mean().item()
+    # float32 sums of 64 squares per image, then a float64 mean of 20 (relative round-off ~1e-6)
+    assert by_method["encoder"]["mse_all"] == pytest.approx(full, rel=1e-5)
     # uint8 rounding leaves ~1/255 of noise (MSE (1/255)^2 / 12 = 1.3e-6, far below 1e-4); the zero latent's decoded
     # mean misses by the images' spread
     assert by_method["pae_map"]["mse_missing"] < 1e-4 < 1e-3 < by_method["encoder"]["mse_missing"]

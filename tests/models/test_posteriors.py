@@ -45,3 +45,15 @@ def test_samples_are_reparameterised():
     params = torch.randn(2, post.n_params(), requires_grad=True)
     post.distribution(params).rsample().sum().backward()
     assert params.grad is not None and params.grad.abs().sum() > 0
+
+
+def test_a_fixed_log_variance_leaves_the_mean_as_the_only_parameter():
+    post = DiagonalGaussian(4, logvar=-14.0)
+    assert post.n_params() == 4
+    params = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    q = post.distribution(params)
+    torch.testing.assert_close(q.base_dist.scale, torch.full((3, 4), torch.tensor(-7.0).exp().item()))
+    expected = 0.5 * (params ** 2 + torch.tensor(-14.0).exp() - 1 + 14.0).sum(1)
+    # float32 sums of 4 terms of size ~7 by two formulas: float32's default tolerance (1.3e-6 relative)
+    torch.testing.assert_close(D.kl_divergence(q, post.prior(params)), expected)
+    assert torch.equal(post.init_params(2), torch.zeros(2, 4))

@@ -65,6 +65,35 @@ def test_vad_inference_improves_the_elbo_and_leaves_the_decoder_alone():
         vad.loss(IMAGES)
 
 
+def test_the_vad_authors_protocol_fixed_variance_no_kl_and_small_initial_latents():
+    """posterior_logvar fixes q's variance (the latent table holds means only), kl_weight 0 leaves the likelihood
+    alone in training and in test-time inference, init_std starts the means at N(0, init_std^2)."""
+    vad = build_model(_spec("vad", "mlp", posterior_logvar=-14.0, kl_weight=0.0, init_std=1e-3))
+    assert vad.latents.shape == (len(IMAGES), 3)
+    # 48 draws of N(0, 1e-6): their std is 1e-3 within ~10% (chi, 48 dof); a prior start would have std 0
+    assert 5e-4 < vad.latents.std().item() < 2e-3
+    idx = torch.arange(len(IMAGES))
+    torch.manual_seed(1)
+    loss = vad.loss(IMAGES, idx=idx)
+    torch.manual_seed(1)  # the same posterior draw
+    nll, kl = vad.elbo_terms(IMAGES, vad.latents[idx], training_loss=True)
+    assert kl.min() > 1.0 and torch.equal(loss, nll.mean())  # the KL is there, and weighs nothing
+
+    g = torch.Generator().manual_seed(3)
+    params = vad.infer(IMAGES, steps=50, generator=g)
+    assert params.shape == (len(IMAGES), 3)
+    init = vad.init_params(len(IMAGES), torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        nll0, _ = vad.elbo_terms(IMAGES, init)
+        nll1, kl1 = vad.elbo_terms(IMAGES, params)
+    assert nll1.mean() < nll0.mean()
+
+    vae = build_model(_spec("vae", "mlp", posterior_logvar=-14.0))
+    assert vae.posterior_params(IMAGES).shape == (len(IMAGES), 3)  # the encoder gives the mean alone
+    with pytest.raises(PaeError, match="fixed posterior log-variance .* needs the diag posterior"):
+        build_model(_spec("vae", "mlp", post="full", posterior_logvar=-14.0))
+
+
 def test_capacity_grows_linearly_then_stays():
     vae = build_model(_spec("beta_vae", "conv", capacity=10.0, capacity_steps=4, gamma=1.0))
     vae.train()

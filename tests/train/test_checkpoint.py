@@ -54,3 +54,16 @@ def test_a_second_training_of_the_same_checkpoint_fails_at_once(tmp_path):
     with checkpoint.exclusive(path):  # released: the next training takes it
         checkpoint.remove(path)
     assert not path.parent.exists()  # checkpoint, lock file and folder gone once the model is written
+
+
+def test_a_checkpoint_written_before_a_setting_existed_resumes_when_the_setting_is_at_its_default(tmp_path):
+    """Its spec lacks the key: it trained with the behaviour the key's default names. Any other value is another
+    training."""
+    path = tmp_path / "train.pt"
+    checkpoint.save(path, identity={"lr": 0.1, "vad": {"infer_steps": 3}}, epoch=1)
+    defaults = {"lr": 0.001, "epochs": 10, "kl_weight": 1.0, "vad": {"infer_steps": 300, "init_std": None}}
+    now = {"lr": 0.1, "kl_weight": 1.0, "vad": {"infer_steps": 3, "init_std": None}}
+    assert checkpoint.load_compatible(path, now, 5, defaults=defaults)["epoch"] == 1
+    for other in ({**now, "kl_weight": 0.0}, {**now, "vad": {"infer_steps": 3, "init_std": 0.001}}):
+        assert checkpoint.load_compatible(path, other, 5, defaults=defaults) is None
+    assert checkpoint.load_compatible(path, now, 5) is None  # without the defaults: the keys differ

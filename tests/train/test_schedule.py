@@ -60,3 +60,12 @@ def test_a_config_with_dropout_on_an_architecture_without_it_is_refused_before_a
                        {"datasets": ["fashion_mnist"], "latent_sizes": [3], "train": {"arch": "conv"}}]}
     with pytest.raises(PaeError, match=r"grid\[1\]: train.dropout=0.25, but train.arch='conv' has no dropout"):
         runs(resolve(config))
+
+
+def test_a_fixed_posterior_variance_on_a_full_covariance_is_refused_before_any_job():
+    from pae.config import resolve, runs
+    config = {"datasets": {"mnist": {}}, "models": ["vae"],
+              "grid": [{"datasets": ["mnist"], "train": {"posterior": "full", "posterior_logvar": -14}}]}
+    with pytest.raises(PaeError, match=r"grid\[0\]: train.posterior_logvar=-14 fixes a diagonal posterior's "
+                                       r"variance, but train.posterior='full'"):
+        runs(resolve(config))
