@@ -20,6 +20,7 @@ from pae.data.store import open_dataset
 from pae.eval import generate
 from pae.flows import FlowSpec, build_flow, save_flow
 from pae.models import ModelSpec, build_model, save_model
+from pae.models.likelihoods import LikelihoodSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -165,21 +166,23 @@ def correlated_gaussian(n_train: int, n_val: int):
 RUN_FILES_LATENT = 4
 
 
-def write_run_files(tmp_path, data_path, kind: str) -> dict:
-    """A tiny untrained conv model, an untrained flow and the model's latents of the dataset."""
+def write_run_files(tmp_path, data_path, kind: str, likelihood: str = "gaussian_fixed", params: bool = False) -> dict:
+    """A tiny untrained conv model of `kind` with `likelihood`, an untrained flow and the model's latents of the
+    dataset (with `params`, also the posterior parameters of models that have one)."""
     mspec = ModelSpec(kind=kind, arch="conv", image_shape=(1, 28, 28), latent_dim=RUN_FILES_LATENT, channels=(4, 8),
-                      hidden=16, n_items=100, infer_steps=5)
+                      hidden=16, likelihood=LikelihoodSpec(kind=likelihood, sigma=0.1), n_items=100, infer_steps=5)
     torch.manual_seed(0)
     model = build_model(mspec).eval()
     save_model(tmp_path / "model.pt", model, mspec, {})
     fspec = FlowSpec(kind="nsf", layers=2, hidden=8, blocks=1, bins=4, tail_bound=4.0, epochs=1, patience=1,
                      batch_size=32, lr=1e-3)
     save_flow(tmp_path / "flow.pt", build_flow(fspec, RUN_FILES_LATENT), fspec, {})
-    data = open_dataset(data_path)
-    splits = {}
+    data, cpu, splits = open_dataset(data_path), torch.device("cpu"), {}
     for name in ("train", "val", "test"):
         images, labels = data.split(name)
-        splits[name] = {"z": generate.encode_images(model, images, torch.device("cpu")), "labels": labels}
+        splits[name] = {"z": generate.encode_images(model, images, cpu), "labels": labels}
+        if kind != "ae" and params:
+            splits[name]["params"] = generate.posterior_params(model, images, cpu)
     write_latents(tmp_path / "latents.h5", splits, {"model": "model.pt"})
     return {"model_path": tmp_path / "model.pt", "flow_path": tmp_path / "flow.pt", "data_path": data_path,
             "latents_path": tmp_path / "latents.h5", "out": tmp_path / "metrics" / "posterior.json",

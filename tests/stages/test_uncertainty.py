@@ -8,42 +8,19 @@ import json
 import h5py
 import numpy as np
 import pytest
-import torch
 
-from pae.data.latents import write_latents
-from pae.data.store import open_dataset
-from pae.eval import generate
-from pae.flows import FlowSpec, build_flow, save_flow
 from pae.io import PaeError
-from pae.models import ModelSpec, build_model, save_model
-from pae.models.likelihoods import LikelihoodSpec
 from pae.stages.uncertainty import PANELS_FORMAT, uncertainty
+from tests.helpers import RUN_FILES_LATENT, write_run_files
 
 SPEC = {"n_images": 3, "n_samples": 5, "traversal_steps": 4, "seed": 0}
-LATENT = 4
 
 
 def _run_files(tmp_path, data_path, kind: str, likelihood: str = "gaussian_pixel", params: bool = True) -> dict:
-    """An untrained tiny conv model of `kind` with `likelihood`, an untrained flow, and the latents (and, for models
-    with a posterior, the posterior parameters) of every split."""
-    spec = ModelSpec(kind=kind, arch="conv", image_shape=(1, 28, 28), latent_dim=LATENT, channels=(4, 8), hidden=16,
-                     likelihood=LikelihoodSpec(kind=likelihood, sigma=0.1))
-    torch.manual_seed(0)
-    model = build_model(spec).eval()
-    save_model(tmp_path / "model.pt", model, spec, {})
-    fspec = FlowSpec(kind="nsf", layers=2, hidden=8, blocks=1, bins=4, tail_bound=4.0, epochs=1, patience=1,
-                     batch_size=32, lr=1e-3)
-    save_flow(tmp_path / "flow.pt", build_flow(fspec, LATENT), fspec, {})
-    data, cpu, splits = open_dataset(data_path), torch.device("cpu"), {}
-    for name in ("train", "val", "test"):
-        images, labels = data.split(name)
-        splits[name] = {"z": generate.encode_images(model, images, cpu), "labels": labels}
-        if kind != "ae" and params:
-            splits[name]["params"] = generate.posterior_params(model, images, cpu)
-    write_latents(tmp_path / "latents.h5", splits, {"model": "model.pt"})
-    return {"model_path": tmp_path / "model.pt", "flow_path": tmp_path / "flow.pt", "data_path": data_path,
-            "latents_path": tmp_path / "latents.h5", "out": tmp_path / "metrics" / "uncertainty.json",
-            "panels_out": tmp_path / "uncertainty.h5", "device": "cpu", "batch_size": 16}
+    """tests.helpers.write_run_files with the posterior parameters of every split, for the uncertainty stage."""
+    files = write_run_files(tmp_path, data_path, kind, likelihood, params)
+    return {**files, "out": tmp_path / "metrics" / "uncertainty.json", "panels_out": tmp_path / "uncertainty.h5",
+            "batch_size": 16}
 
 
 def _panels(path) -> tuple[dict, dict]:
@@ -69,7 +46,7 @@ def test_pixelwise_gaussian_vae(tmp_path, synthetic_h5):
     assert panels["traversal"].shape == (4, 4, 1, 28, 28) and panels["traversal"].dtype == np.uint8
     assert panels["corner_images"].shape == (4, 1, 28, 28) and len(set(panels["corner_index"].tolist())) == 4
     assert panels["originals"].shape == panels["reconstructions"].shape == (3, 1, 28, 28)
-    assert panels["latents"].shape == (3, LATENT)
+    assert panels["latents"].shape == (3, RUN_FILES_LATENT)
     assert panels["std"].shape == (3, 1, 28, 28) and panels["std"].dtype == np.float32 and (panels["std"] > 0).all()
     for name in ("prior", "pae"):
         assert panels[f"{name}_samples"].shape == panels[f"{name}_std"].shape == (5, 1, 28, 28)
