@@ -322,6 +322,7 @@ PATHS = {
     "test_scores": "{res}/{run}/metrics/test_scores.csv",
     "samples": "{res}/{run}/samples.h5",
     "fid": "{res}/{run}/metrics/fid.json",
+    "fid_partial": "{res}/{run}/checkpoint/fid",  # an interrupted fid stage's finished pieces (not a declared output)
     "ood": "{res}/{run}/metrics/ood.json",
     "ood_scores": "{res}/{run}/metrics/ood_scores.csv",
     "posterior": "{res}/{run}/metrics/posterior.json",
@@ -342,8 +343,8 @@ RUN_STAGES = ("train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterio
 
 # The keys of PATHS in a run's entry of the report manifest (run_paths).
 RUN_FILES = ("data", "classifier", "model", "history", "checkpoint", "latents", "flow", "flow_history", "recon",
-             "flow_metrics", "elbo", "samples", "fid", "ood", "ood_scores", "posterior", "posterior_panels", "impute",
-             "uncertainty", "uncertainty_panels")
+             "flow_metrics", "elbo", "samples", "fid", "fid_partial", "ood", "ood_scores", "posterior",
+             "posterior_panels", "impute", "uncertainty", "uncertainty_panels")
 
 
 def _fill(pattern: str, values: dict[str, str]) -> str:

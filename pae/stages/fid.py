@@ -24,11 +24,20 @@ Layout of fid.json:
   fid_minmax       the same with each image min-max stretched first (eval.fid.scalings has minmax), else null
   fid_unavailable  why the FID is null (the missing-weights message, or the config's inception: never), else null
   temperatures     the PAE temperatures, in config order
+
+Inception on a CPU takes about 20 minutes per 10,000 images, so the paper's protocol (eleven sets, two scalings) runs
+for hours. With --partial (the workflow passes the run's checkpoint/fid folder) each finished piece is kept there:
+the real images' features per extractor and each set's distances; a rerun of the stage after a stop computes only
+what is left. The folder belongs to one set of inputs (the sha256 of the input files and of the spec, written in it):
+another set of inputs empties it first. It is removed once fid.json is written.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator
@@ -43,7 +52,7 @@ from pae.eval import inception
 from pae.eval.classifier import DomainClassifier, classifier_features, load_classifier
 from pae.eval.generate import decode_to_uint8
 from pae.flows import LatentFlow
-from pae.io import PaeError, write_json
+from pae.io import PaeError, atomic_path, read_json, write_json
 from pae.stages.args import add_run_inputs
 from pae.stages.common import load_run
 
@@ -63,10 +72,62 @@ BOOTSTRAP = ("percentile bootstrap of the plug-in estimate (both sets resampled 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_inputs(p, "the eval.fid config section", latents=True)
     p.add_argument("--classifier", type=Path, required=True)
+    p.add_argument("--partial", type=Path, default=None,
+                   help="folder keeping the finished pieces, so that a rerun after a stop resumes (module docstring)")
 
 
 def run(a: argparse.Namespace) -> None:
-    fid(a.spec, a.model, a.flow, a.data, a.latents, a.classifier, a.out, a.device)
+    fid(a.spec, a.model, a.flow, a.data, a.latents, a.classifier, a.out, a.device, partial=a.partial)
+
+
+class _Finished:
+    """The finished pieces of an fid stage in `folder` (None: nothing kept): arrays (.npy) and results (.json), each
+    written atomically once computed and read back by a rerun with the same `fingerprint`."""
+
+    def __init__(self, folder: Path | None, fingerprint: str):
+        self.folder = folder
+        if folder is None:
+            return
+        stamp = folder / "fingerprint.txt"
+        if folder.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
+            log.info("%s: kept from other inputs; starting afresh", folder)
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fingerprint)
+        done = sorted(p.stem for p in folder.iterdir() if p.suffix in (".npy", ".json"))
+        if done:
+            log.info("resuming: %d finished pieces in %s (%s)", len(done), folder, ", ".join(done))
+
+    def array(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        path = None if self.folder is None else self.folder / f"{name}.npy"
+        if path is not None and path.exists():
+            return np.load(path)
+        value = compute()
+        if path is not None:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, value)  # a file object: np.save would add .npy to a path's name
+        return value
+
+    def result(self, name: str, compute: Callable[[], dict]) -> dict:
+        path = None if self.folder is None else self.folder / f"{name}.json"
+        if path is not None and path.exists():
+            return read_json(path)
+        value = compute()
+        if path is not None:
+            write_json(path, value)
+        return value
+
+    def remove(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _fingerprint(spec: dict, files: list[Path], weights: dict | None) -> str:
+    """sha256 over the spec, the input files' contents and the Inception weights' hash."""
+    h = hashlib.sha256(json.dumps({"spec": spec, "inception": weights and weights["sha256"]}, sort_keys=True).encode())
+    for path in files:
+        h.update(inception.sha256(path).encode())
+    return h.hexdigest()
 
 
 @torch.no_grad()
@@ -135,9 +196,10 @@ def _check_classifier(data: Dataset, classifier: DomainClassifier, cmeta: dict, 
 
 
 def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_path: Path, classifier_path: Path,
-        out: Path, device: str) -> None:
+        out: Path, device: str, partial: Path | None = None) -> None:
     """Domain Fréchet distance (and FID when Inception is available) of every set against the real test images ->
-    `out` (fid.json, layout in the module docstring). spec = config eval.fid."""
+    `out` (fid.json, layout in the module docstring). spec = config eval.fid; `partial`: the folder of finished
+    pieces (module docstring)."""
     with torch.random.fork_rng(devices=[]):  # building the networks draws initial weights: leave the global RNG
         r = load_run(model_path, flow_path, data_path, device)
         classifier, cmeta = load_classifier(classifier_path, r.device)
@@ -157,15 +219,23 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
         if "minmax" in spec["scalings"]:
             extractors["fid_minmax"] = lambda images: fid_lib.inception_features(
                 inception, minmax_per_image(images[:n_fid]), dev, bs)
-    real_features = {key: extract(real) for key, extract in extractors.items()}
+    finished = _Finished(partial, _fingerprint(spec, [model_path, flow_path, data_path, latents_path,
+                                                      classifier_path], weights))
+    real_features = {key: finished.array(f"real-{key}", lambda: extract(real)) for key, extract in extractors.items()}
     results: dict[str, dict] = {key: {} for key in extractors}
     n_generated, nonfinite = {}, {}
     sets = _image_sets(model, flow, mspec.latent_dim, test_z[chosen], data.split("train")[0], spec, dev, nonfinite)
     for name, images in sets:
-        n_generated[name] = len(images)
-        for key, extract in extractors.items():
-            results[key][name] = fid_lib.frechet_bootstrap(extract(images), real_features[key], spec["bootstrap"],
-                                                           seed, LEVEL, dev)
+        def compute(images=images, name=name) -> dict:
+            return {"n_generated": len(images), "nonfinite": nonfinite.get(name),
+                    **{key: fid_lib.frechet_bootstrap(extract(images), real_features[key], spec["bootstrap"],
+                                                      seed, LEVEL, dev) for key, extract in extractors.items()}}
+        done = finished.result(f"set-{name}", compute)
+        n_generated[name] = done["n_generated"]
+        if done["nonfinite"] is not None:
+            nonfinite[name] = done["nonfinite"]
+        for key in extractors:
+            results[key][name] = done[key]
         log.info("%-16s %s", name, "; ".join(_describe(key, results[key][name]) for key in extractors))
 
     write_json(out, {
@@ -173,6 +243,7 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
         "domain_fd": results["domain_fd"], "fid": results.get("fid"), "fid_minmax": results.get("fid_minmax"),
         "fid_unavailable": fid_unavailable,
         "temperatures": [float(t) for t in spec["temperatures"]]})
+    finished.remove()
     log.info("wrote %s (%d real test images; %s; domain classifier test accuracy %.4f)", out, len(real),
              "FID and domain FD" if inception is not None else "domain FD only, no FID", cmeta["test_accuracy"])
 

@@ -154,3 +154,44 @@ def test_a_classifier_of_another_dataset_is_refused(inputs, tmp_path):
     save_classifier(tmp_path / "other.pt", model, {**meta, "dataset_sha256": "0" * 64})
     with pytest.raises(PaeError, match="rerun the train_classifier stage"):
         _run({**inputs, "classifier_path": tmp_path / "other.pt"}, tmp_path / "fid.json")
+
+
+def test_a_stopped_stage_resumes_from_its_finished_pieces(inputs, tmp_path, monkeypatch):
+    """A stop after two image sets keeps the real features and those sets' distances in the partial folder; the rerun
+    extracts features of the three sets left only and writes what an uninterrupted run writes. The folder goes once
+    fid.json is written, and pieces of other inputs are not reused."""
+    whole = _run(inputs, tmp_path / "whole.json", inception="never")
+    partial = tmp_path / "checkpoint" / "fid"
+    real_bootstrap, calls = fid_stage.fid_lib.frechet_bootstrap, []
+
+    def stop_at_the_third_set(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_bootstrap(*args, **kwargs)
+
+    monkeypatch.setattr(fid_stage.fid_lib, "frechet_bootstrap", stop_at_the_third_set)
+    with pytest.raises(KeyboardInterrupt):
+        fid_stage.fid({**FID, "inception": "never"}, **inputs, out=tmp_path / "fid.json", device="cpu",
+                      partial=partial)
+    assert not (tmp_path / "fid.json").exists()
+    assert sorted(p.name for p in partial.iterdir()) == ["fingerprint.txt", "real-domain_fd.npy", "set-pae_T1.0.json",
+                                                         "set-prior.json"]
+    monkeypatch.setattr(fid_stage.fid_lib, "frechet_bootstrap", real_bootstrap)
+    real_features, extracted = fid_stage.classifier_features, []
+    monkeypatch.setattr(fid_stage, "classifier_features", lambda *a: extracted.append(1) or real_features(*a))
+    fid_stage.fid({**FID, "inception": "never"}, **inputs, out=tmp_path / "fid.json", device="cpu", partial=partial)
+    assert len(extracted) == 3  # pae_T0.5, reconstructions, train_vs_test; not the real images nor the sets done
+    resumed = json.loads((tmp_path / "fid.json").read_text())
+    assert resumed == whole and not partial.exists()
+
+    partial.mkdir(parents=True)
+    (partial / "fingerprint.txt").write_text("other inputs")
+    (partial / "set-prior.json").write_text("{}")
+    extracted.clear()
+    assert _run_partial(inputs, tmp_path / "again.json", partial) == whole and len(extracted) == 6
+
+
+def _run_partial(inputs, out, partial):
+    fid_stage.fid({**FID, "inception": "never"}, **inputs, out=out, device="cpu", partial=partial)
+    return json.loads(out.read_text())

@@ -32,6 +32,7 @@ rule fid:
         PATHS["fid"],
     params:
         spec=eval_spec("fid"),
+        partial=get_run_file("fid_partial"),
         device=config["device"],
         launcher=get_launcher,
         job=get_job("fid"),
@@ -45,4 +46,4 @@ rule fid:
     shell:
         pae_shell("fid --spec {params.spec:q} --model {input.model:q} --flow {input.flow:q} --data {input.data:q} "
                   "--latents {input.latents:q} --classifier {input.classifier:q} --out {output:q} "
-                  "--device {params.device:q}")
+                  "--partial {params.partial:q} --device {params.device:q}")
