@@ -109,28 +109,42 @@ def write_run_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
 
 @_styled
 def impute_figure(rows: list[dict], path: str | os.PathLike) -> None:
-    """MSE on the missing pixels vs the missing ratio, a line per model and method (matched training dashed for
-    fixed masks, dotted for random ones), a panel per dataset and latent size; bands: the range over seeds, or with
-    one seed the interval over images."""
-    panels = sorted({(r["dataset"], r["latent_dim"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False, layout="constrained")
-    styles = {"clean": "-", "fixed": "--", "random": ":"}
-    for ax, (dataset, z) in zip(axes[0], panels):
-        lines: dict[tuple, list[dict]] = {}
-        for r in rows:
-            if (r["dataset"], r["latent_dim"]) == (dataset, z):
-                kind = "clean" if not r["matched"] else r["train_missing"].split("/")[1]
-                lines.setdefault((r["model"], r["method"], kind), []).append(r)
-        for (model, method, kind), pts in sorted(lines.items()):
-            pts.sort(key=lambda r: r["test_ratio"])
-            x = [p["test_ratio"] for p in pts]
-            label = f"{model} {method}" + ("" if kind == "clean" else f" (trained missing, {kind})")
-            line, = ax.plot(x, [p["mse_missing"] for p in pts], styles[kind], marker="o", ms=3, label=label)
-            band = ("mse_min", "mse_max") if pts[0]["n_seeds"] > 1 else ("mse_low", "mse_high")
-            ax.fill_between(x, [p[band[0]] for p in pts], [p[band[1]] for p in pts], color=line.get_color(),
-                            alpha=0.15, lw=0)
-        ax.set(xlabel="missing ratio r", ylabel="MSE per missing pixel", title=f"{dataset}, latent {z}")
-        ax.legend(fontsize=6)
+    """MSE on the missing pixels vs the missing ratio: a row of panels per dataset and latent size, a panel per
+    training condition (trained on whole images and tested at every ratio, the adversarial case; trained with
+    matching fixed, or random, masks), a line per model and method in the same colour in every panel (the model's own
+    inference solid, the PAE's latent MAP dashed). Bands: the range over seeds, or with one seed the interval over
+    images. Panels of a row share their y axis."""
+    conditions = [c for c in ("clean", "fixed", "random")
+                  if any((r["train_missing"].split("/")[1] if r["matched"] else "clean") == c for r in rows)]
+    titles = {"clean": "trained on whole images", "fixed": "trained with the test ratio, fixed masks",
+              "random": "trained with the test ratio, random masks"}
+    groups = sorted({(r["dataset"], r["latent_dim"]) for r in rows})
+    lines_keys = sorted({(r["model"], r["method"]) for r in rows})
+    colours = {key: f"C{i % 10}" for i, key in enumerate(sorted({m for m, _ in lines_keys}))}
+    fig, axes = plt.subplots(len(groups), len(conditions), figsize=(4.6 * len(conditions), 3.6 * len(groups)),
+                             squeeze=False, sharey="row", layout="constrained")
+    for i, (dataset, z) in enumerate(groups):
+        for j, condition in enumerate(conditions):
+            ax = axes[i][j]
+            for model, method in lines_keys:
+                pts = sorted((r for r in rows if (r["dataset"], r["latent_dim"], r["model"], r["method"])
+                              == (dataset, z, model, method)
+                              and (r["train_missing"].split("/")[1] if r["matched"] else "clean") == condition),
+                             key=lambda r: r["test_ratio"])
+                if not pts:
+                    continue
+                x = [p["test_ratio"] for p in pts]
+                own = method != "pae_map"
+                ax.plot(x, [p["mse_missing"] for p in pts], "-" if own else "--", marker="o" if own else "s", ms=3,
+                        color=colours[model], label=f"{model}, {method}")
+                band = ("mse_min", "mse_max") if pts[0]["n_seeds"] > 1 else ("mse_low", "mse_high")
+                ax.fill_between(x, [p[band[0]] for p in pts], [p[band[1]] for p in pts], color=colours[model],
+                                alpha=0.12, lw=0)
+            ax.set(xlabel="missing ratio r", title=f"{dataset}, latent {z}: {titles[condition]}")
+            ax.title.set_fontsize(8)
+            if j == 0:
+                ax.set_ylabel("MSE per missing pixel")
+            ax.legend(fontsize=6)
     _save(fig, Path(path))
 
 
