@@ -60,10 +60,13 @@ class TrainSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSpec":
-        """A spec from the run's keys (model, latent_dim, seed) and the `train` config section; keys it leaves out
-        take the schema's defaults (the one place defaults are written)."""
+        """A spec from the run's keys (model, latent_dim, seed) and the `train` config section; keys it leaves out,
+        also inside its sections (vad, likelihood, ...), take the schema's defaults (the one place defaults are
+        written)."""
         names = {f.name for f in fields(cls)}
-        d = {**resolve({})["train"], **d}
+        defaults = resolve({})["train"]
+        d = {**defaults, **{k: {**defaults[k], **v} if isinstance(v, dict) and isinstance(defaults.get(k), dict)
+                            else v for k, v in d.items()}}
         unknown, absent = set(d) - names, names - set(d)
         if unknown or absent:
             raise PaeError(f"train spec: unknown keys {sorted(unknown)}, missing keys {sorted(absent)}")
