@@ -167,12 +167,12 @@ def load(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
     return resolve(config, source=str(path))
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge(base: dict, over: dict) -> dict:
     """`over` on top of `base`, nested mappings merged key by key."""
     out = copy.deepcopy(base)
     for key, value in over.items():
         both = isinstance(value, dict) and isinstance(base.get(key), dict)
-        out[key] = _merge(base[key], value) if both else copy.deepcopy(value)
+        out[key] = merge(base[key], value) if both else copy.deepcopy(value)
     return out
 
 
@@ -200,8 +200,8 @@ def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str
             raise PaeError(f"{where}.datasets: {unknown} have no entry in `datasets` (add e.g. `{unknown[0]}: {{}}` "
                            "there)")
         sub = {k: copy.deepcopy(block.get(k, config[k])) for k in ("models", "latent_sizes", "seeds")}
-        sub.update(train=_merge(config["train"], block.get("train") or {}),
-                   flow=_merge(config["flow"], block.get("flow") or {}))
+        sub.update(train=merge(config["train"], block.get("train") or {}),
+                   flow=merge(config["flow"], block.get("flow") or {}))
         errors = _errors(validator, sub)  # the block's overrides are validated (and read as numbers) here
         if errors:
             lines = [f"  - {_where(e)}: {e.message}" for e in errors]

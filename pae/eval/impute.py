@@ -92,7 +92,7 @@ def impute_sweep(model: nn.Module, flow: LatentFlow, images: torch.Tensor, items
                                         generator=torch.Generator().manual_seed(seed + i))
             for method, recon in recons.items():
                 errs[method].append(missing_mse(recon, x, mask).cpu())
-                errs_all[method].append(missing_mse(recon, x, torch.zeros_like(mask)).cpu())
+                errs_all[method].append(missing_mse(recon, x, torch.zeros_like(mask)).cpu())  # all pixels
                 seconds[method] += took[method]
         for method, parts in errs.items():
             e, e_all = torch.cat(parts).double(), torch.cat(errs_all[method]).double()

@@ -114,8 +114,10 @@ def impute_figure(rows: list[dict], path: str | os.PathLike) -> None:
     matching fixed, or random, masks), a line per model and method in the same colour in every panel (the model's own
     inference solid, the PAE's latent MAP dashed). Bands: the range over seeds, or with one seed the interval over
     images. Panels of a row share their y axis."""
-    conditions = [c for c in ("clean", "fixed", "random")
-                  if any((r["train_missing"].split("/")[1] if r["matched"] else "clean") == c for r in rows)]
+    def condition(r: dict) -> str:  # "clean", or the mask mode of "ratio/mode"
+        return r["train_missing"].split("/")[1] if r["matched"] else "clean"
+
+    conditions = [c for c in ("clean", "fixed", "random") if any(condition(r) == c for r in rows)]
     titles = {"clean": "trained on whole images", "fixed": "trained with the test ratio, fixed masks",
               "random": "trained with the test ratio, random masks"}
     groups = sorted({(r["dataset"], r["latent_dim"]) for r in rows})
@@ -124,12 +126,11 @@ def impute_figure(rows: list[dict], path: str | os.PathLike) -> None:
     fig, axes = plt.subplots(len(groups), len(conditions), figsize=(4.6 * len(conditions), 3.6 * len(groups)),
                              squeeze=False, sharey="row", layout="constrained")
     for i, (dataset, z) in enumerate(groups):
-        for j, condition in enumerate(conditions):
+        for j, kind in enumerate(conditions):
             ax = axes[i][j]
             for model, method in lines_keys:
-                pts = sorted((r for r in rows if (r["dataset"], r["latent_dim"], r["model"], r["method"])
-                              == (dataset, z, model, method)
-                              and (r["train_missing"].split("/")[1] if r["matched"] else "clean") == condition),
+                pts = sorted((r for r in rows if (r["dataset"], r["latent_dim"], r["model"], r["method"],
+                                                  condition(r)) == (dataset, z, model, method, kind)),
                              key=lambda r: r["test_ratio"])
                 if not pts:
                     continue
@@ -140,7 +141,7 @@ def impute_figure(rows: list[dict], path: str | os.PathLike) -> None:
                 band = ("mse_min", "mse_max") if pts[0]["n_seeds"] > 1 else ("mse_low", "mse_high")
                 ax.fill_between(x, [p[band[0]] for p in pts], [p[band[1]] for p in pts], color=colours[model],
                                 alpha=0.12, lw=0)
-            ax.set(xlabel="missing ratio r", title=f"{dataset}, latent {z}: {titles[condition]}")
+            ax.set(xlabel="missing ratio r", title=f"{dataset}, latent {z}: {titles[kind]}")
             ax.title.set_fontsize(8)
             if j == 0:
                 ax.set_ylabel("MSE per missing pixel")

@@ -145,21 +145,26 @@ def _flow_latents(flow: LatentFlow, u: torch.Tensor, temperature: float, batch_s
 
 def _image_sets(model: torch.nn.Module, flow: LatentFlow, latent_dim: int, test_z: torch.Tensor,
                 train_images: torch.Tensor, spec: dict, device: torch.device, nonfinite: dict[str, int]
-                ) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, uint8 images) of each compared set, made one at a time (only one set is held in memory)."""
+                ) -> Iterator[tuple[str, Callable[[], torch.Tensor]]]:
+    """(name, a function making its uint8 images) of each compared set: a set is made only when asked for (a
+    resumed stage skips the finished ones), and only one is held in memory."""
     n, seed, bs = spec["n_samples"], spec["seed"], spec["batch_size"]
     u = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
-    yield "prior", _decode(model, u, device, bs)
     flow.eval()
-    for t in spec["temperatures"]:
-        name = f"pae_T{float(t)}"
-        z = _flow_latents(flow, u, float(t), bs)
+
+    def pae_samples(name: str, t: float) -> torch.Tensor:
+        z = _flow_latents(flow, u, t, bs)
         nonfinite[name] = int((~torch.isfinite(z).all(1)).sum())
         if nonfinite[name]:
             log.warning("%s: %d of %d flow samples are not finite", name, nonfinite[name], n)
-        yield name, _decode(model, z, device, bs)
-    yield "reconstructions", _decode(model, test_z, device, bs)
-    yield "train_vs_test", train_images[pick(len(train_images), n, seed + 1)]
+        return _decode(model, z, device, bs)
+
+    yield "prior", lambda: _decode(model, u, device, bs)
+    for t in spec["temperatures"]:
+        name = f"pae_T{float(t)}"
+        yield name, lambda name=name, t=float(t): pae_samples(name, t)
+    yield "reconstructions", lambda: _decode(model, test_z, device, bs)
+    yield "train_vs_test", lambda: train_images[pick(len(train_images), n, seed + 1)]
 
 
 def _inception(spec: dict, device: torch.device) -> tuple[torch.nn.Module | None, dict | None, str | None]:
@@ -219,14 +224,16 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
         if "minmax" in spec["scalings"]:
             extractors["fid_minmax"] = lambda images: fid_lib.inception_features(
                 inception, minmax_per_image(images[:n_fid]), dev, bs)
-    finished = _Finished(partial, _fingerprint(spec, [model_path, flow_path, data_path, latents_path,
-                                                      classifier_path], weights))
+    fingerprint = "" if partial is None else _fingerprint(
+        spec, [model_path, flow_path, data_path, latents_path, classifier_path], weights)
+    finished = _Finished(partial, fingerprint)
     real_features = {key: finished.array(f"real-{key}", lambda: extract(real)) for key, extract in extractors.items()}
     results: dict[str, dict] = {key: {} for key in extractors}
     n_generated, nonfinite = {}, {}
     sets = _image_sets(model, flow, mspec.latent_dim, test_z[chosen], data.split("train")[0], spec, dev, nonfinite)
-    for name, images in sets:
-        def compute(images=images, name=name) -> dict:
+    for name, make in sets:
+        def compute(make=make, name=name) -> dict:
+            images = make()
             return {"n_generated": len(images), "nonfinite": nonfinite.get(name),
                     **{key: fid_lib.frechet_bootstrap(extract(images), real_features[key], spec["bootstrap"],
                                                       seed, LEVEL, dev) for key, extract in extractors.items()}}

@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from pae.config import merge
 from pae.io import PaeError, torch_load, torch_save
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,6 @@ def save(path: str | os.PathLike, **fields) -> None:
     torch_save(path, {"kind": "checkpoint", **fields})
 
 
-def _with_defaults(stored: dict, defaults: dict) -> dict:
-    """`stored` with the keys it lacks (at any depth) taken from `defaults`."""
-    out = {**defaults, **stored}
-    for k, v in stored.items():
-        if isinstance(v, dict) and isinstance(defaults.get(k), dict):
-            out[k] = _with_defaults(v, defaults[k])
-    return out
-
-
 def load_compatible(path: str | os.PathLike, identity: dict, epochs: int, defaults: dict | None = None
                     ) -> dict | None:
     """The checkpoint at `path` if it belongs to the same training spec and can be continued, else None. A setting
@@ -77,7 +69,7 @@ def load_compatible(path: str | os.PathLike, identity: dict, epochs: int, defaul
         return None
     stored = ckpt.get("identity")
     if stored is not None and defaults is not None:
-        stored = _with_defaults(stored, {k: v for k, v in defaults.items() if k in identity})
+        stored = merge({k: v for k, v in defaults.items() if k in identity}, stored)
     if stored != identity:
         log.warning("%s: checkpoint belongs to another training spec; starting from scratch", path)
         return None

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from pae.config import resolve
+from pae.config import merge, resolve
 from pae.data.loader import BatchLoader
 from pae.data.masks import mcar_mask
 from pae.data.store import Dataset
@@ -64,9 +64,7 @@ class TrainSpec:
         also inside its sections (vad, likelihood, ...), take the schema's defaults (the one place defaults are
         written)."""
         names = {f.name for f in fields(cls)}
-        defaults = resolve({})["train"]
-        d = {**defaults, **{k: {**defaults[k], **v} if isinstance(v, dict) and isinstance(defaults.get(k), dict)
-                            else v for k, v in d.items()}}
+        d = merge(resolve({})["train"], d)
         unknown, absent = set(d) - names, names - set(d)
         if unknown or absent:
             raise PaeError(f"train spec: unknown keys {sorted(unknown)}, missing keys {sorted(absent)}")
