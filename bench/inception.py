@@ -50,10 +50,10 @@ def main() -> None:
                                 ("fp32 + channels_last", torch.channels_last, False),
                                 ("bf16 + channels_last", torch.channels_last, True)):
         net = model.to(memory_format=layout)
+
         def features(images, net=net, layout=layout, bf16=bf16):
-            if layout == torch.channels_last:
-                return fid.inception_features(net, images, device, args.batch_size, bf16)
-            return contiguous_features(net, images, device, args.batch_size)
+            return fid.inception_features(net, images, device, args.batch_size, bf16,
+                                          channels_last=layout == torch.channels_last)
 
         features(train[:args.batch_size])  # warm-up
         if device.type == "cuda":
@@ -69,14 +69,6 @@ def main() -> None:
               f"   (difference from fp32: {fids[label] - fids['fp32']:+.4f})")
 
 
-@torch.no_grad()
-def contiguous_features(model, images, device, batch_size):
-    """pool3 features with the images in the default layout (what fid.inception_features computes in channels-last)."""
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = (images[i:i + batch_size].to(device).float() / 255.0).expand(-1, 3, -1, -1).contiguous()
-        out.append(model(x)[0].flatten(1).double().cpu())
-    return torch.cat(out).numpy()
 
 if __name__ == "__main__":
     main()

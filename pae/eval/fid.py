@@ -33,10 +33,11 @@ PROTOCOL = ("uint8 -> [0, 1]; 1 channel repeated to 3; bilinear resize to 299x29
 
 @torch.no_grad()
 def inception_features(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-                       batch_size: int = 100, bf16: bool = False) -> np.ndarray:
+                       batch_size: int = 100, bf16: bool = False, channels_last: bool = True) -> np.ndarray:
     """(N, 2048) float64 pool3 features of uint8 images (N, C, H, W), C = 1 or 3. The images go in channels-last, the
-    layout `pae.eval.inception.load` gives the network (the same fp32 values up to round-off, 1.5x faster on a CPU);
-    with bf16, the network runs under bfloat16 autocast (bench/inception.py measures both and their FID)."""
+    layout `pae.eval.inception.load` gives the network (the same fp32 values up to round-off, 1.5x faster on a CPU),
+    unless channels_last is False; with bf16, the network runs under bfloat16 autocast (bench/inception.py measures
+    the paths and their FID)."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected uint8 images (N, 1 or 3, H, W), got {images.dtype} {tuple(images.shape)}")
     out = []
@@ -44,7 +45,7 @@ def inception_features(model: torch.nn.Module, images: torch.Tensor, device: tor
         x = images[i:i + batch_size].to(device).float() / 255.0
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
             out.append(model(x)[0].flatten(1).double().cpu())
     return torch.cat(out).numpy()

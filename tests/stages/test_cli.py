@@ -3,6 +3,7 @@ every stage runs with subnormal floats flushed to zero."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import torch
@@ -54,7 +55,7 @@ def test_a_stage_flushes_subnormal_floats():
     where x86 arithmetic is many times slower (bench/subnormals.py); in a stage process they go straight to zero."""
     before = torch.tensor([1e-39]) * 1.0
     try:
-        assert run_stage(["check-config", "configs/demo.yaml"]) == 0
+        assert run_stage(["check-config", str(Path(__file__).parents[2] / "configs" / "demo.yaml")]) == 0
         latent = torch.nn.Parameter(torch.ones(4))
         opt = torch.optim.Adam([latent], lr=1e-3)
         latent.grad = torch.ones(4)
