@@ -28,6 +28,7 @@ FIELDS = {
     (ModelSpec, "infer_steps"): "train.vad.infer_steps", (ModelSpec, "infer_lr"): "train.vad.infer_lr",
     (ModelSpec, "init_std"): "train.vad.init_std",
     (ModelSpec, "dropout"): "train.dropout", (FlowSpec, "divergence_nats"): "flow.divergence_nats",
+    (FlowSpec, "noise"): "flow.noise",
 }
 
 

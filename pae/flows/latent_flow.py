@@ -61,6 +61,7 @@ class FlowSpec:
     lr: float
     seed: int = 0
     divergence_nats: float | None = default("flow.divergence_nats")  # flows saved before the setting load with it
+    noise: float = default("flow.noise")
 
     @classmethod
     def from_dict(cls, d: dict) -> "FlowSpec":
@@ -268,8 +269,8 @@ def divergence(nats: float | None, dim: int, train_lp: float, val_lp: float, his
 
 def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device: torch.device | str = "cpu"
              ) -> tuple[LatentFlow, list[dict]]:
-    """Maximum likelihood with Adam and a cosine learning-rate decay over `spec.epochs`; early stopping on the
-    validation log-likelihood, best state kept. A fit that diverges raises PaeError (flow.divergence_nats; see
+    """Maximum likelihood with Adam and a cosine learning-rate decay over `spec.epochs`, on training latents jittered
+    by `spec.noise` (flow.noise); early stopping on the clean validation latents' log-likelihood, best state kept. A fit that diverges raises PaeError (flow.divergence_nats; see
     divergence)."""
     device = torch.device(device)
     mean, std = train_z.mean(0), train_z.std(0).clamp_min(1e-6)
@@ -288,7 +289,10 @@ def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device:
         perm = torch.randperm(len(train_z), generator=g).to(device)
         total = torch.zeros((), device=device)
         for i in range(0, len(perm), spec.batch_size):
-            loss = -flow.log_prob(train_z[perm[i:i + spec.batch_size]]).mean()
+            z = train_z[perm[i:i + spec.batch_size]]
+            if spec.noise:  # flow.noise: in units of each dimension's standard deviation
+                z = z + spec.noise * flow.std * torch.randn(z.shape, generator=g).to(device)
+            loss = -flow.log_prob(z).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(flow.parameters(), 5.0)
