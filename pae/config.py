@@ -379,6 +379,14 @@ def benchmark_path(config: dict[str, Any], rule: str) -> str:
     return f"benchmarks/{job_stem(config, rule)}.tsv"
 
 
+def report_manifest(config: dict[str, Any], configfiles: list[str]) -> dict[str, Any]:
+    """What the report stage reads: the experiment, its config files, and every run's spec with its files. Built
+    from the resolved config in the stage itself: the paper grid's manifest (340 kB) is longer than a command line
+    may be, its config a few kB."""
+    return {"experiment": config["experiment"], "configfiles": list(configfiles),
+            "runs": [{**spec, "files": run_paths(config, spec)} for spec in runs(config).values()]}
+
+
 def run_paths(config: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """Every file of one run (an entry of runs(config)), as the report manifest lists them: RUN_FILES and the
     benchmarks of its data's prepare and of its stages."""

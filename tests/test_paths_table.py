@@ -103,3 +103,17 @@ def test_job_resources_come_from_the_launchers_job_without_torch():
     import pae.launch
     assert out[0].split() == [f.name for f in dataclasses.fields(pae.launch.Job)]
     assert {"runtime", "mem_mb", "gpus", "slurm_partition"} <= set(out[0].split())
+
+
+def test_the_report_stage_builds_its_manifest_from_the_config():
+    """The report stage gets the resolved config on its command line and builds the manifest (every run with its
+    files) itself: the paper grid's manifest is longer than Linux lets one argument be (MAX_ARG_STRLEN, 128 KiB;
+    configs/reproduce_vad.yaml's 44 runs already were), its config a few kB whatever the grid's size."""
+    import json
+    cfg = pae.config.load(REPO / "configs" / "paper.yaml")
+    manifest = pae.config.report_manifest(cfg, ["configs/paper.yaml"])
+    runs = pae.config.runs(cfg)
+    assert [r["run"] for r in manifest["runs"]] == list(runs)
+    assert all(r["files"] == pae.config.run_paths(cfg, runs[r["run"]]) for r in manifest["runs"])
+    assert manifest["experiment"] == cfg["experiment"] and manifest["configfiles"] == ["configs/paper.yaml"]
+    assert len(json.dumps(manifest)) > 128 * 1024 > 10 * len(json.dumps(cfg))

@@ -14,8 +14,10 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--manifest", type=json_object, required=True,
-                   help='{"runs": [{"run", "dataset", ..., "files"}]}')
+    p.add_argument("--config", type=json_object, required=True,
+                   help="the workflow's resolved config (pae.config.resolve), which names the runs and their files")
+    p.add_argument("--configfile", action="append", default=[], dest="configfiles",
+                   help="a config file the experiment was run with, as the report names it (repeatable)")
     p.add_argument("--tables-dir", type=Path, required=True, help="runs.csv, table1.csv, table2.csv, samplers.csv, "
                    "ood.csv, posterior.csv, impute.csv, uncertainty.csv")
     p.add_argument("--figures-dir", type=Path, required=True)
@@ -23,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(a: argparse.Namespace) -> None:
-    report(a.manifest, a.tables_dir, a.figures_dir, a.report)
+    from pae.config import report_manifest
+    report(report_manifest(a.config, a.configfiles), a.tables_dir, a.figures_dir, a.report)
 
 
 def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Path | None = None) -> None:

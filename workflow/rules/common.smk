@@ -5,6 +5,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import sys
 
 import pae.config
@@ -171,6 +172,9 @@ def _shown_path(path):
     return str(path) if rel.startswith("..") else rel
 
 
-def get_report_manifest(wildcards):
-    return json.dumps({"experiment": EXP, "configfiles": [_shown_path(f) for f in workflow.configfiles],
-                       "runs": [{**spec, "files": run_paths(run)} for run, spec in RUNS.items()]}, sort_keys=True)
+def get_config_json(wildcards):
+    return json.dumps(config, sort_keys=True)
+
+
+def get_configfile_args(wildcards):
+    return " ".join(f"--configfile {shlex.quote(_shown_path(f))}" for f in workflow.configfiles)

@@ -16,7 +16,8 @@ rule report:
         ),
         report=report(PATHS["report"], caption="../report/report_md.rst", category="Report"),
     params:
-        manifest=get_report_manifest,
+        config=get_config_json,
+        configfiles=get_configfile_args,
         launcher=get_launcher,
         job=get_job("report"),
     resources:
@@ -27,5 +28,5 @@ rule report:
         benchmark_file("report")
     threads: 1
     shell:
-        pae_shell("report --manifest {params.manifest:q} --tables-dir {PATHS[tables]:q} "
+        pae_shell("report --config {params.config:q} {params.configfiles} --tables-dir {PATHS[tables]:q} "
                   "--figures-dir {output.figures:q} --report {output.report:q}")
