@@ -50,7 +50,7 @@ def all_targets():
 
 @functools.cache  # input functions ask for it once per job and file: the paper grid's 872 jobs
 def run_paths(run):
-    """Every file of a run (the report manifest's entry; callers read it, never change it)."""
+    """Every file of a run, as the report stage finds it (pae.config.run_paths; callers read it, never change it)."""
     return pae.config.run_paths(config, RUNS[run])
 
 
