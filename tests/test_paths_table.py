@@ -3,6 +3,7 @@ of prepared data files (a hash of a non-default dataset entry) and the OoD datas
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -109,7 +110,6 @@ def test_the_report_stage_builds_its_manifest_from_the_config():
     """The report stage gets the resolved config on its command line and builds the manifest (every run with its
     files) itself: the paper grid's manifest is longer than Linux lets one argument be (MAX_ARG_STRLEN, 128 KiB;
     configs/reproduce_vad.yaml's 44 runs already were), its config a few kB whatever the grid's size."""
-    import json
     cfg = pae.config.load(REPO / "configs" / "paper.yaml")
     manifest = pae.config.report_manifest(cfg, ["configs/paper.yaml"])
     runs = pae.config.runs(cfg)

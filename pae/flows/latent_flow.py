@@ -270,8 +270,8 @@ def divergence(nats: float | None, dim: int, train_lp: float, val_lp: float, his
 def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device: torch.device | str = "cpu"
              ) -> tuple[LatentFlow, list[dict]]:
     """Maximum likelihood with Adam and a cosine learning-rate decay over `spec.epochs`, on training latents jittered
-    by `spec.noise` (flow.noise); early stopping on the clean validation latents' log-likelihood, best state kept. A fit that diverges raises PaeError (flow.divergence_nats; see
-    divergence)."""
+    by `spec.noise` (flow.noise); early stopping on the clean validation latents' log-likelihood, best state kept. A
+    fit that diverges raises PaeError (flow.divergence_nats; see divergence)."""
     device = torch.device(device)
     mean, std = train_z.mean(0), train_z.std(0).clamp_min(1e-6)
     flow = build_flow(spec, train_z.shape[1], mean, std).to(device)
@@ -290,7 +290,7 @@ def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device:
         total = torch.zeros((), device=device)
         for i in range(0, len(perm), spec.batch_size):
             z = train_z[perm[i:i + spec.batch_size]]
-            if spec.noise:  # flow.noise: in units of each dimension's standard deviation
+            if spec.noise:  # flow.noise, per standardised dimension; drawn on the CPU: the same draws on any device
                 z = z + spec.noise * flow.std * torch.randn(z.shape, generator=g).to(device)
             loss = -flow.log_prob(z).mean()
             opt.zero_grad(set_to_none=True)

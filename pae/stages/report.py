@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from pae.config import report_manifest
 from pae.io import read_json
 from pae.report import TABLES
 from pae.stages.args import json_object
@@ -25,7 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(a: argparse.Namespace) -> None:
-    from pae.config import report_manifest
     report(report_manifest(a.config, a.configfiles), a.tables_dir, a.figures_dir, a.report)
 
 
