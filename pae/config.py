@@ -176,7 +176,7 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-GRID_KEYS = ("models", "latent_sizes", "seeds", "train", "flow")
+GRID_KEYS = ("models", "latent_sizes", "seeds", "train", "flow", "eval")
 
 
 # Architectures with dropout layers (pae.models builds them with it; written here so that validating a config needs
@@ -186,8 +186,8 @@ ARCHS_WITH_DROPOUT = {"infogan"}
 
 def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str, Any]]:
     """The blocks of a resolved config's grid (one block of every dataset when `grid` is null), each with its name
-    (None: unnamed), its own models, latent sizes, seeds and complete `train` and `flow` sections (the block's
-    overrides merged over the top-level ones and validated)."""
+    (None: unnamed), its own models, latent sizes, seeds and complete `train`, `flow` and `eval` sections (the
+    block's overrides merged over the top-level ones and validated)."""
     blocks = config.get("grid")
     if blocks is None:
         blocks = [{"datasets": list(config["datasets"])}]
@@ -201,7 +201,11 @@ def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str
                            "there)")
         sub = {k: copy.deepcopy(block.get(k, config[k])) for k in ("models", "latent_sizes", "seeds")}
         sub.update(train=merge(config["train"], block.get("train") or {}),
-                   flow=merge(config["flow"], block.get("flow") or {}))
+                   flow=merge(config["flow"], block.get("flow") or {}),
+                   eval=merge(config["eval"], block.get("eval") or {}))
+        if "weights" in (block.get("eval") or {}).get("fid", {}):
+            raise PaeError(f"{where}.eval.fid.weights: the Inception weights are one file for the whole experiment; "
+                           "set eval.fid.weights at the top level")
         errors = _errors(validator, sub)  # the block's overrides are validated (and read as numbers) here
         if errors:
             lines = [f"  - {_where(e)}: {e.message}" for e in errors]
@@ -220,8 +224,8 @@ def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str
 
 def runs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, Any]]:
     """Every run of a resolved config, by id ({dataset}-{model}-z{latent}-s{seed}, and -{name} for a named grid block;
-    also its folder name): its grid coordinates, the block's name (`variant`, "" when unnamed), `train` and `flow`
-    sections and training missingness. With eval.impute.matched each also has runs
+    also its folder name): its grid coordinates, the block's name (`variant`, "" when unnamed), `train`, `flow` and
+    `eval` sections and training missingness. With eval.impute.matched each also has runs
     trained with missing pixels at every ratio x mode ("...-miss0.5-fixed"), which only the imputation sweep
     evaluates (against the missingness they were trained with)."""
     impute = config["eval"]["impute"]
@@ -241,7 +245,7 @@ def runs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, 
                             out[run] = {"run": run, "dataset": d, "model": m, "latent_dim": z, "seed": s,
                                         "missing": miss or block["train"]["missing"],
                                         "variant": block["name"] or "", "matched_imputation": miss is not None,
-                                        "train": block["train"], "flow": block["flow"]}
+                                        "train": block["train"], "flow": block["flow"], "eval": block["eval"]}
     return out
 
 

@@ -112,6 +112,19 @@ def test_grid_blocks_override_sizes_models_and_training():
     assert got["fashion_mnist-ae-z4-s0"]["train"] == cfg["train"]
 
 
+def test_grid_blocks_override_per_run_evaluation():
+    cfg = resolve({"latent_sizes": [32], "eval": {"fid": {"n_samples": 300, "temperatures": [1.0, 0.8]}},
+                   "grid": [{"datasets": ["fashion_mnist"]},
+                            {"datasets": ["fashion_mnist"], "latent_sizes": [64],
+                             "eval": {"fid": {"inception": "never"}, "posterior": {"n_images": 3}}}]})
+    got = runs(cfg)
+    assert got["fashion_mnist-ae-z32-s0"]["eval"] == cfg["eval"]
+    z64 = got["fashion_mnist-ae-z64-s0"]["eval"]
+    assert z64["fid"] == {**cfg["eval"]["fid"], "inception": "never"}  # merged key by key over the top level
+    assert z64["posterior"] == {**cfg["eval"]["posterior"], "n_images": 3}
+    assert z64["ood"] == cfg["eval"]["ood"] and z64["impute"] == cfg["eval"]["impute"]
+
+
 def test_grid_with_matched_imputation_adds_runs_per_block():
     cfg = resolve({"datasets": {"mnist": {}}, "seeds": [0],
                    "grid": [{"datasets": ["mnist"], "latent_sizes": [8]}],
@@ -147,6 +160,12 @@ def test_named_grid_blocks_run_the_same_model_side_by_side():
      "grid[1] repeats run fashion_mnist-ae-z8-s0"),
     ([{"datasets": ["fashion_mnist"], "models": ["gan"]}], "grid.0.models.0: 'gan' is not one of"),
     ([{"models": ["ae"]}], "'datasets' is a required property"),
+    ([{"datasets": ["fashion_mnist"], "eval": {"fid": {"inception": "maybe"}}}],
+     "eval.fid.inception: 'maybe' is not one of"),
+    ([{"datasets": ["fashion_mnist"], "eval": {"ood": {"datasets": ["mnist"]}}}],
+     "Additional properties are not allowed ('ood' was unexpected)"),
+    ([{"datasets": ["fashion_mnist"], "eval": {"fid": {"weights": "w.pth"}}}],
+     "grid[0].eval.fid.weights: the Inception weights are one file for the whole experiment"),
 ])
 def test_bad_grid_is_caught_before_any_job(grid, what):
     with pytest.raises(PaeError) as e:

@@ -152,6 +152,12 @@ def eval_spec(section=None):
     return json.dumps(spec, sort_keys=True)
 
 
+def get_run_eval_spec(section):
+    """Input function: a run's own eval section (a grid block may override fid, posterior and uncertainty), as the
+    JSON a stage takes; the same text as eval_spec(section) for a run without overrides."""
+    return lambda wildcards: json.dumps(RUNS[wildcards.run]["eval"][section], sort_keys=True)
+
+
 # The files of a main run that the report reads; a matched-imputation run contributes its impute.json only.
 MAIN_FILES = ("history", "flow_history", "recon", "flow_metrics", "samples", "fid", "ood", "ood_scores", "posterior",
               "posterior_panels", "impute", "uncertainty", "uncertainty_panels")

@@ -9,7 +9,7 @@ rule posterior:
         metrics=PATHS["posterior"],
         panels=PATHS["posterior_panels"],
     params:
-        spec=eval_spec("posterior"),
+        spec=get_run_eval_spec("posterior"),
         device=config["device"],
         launcher=get_launcher,
         job=get_job("posterior"),

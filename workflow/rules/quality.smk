@@ -31,7 +31,7 @@ rule fid:
     output:
         PATHS["fid"],
     params:
-        spec=eval_spec("fid"),
+        spec=get_run_eval_spec("fid"),
         partial=get_run_file("fid_partial"),
         device=config["device"],
         launcher=get_launcher,

@@ -10,7 +10,7 @@ rule uncertainty:
         metrics=PATHS["uncertainty"],
         panels=PATHS["uncertainty_panels"],
     params:
-        spec=eval_spec("uncertainty"),
+        spec=get_run_eval_spec("uncertainty"),
         batch_size=config["eval"]["batch_size"],
         device=config["device"],
         launcher=get_launcher,
