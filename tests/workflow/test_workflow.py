@@ -76,6 +76,14 @@ def test_tiny_workflow_end_to_end(tiny_workflow):
     assert "rule posterior:" in out and "rule report:" in out
     assert not any(f"rule {r}:" in out for r in ("fid", "ood", "impute", "evaluate", "fit_flow", "train"))
 
+    # A grid block's own FID setting: that run's fid stage gets it and reruns with the report; nothing else does.
+    changed = snakemake(tmp_path, "--dry-run", "-p", "--config",
+                        "grid=[{'datasets': ['fashion_mnist'], 'eval': {'fid': {'bootstrap': 3}}}]")
+    out = changed.stdout + changed.stderr
+    assert changed.returncode == 0, out[-3000:]
+    assert "rule fid:" in out and "rule report:" in out and '"bootstrap": 3' in out
+    assert not any(f"rule {r}:" in out for r in ("posterior", "ood", "impute", "evaluate", "fit_flow", "train"))
+
 
 def _check_evaluation_battery(res: Path):
     """The tables and figures of the evaluation battery (issue 4) from the tiny run, with sanity bounds that a broken
