@@ -4,9 +4,12 @@ stops before any job."""
 from __future__ import annotations
 
 import csv
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -170,6 +173,37 @@ def test_dry_run_prints_each_stages_shell_command(tmp_path):
         assert " > logs/" in command and "pae.io.log_errors" in command, command
     assert any(" train --spec '{" in c and "--model-out results/tiny/fashion_mnist-ae-z4-s0/model/model.pt" in c
                for c in stages)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_to_the_process_group_checkpoints_the_training(fashion_mnist_dir, tmp_path, signum):
+    """Ctrl-C (SIGINT to snakemake's whole process group) or `kill -TERM -PGID` mid-training: the training saves its
+    checkpoint and logs why it stopped (the log's tee outlives the signal), and the same command resumes from it."""
+    target = f"results/tiny/{TINY_RUN}/model/model.pt"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "1",
+           "--configfile", str(TINY_CONFIG), "--config", "train={'epochs': 60}", "--", target]
+    log = tmp_path / "logs" / "tiny" / TINY_RUN / "train.log"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (log.exists() and "epoch 3/60: train loss" in log.read_text()):
+            assert proc.poll() is None and time.time() < deadline, "the training did not reach its third epoch"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signum)  # the group this test started: snakemake, the stage and the log's tee
+        assert proc.wait(timeout=120) != 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert f"stopped by {signal.Signals(signum).name}" in text and "the checkpoint holds the state" in text, text[-2000:]
+    assert not (tmp_path / target).exists()
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    text = log.read_text()
+    assert "resuming from" in text and "epoch 60/60: train loss" in text
+    assert "epoch 1/60: train loss" not in text  # the log holds the last attempt: it began past epoch 3
 
 
 def test_bad_config_stops_before_any_job(tmp_path):

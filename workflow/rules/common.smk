@@ -69,9 +69,12 @@ SHOW_ERRORS = ('import sys, pae.io; [print("error in rule " + sys.argv[1] + ": "
 
 def pae_shell(stage_args):
     """The shell command of a rule running the pae stage `stage_args` (a snakemake shell template)."""
+    # tee ignores the stop signals (INT, TERM, HUP) that reach the whole process group (Ctrl-C, `kill -TERM
+    # -PGID`, a closed terminal): the stage saves its state and logs why it stopped through it, and tee ends when the
+    # stage closes the pipe. A tee killed first would break the pipe under the stage before it could save.
     return ("set -o pipefail; OMP_NUM_THREADS={threads} {PY:q} -m pae --launcher {params.launcher:q} "
-            "--job {params.job:q} " + stage_args + " 2>&1 | tee -i -a {log:q}.attempts > {log:q} "
-            "|| {{ {PY:q} -c {SHOW_ERRORS:q} {rule} {log:q}; exit 1; }}")
+            "--job {params.job:q} " + stage_args + " 2>&1 | (trap '' INT TERM HUP; exec tee -a {log:q}.attempts) "
+            "> {log:q} || {{ {PY:q} -c {SHOW_ERRORS:q} {rule} {log:q}; exit 1; }}")
 
 
 def get_attempt(wildcards, attempt):
