@@ -218,15 +218,38 @@ def _times_section(runs_rows: list[dict]) -> list[str]:
             "", table(["stage", "runs", "median s", "max s", "total s"], rows), ""]
 
 
-def _references_section(refs: list[dict]) -> list[str]:
+# Table 1 reference metrics -> the table1 column holding ours (the others are named as their column: e.g.
+# fid_minmax_prior).
+OURS_COLUMN = {"fid": "fid_pae_T1", "fid_minmax": "fid_minmax_pae_T1"}
+
+
+def _ours(ref: dict, t1: list[dict], t2: list[dict]) -> str:
+    """Our value (with its interval) at a reference's coordinates, "-" where this experiment has none."""
+    where = {k: ref[k] for k in ("dataset", "model", "latent_dim")}
+    if ref["table"] == "table1":
+        rows, column = t1, OURS_COLUMN.get(ref["metric"], ref["metric"])
+    else:
+        rows, column = t2, ref["metric"]
+        where.update({k: ref[k] for k in ("ood_set", "score") if k in ref})
+    row = next((r for r in rows if all(r.get(k) == v for k, v in where.items())), None)
+    return _cell(row, column, 4) if row else "-"
+
+
+def _references_section(refs: list[dict], t1: list[dict], t2: list[dict]) -> list[str]:
     lines = ["## Reference values", "",
-             "Values from the papers shown beside ours (pae/report/references.yaml); only values whose source was "
-             "checked are listed. Our runs differ from the papers' in training length and data where the config "
-             "says so; FID needs the Inception weights (README, \"The evaluation battery\").", ""]
+             "The papers' values beside ours (pae/report/references.yaml; only values whose source was checked). "
+             "*ours*: this experiment's value at the same dataset, model and latent size (PAE FIDs at T = 1, on *FID "
+             "n* images per set: see Table 1), \"-\" where it has no such run. Our runs differ from the papers' where "
+             "the config says so; FID needs the Inception weights (README, \"The evaluation battery\").", ""]
+    header = ["table", "dataset", "model", "latent", "metric", "paper", "ours", "what"]
+    rows = []
     for ref in refs:
-        where = ", ".join(f"{k} {ref[k]}" for k in ("dataset", "model", "latent_dim", "ood_set", "score") if k in ref)
-        lines.append(f"- {ref['table']}, {ref['metric']} = {ref['value']:g} ({where}): {ref.get('what', '')}. "
-                     f"Source: {' '.join(str(ref['source']).split())}")
+        metric = ref["metric"] + "".join(f", {ref[k]}" for k in ("ood_set", "score") if k in ref)
+        rows.append([ref["table"], ref["dataset"], ref["model"], str(ref["latent_dim"]), metric, f"{ref['value']:g}",
+                     _ours(ref, t1, t2), " ".join(str(ref.get("what", "")).split())])
+    lines += [table(header, rows), "", "Sources:", ""]
+    lines += [f"{i}. {ref['table']} {ref['metric']} ({ref['dataset']}, latent {ref['latent_dim']}): "
+              f"{' '.join(str(ref['source']).split())}" for i, ref in enumerate(refs, start=1)]
     return lines + [""]
 
 
@@ -253,7 +276,7 @@ def write_report(path: str | os.PathLike, experiment: str, rows: dict[str, list[
     lines += _impute_section(rows["impute"], figures)
     lines += _uncertainty_section(rows.get("uncertainty", []), showcase, figures)
     lines += _times_section(runs_rows)
-    lines += _references_section(refs)
+    lines += _references_section(refs, rows["table1"], rows["table2"])
     with atomic_path(path, suffix=".md") as tmp:
         Path(tmp).write_text("\n".join(lines))
 

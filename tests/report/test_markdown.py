@@ -8,7 +8,13 @@ from pae.io import PaeError
 from pae.report import markdown, summary
 
 REFS = [{"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 8, "metric": "fid",
-         "value": 28.0, "source": "the paper, Table 1", "what": "PAE FID"}]
+         "value": 28.0, "source": "the paper, Table 1", "what": "PAE FID"},
+        {"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 8, "metric": "recon_mse",
+         "value": 0.0064, "source": "a notebook", "what": "test MSE"},
+        {"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 32, "metric": "fid_minmax_prior",
+         "value": 102.9, "source": "a notebook", "what": "N(0, I) samples"},
+        {"table": "table2", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 8, "ood_set": "mnist",
+         "score": "flow_logp", "metric": "auroc", "value": 0.997, "source": "the paper,\n  Table 2", "what": "AUROC"}]
 
 
 def _rows():
@@ -55,6 +61,13 @@ def test_report_has_every_section_our_values_and_the_papers(tmp_path):
                                                   "figures/fashion_mnist-ae-z8-s0_ood_roc.png"]
     assert "(distance vs flow temperature: not drawn)" in text
     assert "| train | 2 | 10.5 | 11.0 | 21 |" in text and "| ood |" not in text  # ood has no benchmark here
+    # Reference values: each beside ours at the same coordinates ("-" where none), then the sources
+    refs = text[text.index("## Reference values"):]
+    assert "| table1 | fashion_mnist | ae | 8 | fid | 28 | - | PAE FID |" in refs  # no FID computed here
+    assert "| table1 | fashion_mnist | ae | 8 | recon_mse | 0.0064 | 0.0105 [" in refs
+    assert "| table1 | fashion_mnist | ae | 32 | fid_minmax_prior | 102.9 | - |" in refs  # no latent-32 run
+    assert "| table2 | fashion_mnist | ae | 8 | auroc, mnist, flow_logp | 0.997 | 0.905 [" in refs
+    assert "4. table2 auroc (fashion_mnist, latent 8): the paper, Table 2" in refs
 
 
 def test_export_copies_the_report_its_tables_and_only_linked_figures(tmp_path):
