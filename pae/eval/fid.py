@@ -7,8 +7,11 @@ The Inception weights are found offline (pae/eval/inception.py: the config's fil
 NVlabs TorchScript port converted into pytorch-fid's network); they are never downloaded.
 
 Protocol for images (stated here and written into every metrics file by the caller): uint8 pixels -> [0, 1];
-one-channel images repeated to three channels; pytorch-fid then resizes bilinearly to 299x299 and scales to
-[-1, 1]; real and generated images go through exactly the same path.
+one-channel images repeated to three channels; resized bilinearly to 299x299, by default as pytorch-fid does
+(`F.interpolate`, pixel centres aligned) or, with resize="tensorflow", as the TensorFlow 1 graph of the original FID
+code did (its ResizeBilinear op without half-pixel centres: output pixel i samples input position i * in / out, so
+the image shifts by about half an input pixel; the PAE and TTUR FID code fed 28x28 images to that graph); then
+scaled to [-1, 1] by pytorch-fid's network; real and generated images go through exactly the same path.
 
 Intervals (`frechet_bootstrap`): a percentile bootstrap of the plug-in estimate, both feature sets resampled with
 replacement. The plug-in Fréchet distance is biased upwards for finite samples (by an amount growing with D / n),
@@ -27,24 +30,61 @@ from tqdm import tqdm
 
 from pae.io import PaeError, progress_kwargs
 
-PROTOCOL = ("uint8 -> [0, 1]; 1 channel repeated to 3; bilinear resize to 299x299 and scaling to [-1, 1] by "
-            "pytorch-fid's InceptionV3; pool3 features (2048-d); real and generated images identically")
+RESIZES = {"pytorch": "bilinear resize to 299x299 by pytorch-fid's InceptionV3 (F.interpolate, half-pixel centres)",
+           "tensorflow": "bilinear resize to 299x299 as TensorFlow 1's ResizeBilinear (no half-pixel centres: "
+                         "output pixel i samples input position i * in / out), the original FID graph's own op"}
+
+
+def protocol(resize: str = "pytorch") -> str:
+    """The image path into Inception, in words (fid.json's image_conversion)."""
+    return (f"uint8 -> [0, 1]; 1 channel repeated to 3; {RESIZES[resize]}; scaling to [-1, 1] by pytorch-fid's "
+            "InceptionV3; pool3 features (2048-d); real and generated images identically")
+
+
+def _tf1_bilinear_weights(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) interpolation weights of TensorFlow 1's ResizeBilinear (align_corners=False,
+    half_pixel_centers=False) along one axis: output i reads input position i * n_in / n_out, between its floor and
+    the next pixel (clamped at the last one)."""
+    pos = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+    lo = pos.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    frac = pos - lo
+    w = torch.zeros(n_out, n_in, dtype=torch.float64)
+    w[torch.arange(n_out), lo] += 1 - frac
+    w[torch.arange(n_out), hi] += frac
+    return w
+
+
+def tf1_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Images (N, C, H, W) resized to size x size as TensorFlow 1's ResizeBilinear did (see the module docstring)."""
+    wh = _tf1_bilinear_weights(x.shape[2], size).to(x)
+    ww = wh if x.shape[3] == x.shape[2] else _tf1_bilinear_weights(x.shape[3], size).to(x)
+    return torch.einsum("oh,nchw,pw->ncop", wh, x, ww)
+
+
+INCEPTION_SIZE = 299
 
 
 @torch.no_grad()
 def inception_features(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-                       batch_size: int = 100, bf16: bool = False, channels_last: bool = True) -> np.ndarray:
-    """(N, 2048) float64 pool3 features of uint8 images (N, C, H, W), C = 1 or 3. The images go in channels-last, the
-    layout `pae.eval.inception.load` gives the network (the same fp32 values up to round-off, 1.5x faster on a CPU),
-    unless channels_last is False; with bf16, the network runs under bfloat16 autocast (bench/inception.py measures
-    the paths and their FID)."""
+                       batch_size: int = 100, bf16: bool = False, channels_last: bool = True,
+                       resize: str = "pytorch") -> np.ndarray:
+    """(N, 2048) float64 pool3 features of uint8 images (N, C, H, W), C = 1 or 3, resized to 299x299 as `resize`
+    says ("pytorch" or "tensorflow": the module docstring). The images go in channels-last, the layout
+    `pae.eval.inception.load` gives the network (the same fp32 values up to round-off, 1.5x faster on a CPU), unless
+    channels_last is False; with bf16, the network runs under bfloat16 autocast (bench/inception.py measures the
+    paths and their FID)."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected uint8 images (N, 1 or 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    if resize not in RESIZES:
+        raise ValueError(f"resize={resize!r}: expected one of {sorted(RESIZES)}")
     out = []
     for i in tqdm(range(0, len(images), batch_size), desc="inception features", **progress_kwargs()):
         x = images[i:i + batch_size].to(device).float() / 255.0
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
+        if resize == "tensorflow":  # pytorch-fid's own resize of a 299x299 image is then the identity
+            x = tf1_bilinear(x, INCEPTION_SIZE)
         x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
             out.append(model(x)[0].flatten(1).double().cpu())

@@ -220,10 +220,12 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
     extractors: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
         "domain_fd": lambda images: classifier_features(classifier, images, dev, bs)}
     if inception is not None:  # on the first n_fid images of each set (random draws, so a random subset)
-        extractors["fid"] = lambda images: fid_lib.inception_features(inception, images[:n_fid], dev, bs)
+        resize = spec["resize"]
+        extractors["fid"] = lambda images: fid_lib.inception_features(inception, images[:n_fid], dev, bs,
+                                                                      resize=resize)
         if "minmax" in spec["scalings"]:
             extractors["fid_minmax"] = lambda images: fid_lib.inception_features(
-                inception, minmax_per_image(images[:n_fid]), dev, bs)
+                inception, minmax_per_image(images[:n_fid]), dev, bs, resize=resize)
     fingerprint = "" if partial is None else _fingerprint(
         spec, [model_path, flow_path, data_path, latents_path, classifier_path], weights)
     finished = _Finished(partial, fingerprint)
@@ -271,9 +273,10 @@ def _protocol(spec: dict, n_real: int, n_fid: int, n_generated: dict, nonfinite:
                  "reconstructions": "decoder(test latents of latents.h5) of the reference images",
                  "train_vs_test": "train-split images (at most n_samples, drawn with seed + 1): the floor"},
         "pixel_normalisation": PIXELS,
-        "image_conversion": {"domain_fd": CLASSIFIER_INPUT, "fid": fid_lib.PROTOCOL,
+        "image_conversion": {"domain_fd": CLASSIFIER_INPUT, "fid": fid_lib.protocol(spec["resize"]),
                              "fid_minmax": f"each image min-max stretched to 0-255 (real and generated), then "
-                                           f"{fid_lib.PROTOCOL}"},
+                                           f"{fid_lib.protocol(spec['resize'])}"},
+        "resize": spec["resize"],
         "n_fid": {"real": min(n_real, n_fid), "generated": {k: min(v, n_fid) for k, v in n_generated.items()}},
         "bootstrap": {"n_boot": spec["bootstrap"], "level": LEVEL, "method": BOOTSTRAP},
         "classifier": {"file": str(classifier_path), "test_accuracy": cmeta.get("test_accuracy"),

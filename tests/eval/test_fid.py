@@ -1,5 +1,5 @@
 """FID: the Fréchet distance against closed forms; its bootstrap interval (agreement with pytorch-fid, coverage,
-width, seeding). The Inception weights and features: tests/eval/test_inception.py."""
+width, seeding); the TensorFlow 1 resize. The Inception weights and features: tests/eval/test_inception.py."""
 from __future__ import annotations
 
 from unittest import mock
@@ -7,9 +7,10 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from pytorch_fid import inception as fid_inception
 
-from pae.eval.fid import frechet_bootstrap, frechet_distance
+from pae.eval.fid import frechet_bootstrap, frechet_distance, inception_features, tf1_bilinear
 
 
 def _gaussian(mean, cov, n, seed):
@@ -85,3 +86,35 @@ def test_bootstrap_bad_input():
         frechet_bootstrap(np.zeros((5, 3)), np.zeros((5, 4)), 0, 0)
     with pytest.raises(ValueError, match="N >= 2"):
         frechet_bootstrap(np.zeros((1, 3)), np.zeros((5, 3)), 0, 0)
+
+
+def test_tensorflow_resize_is_tf1_resize_bilinear():
+    """TensorFlow 1's ResizeBilinear (no half-pixel centres): output i reads input i * in / out, clamped at the last
+    pixel, so the last rows and columns repeat; worked by hand for 2x2 -> 4x4."""
+    x = torch.tensor([[0.0, 1.0], [2.0, 3.0]], dtype=torch.float64)[None, None]
+    want = torch.tensor([[0.0, 0.5, 1.0, 1.0], [1.0, 1.5, 2.0, 2.0], [2.0, 2.5, 3.0, 3.0], [2.0, 2.5, 3.0, 3.0]])
+    assert torch.equal(tf1_bilinear(x, 4)[0, 0], want.double())
+    images = torch.rand(2, 3, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(tf1_bilinear(images, 28), images)  # its own size: the identity
+    big = tf1_bilinear(images, 280)  # an integer factor: every 10th output pixel is an input pixel
+    assert torch.allclose(big[:, :, ::10, ::10], images, rtol=0, atol=1e-12)
+    pytorch = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+    assert (tf1_bilinear(images, 299) - pytorch).abs().max() > 0.05  # the two resizes differ: half a pixel's shift
+
+
+def test_inception_features_resize_the_tensorflow_way_before_the_network():
+    seen = []
+
+    class Probe(torch.nn.Module):  # stands in for Inception: records its input, returns (N, 2048, 1, 1)
+        def forward(self, x):
+            seen.append(x.clone())
+            return [x.mean(dim=(2, 3), keepdim=True).repeat(1, 683, 1, 1)[:, :2048]]
+
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    inception_features(Probe(), images, resize="pytorch")
+    inception_features(Probe(), images, resize="tensorflow")
+    assert seen[0].shape == (3, 3, 28, 28)  # pytorch-fid's network resizes itself
+    want = tf1_bilinear(images.double().expand(-1, 3, -1, -1) / 255, 299)
+    torch.testing.assert_close(seen[1].double(), want, rtol=0, atol=1e-6)  # float32 weights, values in [0, 1]
+    with pytest.raises(ValueError, match="resize='bicubic'"):
+        inception_features(Probe(), images, resize="bicubic")
