@@ -64,22 +64,20 @@ def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Pat
 
 
 def _fid_note(runs: list[dict]) -> str:
-    """What report.md says about FID: how the images were resized for the runs that have it (eval.fid.resize), and
-    why the others have none (from fid.json)."""
-    resized: dict[str, list[str]] = {}
+    """What report.md says about FID: the image path into Inception of the runs that have it (fid.json's
+    image_conversion, which names the resize), and why the others have none."""
+    paths: dict[str, list[str]] = {}
     reasons: dict[str, list[str]] = {}
     for r in runs:
         result = read_json(r["files"]["fid"])
         if result.get("fid") is not None:
-            resized.setdefault(result["protocol"].get("resize", "pytorch"), []).append(r["run"])
+            paths.setdefault(result["protocol"]["image_conversion"]["fid"], []).append(r["run"])
         else:
             reasons.setdefault(str(result.get("fid_unavailable")), []).append(r["run"])
-    words = {"pytorch": "images resized to 299x299 as pytorch-fid does",
-             "tensorflow": "images resized to 299x299 as TensorFlow 1's ResizeBilinear did (the original FID code)"}
     notes = []
-    for resize, names in resized.items():
+    for path, names in paths.items():
         which = "every run" if len(names) == len(runs) else ", ".join(names)
-        notes.append(f"FID was computed for {which}, {words[resize]} (eval.fid.resize: {resize}).")
+        notes.append(f"FID was computed for {which}; images into Inception: {path}.")
     for reason, names in reasons.items():
         which = "any run" if len(names) == len(runs) else ", ".join(names)
         notes.append(f"FID was not computed for {which}: {reason}")
