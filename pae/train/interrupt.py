@@ -1,7 +1,8 @@
 """Stop requests for long stages: SLURM's pre-timeout signal (USR2 through submitit), SIGTERM from a scheduler or
-snakemake, Ctrl-C (SIGINT) and a closed terminal (SIGHUP) reaching a local run's process group. A handler only records the request; the training loop looks at step boundaries, writes its checkpoint
-there (a consistent state, unlike one taken inside a signal handler mid-step) and raises `Interrupted`, which the
-launcher turns into a requeue (SLURM) or a clean exit.
+snakemake, Ctrl-C (SIGINT) and a closed terminal (SIGHUP) reaching a local run's process group. A handler only
+records the request; the training loop looks at step boundaries, writes its checkpoint there (a consistent state,
+unlike one taken inside a signal handler mid-step) and raises `Interrupted`, which the launcher turns into a requeue
+(SLURM) or a clean exit.
 """
 from __future__ import annotations
 
