@@ -25,10 +25,10 @@ Layout of fid.json:
   fid_unavailable  why the FID is null (the missing-weights message, or the config's inception: never), else null
   temperatures     the PAE temperatures, in config order
 
-Inception on a CPU takes about 20 minutes per 10,000 images, so the paper's protocol (eleven sets, two scalings) runs
-for hours. With --partial (the workflow passes the run's checkpoint/fid folder) each finished piece is kept there:
-the real images' features per extractor and each set's distances; a rerun of the stage after a stop computes only
-what is left. The folder belongs to one set of inputs (the sha256 of the input files and of the spec, written in it):
+Inception on a CPU takes about 30 minutes per 10,000 images on one core, so the paper's protocol (nine image sets,
+two scalings) runs for hours. With --partial (the workflow passes the run's checkpoint/fid folder) each finished
+piece is kept there: the real images' features per extractor and each set's distance per extractor (one Inception
+pass each); a rerun of the stage after a stop computes only what is left. The folder belongs to one set of inputs (the sha256 of the input files and of the spec, written in it):
 another set of inputs empties it first. It is removed once fid.json is written.
 """
 from __future__ import annotations
@@ -234,17 +234,21 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
     n_generated, nonfinite = {}, {}
     sets = _image_sets(model, flow, mspec.latent_dim, test_z[chosen], data.split("train")[0], spec, dev, nonfinite)
     for name, make in sets:
-        def compute(make=make, name=name) -> dict:
-            images = make()
+        made: list[torch.Tensor] = []  # the set's images, made once and only if a distance is left to compute
+
+        def compute(key: str, make=make, name=name) -> dict:
+            if not made:
+                made.append(make())
+            images = made[0]
             return {"n_generated": len(images), "nonfinite": nonfinite.get(name),
-                    **{key: fid_lib.frechet_bootstrap(extract(images), real_features[key], spec["bootstrap"],
-                                                      seed, LEVEL, dev) for key, extract in extractors.items()}}
-        done = finished.result(f"set-{name}", compute)
+                    "distance": fid_lib.frechet_bootstrap(extractors[key](images), real_features[key],
+                                                          spec["bootstrap"], seed, LEVEL, dev)}
+        for key in extractors:  # one piece per set and distance: a stop loses at most one Inception pass
+            done = finished.result(f"set-{name}-{key}", lambda key=key: compute(key))
+            results[key][name] = done["distance"]
         n_generated[name] = done["n_generated"]
         if done["nonfinite"] is not None:
             nonfinite[name] = done["nonfinite"]
-        for key in extractors:
-            results[key][name] = done[key]
         log.info("%-16s %s", name, "; ".join(_describe(key, results[key][name]) for key in extractors))
 
     write_json(out, {

@@ -183,8 +183,8 @@ def test_a_stopped_stage_resumes_from_its_finished_pieces(inputs, tmp_path, monk
         fid_stage.fid({**FID, "inception": "never"}, **inputs, out=tmp_path / "fid.json", device="cpu",
                       partial=partial)
     assert not (tmp_path / "fid.json").exists()
-    assert sorted(p.name for p in partial.iterdir()) == ["fingerprint.txt", "real-domain_fd.npy", "set-pae_T1.0.json",
-                                                         "set-prior.json"]
+    assert sorted(p.name for p in partial.iterdir()) == ["fingerprint.txt", "real-domain_fd.npy",
+                                                         "set-pae_T1.0-domain_fd.json", "set-prior-domain_fd.json"]
     monkeypatch.setattr(fid_stage.fid_lib, "frechet_bootstrap", real_bootstrap)
     real_features, extracted = fid_stage.classifier_features, []
     monkeypatch.setattr(fid_stage, "classifier_features", lambda *a: extracted.append(1) or real_features(*a))
@@ -195,7 +195,7 @@ def test_a_stopped_stage_resumes_from_its_finished_pieces(inputs, tmp_path, monk
 
     partial.mkdir(parents=True)
     (partial / "fingerprint.txt").write_text("other inputs")
-    (partial / "set-prior.json").write_text("{}")
+    (partial / "set-prior-domain_fd.json").write_text("{}")
     extracted.clear()
     assert _run_partial(inputs, tmp_path / "again.json", partial) == whole and len(extracted) == 6
 
