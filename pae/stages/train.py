@@ -29,7 +29,7 @@ def run(a: argparse.Namespace) -> None:
 
 def train_stage(spec: dict, data_path: Path, model_out: Path, history_out: Path, checkpoint: Path,
                 device: str) -> None:
-    interrupt.install()  # TERM, INT, HUP, SLURM's USR signals: checkpoint at the next step boundary, then stop
+    previous = interrupt.install()  # TERM, INT, HUP, SLURM's USR signals: checkpoint at the next step, then stop
     info = distributed.setup(device)
     try:
         # Rank 0 writes the checkpoint, and holds its lock: no two trainings ever write one checkpoint.
@@ -38,3 +38,4 @@ def train_stage(spec: dict, data_path: Path, model_out: Path, history_out: Path,
             train(TrainSpec.from_dict(spec), data, model_out, history_out, checkpoint, info)
     finally:
         distributed.cleanup()
+        interrupt.restore(previous)

@@ -32,6 +32,14 @@ def install(signals=SIGNALS) -> dict[int, object]:
     return previous
 
 
+def restore(previous: dict[int, object]) -> None:
+    """Give the signals back to the handlers `install` returned (a stage run in-process leaves the caller's own) and
+    forget any request."""
+    for s, handler in previous.items():
+        signal.signal(s, handler)
+    _requested.clear()
+
+
 def requested(synchronise: bool = False) -> int:
     """The signal asked for (0 if none). With `synchronise`, all ranks agree (max over ranks: one collective call)."""
     signum = _requested[0] if _requested else 0
