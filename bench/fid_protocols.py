@@ -1,6 +1,6 @@
-"""How much FID depends on the protocol: the same image sets through Inception with each resize (eval.fid.resize:
-pytorch-fid's bilinear, or TensorFlow 1's ResizeBilinear as the original FID graph did) and each scaling (pixel / 255,
-or each image min-max stretched first, the PAE authors' notebook), against the same test images.
+"""How much FID depends on the protocol: the same image sets through Inception with each preprocessing
+(eval.fid.preprocessing: pytorch-fid's, or the original TensorFlow graph's resize and scaling) and each scaling (pixels
+as they are, or each image min-max stretched first, the PAE authors' notebook), against the same test images.
 
 Sets: --n Fashion-MNIST training images (the floor); with --run, also --n PAE samples at T = 1 and --n N(0, I) samples
 of that run (its model/model.pt and flow/flow.pt). FID is biased upwards at small n, so compare the protocols at one n,
@@ -65,19 +65,19 @@ def main() -> None:
           f"{torch.get_num_threads()} thread(s); weights {weights.path} ({weights.obtained})")
     print(f"FID against {args.n} Fashion-MNIST test images, {args.n} images per set"
           + (f"; run {args.run}" if args.run else ""))
-    protocols = [(resize, scaling) for resize in ("pytorch", "tensorflow") for scaling in ("uint8", "minmax")]
+    protocols = [(prep, scaling) for prep in ("pytorch", "tensorflow") for scaling in ("uint8", "minmax")]
     print(f"{'set':16s}" + "".join(f"{r + ', ' + s:>22s}" for r, s in protocols))
     start = time.perf_counter()
     real = {}
-    for resize, scaling in protocols:
-        prep = minmax_per_image if scaling == "minmax" else (lambda x: x)
-        real[resize, scaling] = fid.inception_features(model, prep(test), device, args.batch_size, resize=resize)
+    for prep, scaling in protocols:
+        scale = minmax_per_image if scaling == "minmax" else (lambda x: x)
+        real[prep, scaling] = fid.inception_features(model, scale(test), device, args.batch_size, preprocessing=prep)
     for name, images in sets.items():
         values = []
-        for resize, scaling in protocols:
-            prep = minmax_per_image if scaling == "minmax" else (lambda x: x)
-            a = fid.inception_features(model, prep(images), device, args.batch_size, resize=resize)
-            values.append(fid.frechet_bootstrap(a, real[resize, scaling], 0, 0)["value"])
+        for prep, scaling in protocols:
+            scale = minmax_per_image if scaling == "minmax" else (lambda x: x)
+            a = fid.inception_features(model, scale(images), device, args.batch_size, preprocessing=prep)
+            values.append(fid.frechet_bootstrap(a, real[prep, scaling], 0, 0)["value"])
         print(f"{name:16s}" + "".join(f"{v:22.3f}" for v in values), flush=True)
     print(f"({time.perf_counter() - start:.0f} s)")
 

@@ -6,12 +6,15 @@ through pytorch-fid's Inception, so figures compare with the literature. `freche
 The Inception weights are found offline (pae/eval/inception.py: the config's file, pytorch-fid's own file, or the
 NVlabs TorchScript port converted into pytorch-fid's network); they are never downloaded.
 
-Protocol for images (stated here and written into every metrics file by the caller): uint8 pixels -> [0, 1];
-one-channel images repeated to three channels; resized bilinearly to 299x299, by default as pytorch-fid does
-(`F.interpolate`, pixel centres aligned) or, with resize="tensorflow", as the TensorFlow 1 graph of the original FID
-code did (its ResizeBilinear op without half-pixel centres: output pixel i samples input position i * in / out, so
-the image shifts by about half an input pixel; the PAE and TTUR FID code fed 28x28 images to that graph); then
-scaled to [-1, 1] by pytorch-fid's network; real and generated images go through exactly the same path.
+Protocol for images (stated here and written into every metrics file by the caller), `preprocessing`:
+- "pytorch" (pytorch-fid's): uint8 pixels p -> p / 255; one-channel images repeated to three channels; pytorch-fid's
+  network resizes bilinearly to 299x299 (`F.interpolate`, half-pixel centres) and maps [0, 1] to [-1, 1].
+- "tensorflow" (the original FID code's TensorFlow graph, which the PAE and TTUR code fed 28x28 images in 0-255):
+  the graph resized with TensorFlow 1's ResizeBilinear (no half-pixel centres: output pixel i samples input position
+  i * in / out, a shift of about half an input pixel) and scaled by (p - 128) / 128, onto [-1, 0.992]. Here: p / 256
+  (which pytorch-fid's 2x - 1 turns into (p - 128) / 128), the same resize, and pytorch-fid's network (its own resize of
+  a 299x299 image is the identity).
+Real and generated images go through exactly the same path.
 
 Intervals (`frechet_bootstrap`): a percentile bootstrap of the plug-in estimate, both feature sets resampled with
 replacement. The plug-in Fréchet distance is biased upwards for finite samples (by an amount growing with D / n),
@@ -30,15 +33,17 @@ from tqdm import tqdm
 
 from pae.io import PaeError, progress_kwargs
 
-RESIZES = {"pytorch": "bilinear resize to 299x299 by pytorch-fid's InceptionV3 (F.interpolate, half-pixel centres)",
-           "tensorflow": "bilinear resize to 299x299 as TensorFlow 1's ResizeBilinear (no half-pixel centres: "
-                         "output pixel i samples input position i * in / out), the original FID graph's own op"}
+PREPROCESSINGS = {
+    "pytorch": "uint8 p -> p / 255; 1 channel repeated to 3; pytorch-fid's InceptionV3 resizes bilinearly to 299x299 "
+               "(F.interpolate, half-pixel centres) and scales to [-1, 1]",
+    "tensorflow": "uint8 p; 1 channel repeated to 3; bilinear resize to 299x299 as TensorFlow 1's ResizeBilinear "
+                  "(no half-pixel centres: output pixel i samples input position i * in / out) and (p - 128) / 128, "
+                  "as the original FID graph did"}
 
 
-def protocol(resize: str = "pytorch") -> str:
+def protocol(preprocessing: str = "pytorch") -> str:
     """The image path into Inception, in words (fid.json's image_conversion)."""
-    return (f"uint8 -> [0, 1]; 1 channel repeated to 3; {RESIZES[resize]}; scaling to [-1, 1] by pytorch-fid's "
-            "InceptionV3; pool3 features (2048-d); real and generated images identically")
+    return f"{PREPROCESSINGS[preprocessing]}; pool3 features (2048-d); real and generated images identically"
 
 
 def _tf1_bilinear_weights(n_in: int, n_out: int) -> torch.Tensor:
@@ -56,7 +61,7 @@ def _tf1_bilinear_weights(n_in: int, n_out: int) -> torch.Tensor:
 
 
 def tf1_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Images (N, C, H, W) resized to size x size as TensorFlow 1's ResizeBilinear did (see the module docstring)."""
+    """Images (N, C, H, W) resized to size x size as TensorFlow 1's ResizeBilinear did (the module docstring)."""
     wh = _tf1_bilinear_weights(x.shape[2], size).to(x)
     ww = wh if x.shape[3] == x.shape[2] else _tf1_bilinear_weights(x.shape[3], size).to(x)
     return torch.einsum("oh,nchw,pw->ncop", wh, x, ww)
@@ -68,22 +73,23 @@ INCEPTION_SIZE = 299
 @torch.no_grad()
 def inception_features(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
                        batch_size: int = 100, bf16: bool = False, channels_last: bool = True,
-                       resize: str = "pytorch") -> np.ndarray:
-    """(N, 2048) float64 pool3 features of uint8 images (N, C, H, W), C = 1 or 3, resized to 299x299 as `resize`
+                       preprocessing: str = "pytorch") -> np.ndarray:
+    """(N, 2048) float64 pool3 features of uint8 images (N, C, H, W), C = 1 or 3, preprocessed as `preprocessing`
     says ("pytorch" or "tensorflow": the module docstring). The images go in channels-last, the layout
     `pae.eval.inception.load` gives the network (the same fp32 values up to round-off, 1.5x faster on a CPU), unless
     channels_last is False; with bf16, the network runs under bfloat16 autocast (bench/inception.py measures the
     paths and their FID)."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected uint8 images (N, 1 or 3, H, W), got {images.dtype} {tuple(images.shape)}")
-    if resize not in RESIZES:
-        raise ValueError(f"resize={resize!r}: expected one of {sorted(RESIZES)}")
+    if preprocessing not in PREPROCESSINGS:
+        raise ValueError(f"preprocessing={preprocessing!r}: expected one of {sorted(PREPROCESSINGS)}")
+    tensorflow = preprocessing == "tensorflow"
     out = []
     for i in tqdm(range(0, len(images), batch_size), desc="inception features", **progress_kwargs()):
-        x = images[i:i + batch_size].to(device).float() / 255.0
+        x = images[i:i + batch_size].to(device).float() / (256.0 if tensorflow else 255.0)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        if resize == "tensorflow":  # pytorch-fid's own resize of a 299x299 image is then the identity
+        if tensorflow:
             x = tf1_bilinear(x, INCEPTION_SIZE)
         x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):

@@ -28,8 +28,9 @@ Layout of fid.json:
 Inception on a CPU takes about 30 minutes per 10,000 images on one core, so the paper's protocol (nine image sets,
 two scalings) runs for hours. With --partial (the workflow passes the run's checkpoint/fid folder) each finished
 piece is kept there: the real images' features per extractor and each set's distance per extractor (one Inception
-pass each); a rerun of the stage after a stop computes only what is left. The folder belongs to one set of inputs (the sha256 of the input files and of the spec, written in it):
-another set of inputs empties it first. It is removed once fid.json is written.
+pass each); a rerun of the stage after a stop computes only what is left. The folder belongs to one set of inputs
+(the sha256 of the input files and of the spec, written in it): another set of inputs empties it first. It is removed
+once fid.json is written.
 """
 from __future__ import annotations
 
@@ -220,12 +221,12 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
     extractors: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
         "domain_fd": lambda images: classifier_features(classifier, images, dev, bs)}
     if inception is not None:  # on the first n_fid images of each set (random draws, so a random subset)
-        resize = spec["resize"]
+        prep = spec["preprocessing"]
         extractors["fid"] = lambda images: fid_lib.inception_features(inception, images[:n_fid], dev, bs,
-                                                                      resize=resize)
+                                                                      preprocessing=prep)
         if "minmax" in spec["scalings"]:
             extractors["fid_minmax"] = lambda images: fid_lib.inception_features(
-                inception, minmax_per_image(images[:n_fid]), dev, bs, resize=resize)
+                inception, minmax_per_image(images[:n_fid]), dev, bs, preprocessing=prep)
     fingerprint = "" if partial is None else _fingerprint(
         spec, [model_path, flow_path, data_path, latents_path, classifier_path], weights)
     finished = _Finished(partial, fingerprint)
@@ -277,10 +278,10 @@ def _protocol(spec: dict, n_real: int, n_fid: int, n_generated: dict, nonfinite:
                  "reconstructions": "decoder(test latents of latents.h5) of the reference images",
                  "train_vs_test": "train-split images (at most n_samples, drawn with seed + 1): the floor"},
         "pixel_normalisation": PIXELS,
-        "image_conversion": {"domain_fd": CLASSIFIER_INPUT, "fid": fid_lib.protocol(spec["resize"]),
+        "image_conversion": {"domain_fd": CLASSIFIER_INPUT, "fid": fid_lib.protocol(spec["preprocessing"]),
                              "fid_minmax": f"each image min-max stretched to 0-255 (real and generated), then "
-                                           f"{fid_lib.protocol(spec['resize'])}"},
-        "resize": spec["resize"],
+                                           f"{fid_lib.protocol(spec['preprocessing'])}"},
+        "preprocessing": spec["preprocessing"],
         "n_fid": {"real": min(n_real, n_fid), "generated": {k: min(v, n_fid) for k, v in n_generated.items()}},
         "bootstrap": {"n_boot": spec["bootstrap"], "level": LEVEL, "method": BOOTSTRAP},
         "classifier": {"file": str(classifier_path), "test_accuracy": cmeta.get("test_accuracy"),

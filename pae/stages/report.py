@@ -65,7 +65,7 @@ def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Pat
 
 def _fid_note(runs: list[dict]) -> str:
     """What report.md says about FID: the image path into Inception of the runs that have it (fid.json's
-    image_conversion, which names the resize), and why the others have none."""
+    image_conversion: eval.fid.preprocessing), and why the others have none."""
     paths: dict[str, list[str]] = {}
     reasons: dict[str, list[str]] = {}
     for r in runs:

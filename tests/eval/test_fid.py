@@ -1,5 +1,6 @@
 """FID: the Fréchet distance against closed forms; its bootstrap interval (agreement with pytorch-fid, coverage,
-width, seeding); the TensorFlow 1 resize. The Inception weights and features: tests/eval/test_inception.py."""
+width, seeding); the TensorFlow graph's preprocessing. The Inception weights and features:
+tests/eval/test_inception.py."""
 from __future__ import annotations
 
 from unittest import mock
@@ -102,7 +103,7 @@ def test_tensorflow_resize_is_tf1_resize_bilinear():
     assert (tf1_bilinear(images, 299) - pytorch).abs().max() > 0.05  # the two resizes differ: half a pixel's shift
 
 
-def test_inception_features_resize_the_tensorflow_way_before_the_network():
+def test_inception_features_preprocess_as_the_tensorflow_graph_did():
     seen = []
 
     class Probe(torch.nn.Module):  # stands in for Inception: records its input, returns (N, 2048, 1, 1)
@@ -111,10 +112,11 @@ def test_inception_features_resize_the_tensorflow_way_before_the_network():
             return [x.mean(dim=(2, 3), keepdim=True).repeat(1, 683, 1, 1)[:, :2048]]
 
     images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    inception_features(Probe(), images, resize="pytorch")
-    inception_features(Probe(), images, resize="tensorflow")
-    assert seen[0].shape == (3, 3, 28, 28)  # pytorch-fid's network resizes itself
-    want = tf1_bilinear(images.double().expand(-1, 3, -1, -1) / 255, 299)
-    torch.testing.assert_close(seen[1].double(), want, rtol=0, atol=1e-6)  # float32 weights, values in [0, 1]
-    with pytest.raises(ValueError, match="resize='bicubic'"):
-        inception_features(Probe(), images, resize="bicubic")
+    inception_features(Probe(), images, preprocessing="pytorch")
+    inception_features(Probe(), images, preprocessing="tensorflow")
+    torch.testing.assert_close(seen[0], images.float().expand(-1, 3, -1, -1) / 255)  # pytorch-fid resizes itself
+    # pytorch-fid's network maps x to 2x - 1: the TensorFlow graph's (p - 128) / 128 after its resize
+    tf_graph = tf1_bilinear((images.double().expand(-1, 3, -1, -1) - 128) / 128, 299)
+    torch.testing.assert_close(2 * seen[1].double() - 1, tf_graph, rtol=0, atol=1e-5)  # float32, |values| <= 1
+    with pytest.raises(ValueError, match="preprocessing='bicubic'"):
+        inception_features(Probe(), images, preprocessing="bicubic")

@@ -23,7 +23,7 @@ from pae.stages import train_classifier as classifier_stage
 
 CLASSIFIER = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "features": 8, "seed": 0}
 FID = {"n_samples": 16, "fid_samples": None, "scalings": ["uint8"], "temperatures": [1.0, 0.5], "bootstrap": 5,
-       "inception": "auto", "weights": None, "batch_size": 7, "seed": 0, "resize": "pytorch"}
+       "inception": "auto", "weights": None, "batch_size": 7, "seed": 0, "preprocessing": "pytorch"}
 SETS = {"prior", "pae_T1.0", "pae_T0.5", "reconstructions", "train_vs_test"}
 
 
@@ -126,12 +126,13 @@ def test_fid_stage_with_an_inception_stand_in(inputs, tmp_path, stand_in_weights
         "path": str(stand_in_weights), "sha256": inception.sha256(stand_in_weights),
         "obtained": "config (eval.fid.weights)", "source": None, "source_sha256": None, "max_abs_diff": None}
     assert result["fid"] != result["domain_fd"] and result["fid_minmax"] != result["fid"]
-    assert p["resize"] == "pytorch" and "pytorch-fid's InceptionV3 (F.interpolate" in p["image_conversion"]["fid"]
+    assert p["preprocessing"] == "pytorch" and "pytorch-fid's InceptionV3 resizes" in p["image_conversion"]["fid"]
 
-    # TensorFlow 1's resize: the same images and domain FDs, other Inception inputs and so other FIDs
+    # The TensorFlow graph's path: the same images and domain FDs, other Inception inputs and so other FIDs
     tf = _run(inputs, tmp_path / "fid_tf.json", n_samples=6, fid_samples=4, temperatures=[1.0], bootstrap=2,
-              inception="required", weights=str(stand_in_weights), resize="tensorflow")
-    assert tf["protocol"]["resize"] == "tensorflow" and "ResizeBilinear" in tf["protocol"]["image_conversion"]["fid"]
+              inception="required", weights=str(stand_in_weights), preprocessing="tensorflow")
+    assert tf["protocol"]["preprocessing"] == "tensorflow"
+    assert "ResizeBilinear" in tf["protocol"]["image_conversion"]["fid"]
     assert tf["domain_fd"] == result["domain_fd"]
     assert all(tf["fid"][k]["value"] != result["fid"][k]["value"] for k in sets)
 
