@@ -23,21 +23,17 @@ from pae.data.sources import DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, read_i
 from pae.data.store import pick
 from pae.device import resolve_device
 from pae.eval import fid, inception
-from pae.eval.generate import decode_to_uint8
 from pae.stages.common import load_run
-from pae.stages.fid import minmax_per_image
+from pae.stages.fid import decode, flow_latents, minmax_per_image
 
 
-@torch.no_grad()
 def _samples(run_dir: Path, data: Path, n: int, device: str) -> dict[str, torch.Tensor]:
     """The run's PAE samples at T = 1 and N(0, I) samples (n each, the same base draws), as uint8 images."""
     r = load_run(run_dir / "model" / "model.pt", run_dir / "flow" / "flow.pt", data, device)
     u = torch.randn(n, r.spec.latent_dim, generator=torch.Generator().manual_seed(0))
     r.flow.eval()
-    z = torch.cat([r.flow.inverse(u[i:i + 500].to(r.device))[0] for i in range(0, n, 500)])
-    decode = lambda latents: torch.cat([decode_to_uint8(r.model, latents[i:i + 500], r.device)  # noqa: E731
-                                        for i in range(0, n, 500)])
-    return {"PAE T=1": decode(z), "N(0, I)": decode(u)}
+    return {"PAE T=1": decode(r.model, flow_latents(r.flow, u, 1.0, 500), r.device, 500),
+            "N(0, I)": decode(r.model, u, r.device, 500)}
 
 
 def main() -> None:

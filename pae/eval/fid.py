@@ -26,6 +26,8 @@ which is what samplers compared at equal n differ in. The bias estimate is repor
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
@@ -46,6 +48,7 @@ def protocol(preprocessing: str = "pytorch") -> str:
     return f"{PREPROCESSINGS[preprocessing]}; pool3 features (2048-d); real and generated images identically"
 
 
+@functools.lru_cache(maxsize=8)  # the same few sizes for every batch
 def _tf1_bilinear_weights(n_in: int, n_out: int) -> torch.Tensor:
     """(n_out, n_in) interpolation weights of TensorFlow 1's ResizeBilinear (align_corners=False,
     half_pixel_centers=False) along one axis: output i reads input position i * n_in / n_out, between its floor and

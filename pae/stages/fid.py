@@ -35,6 +35,7 @@ once fid.json is written.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -132,12 +133,13 @@ def _fingerprint(spec: dict, files: list[Path], weights: dict | None) -> str:
 
 
 @torch.no_grad()
-def _decode(model: torch.nn.Module, z: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+def decode(model: torch.nn.Module, z: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    """uint8 images of latents z, decoded in batches."""
     return torch.cat([decode_to_uint8(model, z[i:i + batch_size], device) for i in range(0, len(z), batch_size)])
 
 
 @torch.no_grad()
-def _flow_latents(flow: LatentFlow, u: torch.Tensor, temperature: float, batch_size: int) -> torch.Tensor:
+def flow_latents(flow: LatentFlow, u: torch.Tensor, temperature: float, batch_size: int) -> torch.Tensor:
     """z = f^-1(T u) for base draws u ~ N(0, I), in batches, on the flow's device."""
     device = flow.mean.device
     return torch.cat([flow.inverse(u[i:i + batch_size].to(device) * temperature)[0]
@@ -154,17 +156,17 @@ def _image_sets(model: torch.nn.Module, flow: LatentFlow, latent_dim: int, test_
     flow.eval()
 
     def pae_samples(name: str, t: float) -> torch.Tensor:
-        z = _flow_latents(flow, u, t, bs)
+        z = flow_latents(flow, u, t, bs)
         nonfinite[name] = int((~torch.isfinite(z).all(1)).sum())
         if nonfinite[name]:
             log.warning("%s: %d of %d flow samples are not finite", name, nonfinite[name], n)
-        return _decode(model, z, device, bs)
+        return decode(model, z, device, bs)
 
-    yield "prior", lambda: _decode(model, u, device, bs)
+    yield "prior", lambda: decode(model, u, device, bs)
     for t in spec["temperatures"]:
         name = f"pae_T{float(t)}"
         yield name, lambda name=name, t=float(t): pae_samples(name, t)
-    yield "reconstructions", lambda: _decode(model, test_z, device, bs)
+    yield "reconstructions", lambda: decode(model, test_z, device, bs)
     yield "train_vs_test", lambda: train_images[pick(len(train_images), n, seed + 1)]
 
 
@@ -235,12 +237,10 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
     n_generated, nonfinite = {}, {}
     sets = _image_sets(model, flow, mspec.latent_dim, test_z[chosen], data.split("train")[0], spec, dev, nonfinite)
     for name, make in sets:
-        made: list[torch.Tensor] = []  # the set's images, made once and only if a distance is left to compute
+        images_once = functools.cache(make)  # the set's images, made once and only if a distance is left to compute
 
-        def compute(key: str, make=make, name=name) -> dict:
-            if not made:
-                made.append(make())
-            images = made[0]
+        def compute(key: str, images_once=images_once, name=name) -> dict:
+            images = images_once()
             return {"n_generated": len(images), "nonfinite": nonfinite.get(name),
                     "distance": fid_lib.frechet_bootstrap(extractors[key](images), real_features[key],
                                                           spec["bootstrap"], seed, LEVEL, dev)}
