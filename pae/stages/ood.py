@@ -14,7 +14,8 @@ Layout of ood.json:
 bootstrap interval (null with bootstrap 0).
 
 ood_scores.csv has one row per image: set ("in" for the in-distribution test images, else the set's name), index (the
-image's position in its source: the test split, or the sorted list of a folder's image files), then one column per
+image's position in its source: the run's test split for "in", "hflip" and "vflip", the OoD dataset's file (its
+/images) for another dataset, the sorted list of a folder's image files for a folder), then one column per
 score, as used for the metrics (for ROC curves).
 """
 from __future__ import annotations
@@ -41,7 +42,8 @@ SIGMA_IMAGES = 2000  # validation images that estimate pae_marginal's per-pixel 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_inputs(p, "the eval.ood config section", latents=False)
     p.add_argument("--ood-data", action="append", default=[], type=named_path, metavar="NAME=FILE",
-                   help="a prepared dataset whose test split is an OoD set (repeatable)")
+                   help="a prepared dataset whose images are an OoD set: its test split, topped up to max_images with "
+                        "its validation and training images (repeatable)")
     p.add_argument("--scores-out", type=Path, required=True)
 
 

@@ -1,6 +1,6 @@
 """OoD metrics: known cases by hand, chance level, intervals around the point estimate, determinism, bad input.
 OoD sets and scores: seeded capping, flips, folder images converted to the run's shape, the shape check of other
-datasets, non-finite scores, the scores' definitions and order, a VAD optimised once per set."""
+datasets, a small OoD dataset used whole, non-finite scores, the scores' definitions and order, a VAD optimised once per set."""
 from __future__ import annotations
 
 import math
@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from pae.data.loader import to_float
-from pae.data.store import pick, write_dataset
+from pae.data.store import open_dataset, pick, write_dataset
 from pae.eval.density import pae_log_density
 from pae.eval.ood import (NONFINITE_SCORE, dataset_set, finite_scores, flip, folder_set, fpr_at_tpr, image_scores,
                           ood_metrics, score_names, to_channels)
@@ -133,6 +133,26 @@ def test_a_dataset_of_another_shape_is_refused_naming_both_files(synthetic_h5, t
     assert "(3, 28, 28)" in str(e.value) and "(1, 28, 28)" in str(e.value)
     same = dataset_set(synthetic_h5, (1, 28, 28), synthetic_h5, max_images=10)
     assert same.images.shape == (10, 1, 28, 28) and same.n_available == 40
+
+
+def test_a_small_ood_dataset_is_topped_up_with_its_other_images_but_the_runs_own_file_is_not(synthetic_h5,
+                                                                                                tmp_path):
+    other = tmp_path / "other.h5"
+    write_dataset(other, "other", synthetic_raw(n_train=60, n_test=30, seed=1), val_size=10, split_seed=0)
+    data = open_dataset(other)
+    test = data.splits["test"]
+    enough = dataset_set(other, (1, 28, 28), synthetic_h5, max_images=20)   # the test split alone has enough
+    assert len(enough.index) == 20 and set(enough.index.tolist()) <= set(test.tolist()) and enough.n_available == 30
+    assert torch.equal(enough.images, data.images[enough.index])
+    whole = dataset_set(other, (1, 28, 28), synthetic_h5, max_images=1000)  # every image of the file, in file order
+    assert torch.equal(whole.index, torch.arange(90)) and whole.n_available == 90
+    assert torch.equal(whole.images, data.images) and "all splits" in whole.source
+    part = dataset_set(other, (1, 28, 28), synthetic_h5, max_images=35)     # all 30 test images and 5 others
+    assert len(part.index) == 35 and set(test.tolist()) <= set(part.index.tolist())
+    assert torch.equal(part.index, part.index.sort().values)
+    assert torch.equal(part.index, dataset_set(other, (1, 28, 28), synthetic_h5, max_images=35).index)
+    own = dataset_set(synthetic_h5, (1, 28, 28), synthetic_h5, max_images=1000)
+    assert own.n_available == 40 and set(own.index.tolist()) == set(open_dataset(synthetic_h5).splits["test"].tolist())
 
 
 def test_nonfinite_scores_become_large_finite_ones():
