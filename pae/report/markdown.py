@@ -107,7 +107,8 @@ def _ood_section(t2: list[dict], showcase: list[dict], figures: Path) -> list[st
     rows = []
     for (dataset, model, z, ood_set), by_score in groups.items():
         papers = [f"{r['paper_auroc']:g} ({s})" for s, r in by_score.items() if r["paper_auroc"] is not None]
-        rows.append([dataset, model, str(z), ood_set, str(next(iter(by_score.values()))["n_seeds"])]
+        first = next(iter(by_score.values()))
+        rows.append([dataset, model, str(z), ood_set, str(first["n_seeds"]), f"{first['n_in']} / {first['n_out']}"]
                     + [_cell(by_score[s], "auroc", 3) if s in by_score else "-" for s in scores]
                     + [", ".join(papers) or "-"])
     return [
@@ -116,7 +117,8 @@ def _ood_section(t2: list[dict], showcase: list[dict], figures: Path) -> list[st
         "out-of-distribution). Scores: flow_logp = -log p(z) of the flow at the encoder's latent; recon_mse; "
         "pae_density = -(log p(z) - 1/2 log det J^T J); pae_marginal = -log p(x) by Laplace's approximation; elbo = "
         "-ELBO (models with a posterior). All intervals 95%.", "",
-        table(["dataset", "model", "latent", "OoD set", "seeds", *scores, "paper AUROC (score)"], rows), "",
+        table(["dataset", "model", "latent", "OoD set", "seeds", "images (in / OoD)", *scores,
+               "paper AUROC (score)"], rows), "",
         *[_figure(figures, f"{r['run']}_ood_roc.png", f"ROC curves, {r['run']}") + "\n" for r in showcase],
     ]
 

@@ -55,6 +55,7 @@ def test_report_has_every_section_our_values_and_the_papers(tmp_path):
         assert heading in text
     table1_line = next(line for line in text.splitlines() if line.startswith("| fashion_mnist | ae | 8 | 2 |"))
     assert "0.0105 [" in table1_line and table1_line.endswith("| 28 |")  # mean over 2 seeds, the paper's FID
+    assert "| fashion_mnist | ae | 8 | mnist | 2 | 100 / 100 | 0.905 [" in text  # the images behind each AUROC
     assert "0.905 [" in text and "0.02 [0.018, 0.022]" in text and "FID was not computed: no weights." in text
     # only figures that exist are linked; the others are named as not drawn
     assert markdown.FIGURE_LINK.findall(text) == ["figures/fd_vs_latent.png",
