@@ -4,6 +4,7 @@ skipping, so the integration tests cannot silently drop out. The Inception fixtu
 weights file, a machine with no weights at all) serve the Inception tests and the fid stage's."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def root_log_handlers():
+    """A test that runs pae's CLI in-process gets a root handler on the stderr pytest captured for that test; it is
+    removed afterwards, so later tests do not log into that closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

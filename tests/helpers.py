@@ -56,6 +56,15 @@ def run_pae(*args, env=None, check=True, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def as_from_a_terminal(cmd: list[str]) -> list[str]:
+    """`cmd` with SIGINT and SIGHUP at their defaults, as a terminal starts a command: a test run as a script's
+    background job or under nohup would otherwise pass its ignored SIGINT or SIGHUP on (ignored signals survive exec,
+    and pae leaves them ignored)."""
+    reset = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+             "signal.signal(signal.SIGHUP, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])")
+    return [sys.executable, "-c", reset, *cmd]
+
+
 # ------------------------------------------------------------------------------------------- MNIST-layout IDX files
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -350,7 +350,9 @@ class _Signals:
 
     def __init__(self):
         self.received: list[int] = []
-        for s in (*STOP_SIGNALS, DETACH_SIGNAL):
+        from pae.train.interrupt import not_ignored  # signal only: no stage code in the launcher
+
+        for s in not_ignored((*STOP_SIGNALS, DETACH_SIGNAL)):  # nohup: a closed terminal cancels nothing
             signal.signal(s, self._record)
 
     def _record(self, signum, frame) -> None:

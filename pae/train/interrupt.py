@@ -22,11 +22,19 @@ def _record(signum, frame) -> None:
     _requested.append(signum)
 
 
+def not_ignored(signals) -> list[int]:
+    """The `signals` this process does not ignore. One it was started ignoring stays ignored, as a shell leaves it:
+    `nohup` (SIGHUP) and a script's background job (SIGINT) mean the run goes on when the terminal closes or Ctrl-C
+    reaches the foreground."""
+    return [s for s in signals if signal.getsignal(s) is not signal.SIG_IGN]
+
+
 def install(signals=SIGNALS) -> dict[int, object]:
-    """Route `signals` to the request flag; returns the previous handlers (submitit's, for the requeue)."""
+    """Route `signals` (those `not_ignored`) to the request flag; returns the previous handlers (submitit's, for the
+    requeue)."""
     _requested.clear()
     previous = {}
-    for s in signals:
+    for s in not_ignored(signals):
         previous[s] = signal.getsignal(s)
         signal.signal(s, _record)
     return previous

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from pae.launch.slurm import RECORD
-from tests.helpers import REPO, TINY_CONFIG, TINY_RUN
+from tests.helpers import REPO, TINY_CONFIG, TINY_RUN, as_from_a_terminal
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -169,8 +169,8 @@ def _gone(pid: int) -> bool:
 def test_ctrl_c_stops_snakemake_and_cancels_the_running_job(slurm_env, fashion_mnist_dir, tmp_path):
     """Ctrl-C: SIGINT to snakemake's process group (its jobs' launchers are in it): the SLURM job is cancelled."""
     cmd, target, folder, rule_log = _tiny_training_workflow(tmp_path, epochs=200)
-    proc = subprocess.Popen([*cmd, target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slurm_env,
-                            start_new_session=True)  # its own process group, as a terminal gives it
+    proc = subprocess.Popen(as_from_a_terminal([*cmd, target]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=slurm_env, start_new_session=True)  # its own process group, as a terminal gives it
     try:
         record = _wait_for(lambda: _record(folder), 300, "the train job's record")
         job_id = str(record["job_id"])

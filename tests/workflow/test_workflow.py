@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, TINY_CONFIG, TINY_RUN
+from tests.helpers import REPO, TINY_CONFIG, TINY_RUN, as_from_a_terminal
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -184,7 +184,8 @@ def test_a_stop_signal_to_the_process_group_checkpoints_the_training(fashion_mni
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "1",
            "--configfile", str(TINY_CONFIG), "--config", "train={'epochs': 60}", "--", target]
     log = tmp_path / "logs" / "tiny" / TINY_RUN / "train.log"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(as_from_a_terminal(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
         deadline = time.time() + 300
         while not (log.exists() and "epoch 3/60: train loss" in log.read_text()):
