@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from pae.models import ModelSpec, build_model
-from pae.models.infogan import SNConv2d, SNLinear
+from pae.models.infogan import TORCH_SPECTRAL_NORM_KEYS, SNConv2d, SNLinear
 from pae.models.likelihoods import LikelihoodSpec
 
 
@@ -34,9 +34,7 @@ def with_torch_spectral_norm(module: nn.Module) -> nn.Module:
             with_torch_spectral_norm(child)
             continue
         spectral_norm(plain)
-        sd = child.state_dict()
-        plain.load_state_dict({"bias": sd["bias"], "parametrizations.weight.original": sd["weight"],
-                               "parametrizations.weight.0._u": sd["_u"], "parametrizations.weight.0._v": sd["_v"]})
+        plain.load_state_dict({TORCH_SPECTRAL_NORM_KEYS.get(k, k): t for k, t in child.state_dict().items()})
         setattr(module, name, plain)
     return module
 

@@ -47,6 +47,11 @@ def _init(module: nn.Module) -> None:
             m.reset_singular_vectors()
 
 
+# pae's names of a spectrally normalised layer's tensors -> their keys under torch's spectral_norm parametrization
+TORCH_SPECTRAL_NORM_KEYS = {"weight": "parametrizations.weight.original", "_u": "parametrizations.weight.0._u",
+                            "_v": "parametrizations.weight.0._v"}
+
+
 class _SpectralNorm:
     """A layer whose weight W acts as W / sigma, sigma its largest singular value estimated by power iteration (one
     step per forward in training mode): torch.nn.utils.parametrizations.spectral_norm's estimate, its u and v drawn
@@ -55,7 +60,8 @@ class _SpectralNorm:
     (for the 6.4M weights of the encoder's fully connected layer, a quarter of a CPU training step)."""
     eps = 1e-12
 
-    def _register_singular_vectors(self) -> None:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # the layer's own (nn.Linear, nn.Conv2d)
         rows, cols = self.weight.shape[0], self.weight[0].numel()
         self.register_buffer("_u", self.weight.new_empty(rows))
         self.register_buffer("_v", self.weight.new_empty(cols))
@@ -74,43 +80,35 @@ class _SpectralNorm:
         self._power_iteration(15)
 
     @torch.no_grad()
-    def _power_iteration(self, steps: int) -> None:
-        w = self.weight.flatten(1)
+    def _power_iteration(self, steps: int, w: torch.Tensor | None = None) -> None:
+        w = self.weight.flatten(1) if w is None else w
         for _ in range(steps):  # in place: DDP broadcasts these buffers
             F.normalize(torch.mv(w, self._v), dim=0, eps=self.eps, out=self._u)
             F.normalize(torch.mv(w.T, self._u), dim=0, eps=self.eps, out=self._v)
 
     def sigma(self) -> torch.Tensor:
         """The estimate u^T W v, differentiable in W; takes a power-iteration step first in training mode."""
+        w = self.weight.flatten(1)
         if self.training:
-            self._power_iteration(1)
+            self._power_iteration(1, w)
         # copies: the next step updates the buffers in place, and this step's backward still needs these
         u, v = self._u.clone(), self._v.clone()
-        return torch.vdot(u, torch.mv(self.weight.flatten(1), v))
+        return torch.vdot(u, torch.mv(w, v))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # the keys of torch's spectral_norm parametrization, for models saved with it
-        old = prefix + "parametrizations.weight."
-        for new, key in (("weight", "original"), ("_u", "0._u"), ("_v", "0._v")):
-            if old + key in state_dict:
-                state_dict[prefix + new] = state_dict.pop(old + key)
+        # a model saved under torch's spectral_norm parametrization loads too
+        for name, key in TORCH_SPECTRAL_NORM_KEYS.items():
+            if prefix + key in state_dict:
+                state_dict[prefix + name] = state_dict.pop(prefix + key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class SNLinear(_SpectralNorm, nn.Linear):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._register_singular_vectors()
-
     def forward(self, x):
         return torch.addcdiv(self.bias, F.linear(x, self.weight), self.sigma())
 
 
 class SNConv2d(_SpectralNorm, nn.Conv2d):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._register_singular_vectors()
-
     def forward(self, x):
         out = self._conv_forward(x, self.weight, None) / self.sigma()
         return out + self.bias.view(1, -1, 1, 1)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from pae.models.infogan import Affine, InfoGANDecoder, InfoGANEncoder, SNConv2d, SNLinear
+from pae.models.infogan import TORCH_SPECTRAL_NORM_KEYS, Affine, InfoGANDecoder, InfoGANEncoder, SNConv2d, SNLinear
 
 
 def test_decoder_outputs_lie_in_the_pixel_range_and_extra_channels_stay_linear():
@@ -48,9 +48,7 @@ def test_dividing_the_output_is_torchs_spectral_norm(ours_cls, theirs_cls, args,
     round-off of ~1e-16 per term (300 or 128 terms): 1e-10 is far above that and far below any real difference."""
     torch.manual_seed(0)
     ours, theirs = ours_cls(*args).double(), spectral_norm(theirs_cls(*args).double())
-    sd = ours.state_dict()
-    theirs.load_state_dict({"bias": sd["bias"], "parametrizations.weight.original": sd["weight"],
-                            "parametrizations.weight.0._u": sd["_u"], "parametrizations.weight.0._v": sd["_v"]})
+    theirs.load_state_dict({TORCH_SPECTRAL_NORM_KEYS.get(k, k): t for k, t in ours.state_dict().items()})
     assert [n for n, _ in ours.named_parameters()] == ["bias", "weight"]  # theirs: bias, then the weight
     x = torch.randn(*shape, dtype=torch.float64)
     for train in (True, True, False):
