@@ -2,25 +2,29 @@
 loop a typical user writes, on the same model and batch size.
 
 Model: build_model of the conv AE on 28x28x1 images, latent 32, the schema's default widths (channels [32, 64],
-hidden 256), Adam lr 1e-3, batch 128, the same initial weights. Data: the real Fashion-MNIST train split (55,000
-images after the schema's 5,000-image validation carve-out), prepared into a pae HDF5 store in a temporary folder by
-the prepare stage's own function (pae.stages.prepare.prepare); --synthetic uses blob images instead.
+hidden 256), or with --arch infogan the paper's InfoGAN AE of configs/reproduce_fashion_mnist.yaml (channels
+[64, 128], hidden 1024, dropout 0.25, 13.2M parameters); Adam lr 1e-3, batch 128, the same initial weights. Data: the
+real Fashion-MNIST train split (55,000 images after the schema's 5,000-image validation carve-out), prepared into a
+pae HDF5 store in a temporary folder by the prepare stage's own function (pae.stages.prepare.prepare); --synthetic
+uses blob images instead.
 
   reference  a per-item torch Dataset (tensor from the uint8 item, float conversion per item), a DataLoader
              (shuffle=True, num_workers=0), contiguous NCHW fp32, optimizer.zero_grad(), loss.item() every step.
   pae        pae.train.loop.train with epochs=--epochs, in each configuration: fp32, channels_last, bf16 (autocast),
-             channels_last+bf16. Its figure comes from the history's per-epoch "seconds" minus the time of the
+             channels_last+bf16, and on a GPU fp32 and channels_last+bf16 with the step replayed as a CUDA graph
+             (+cuda_graph). Its figure comes from the history's per-epoch "seconds" minus the time of the
              end-of-epoch validation pass (measured by wrapping pae.train.loop.mean_squared_error), so both sides
              count training steps only; the figure with validation included is printed too.
 
-Both run in this process with the same torch thread count (--threads), in --repeats rounds that each run every loop
-once in turn, so that other work on the machine slows all loops alike; the median and the best round of each loop are
-printed, with the speed-ups over the reference. Each run starts from fresh weights; the last of its --epochs epochs
-is reported (a first epoch includes the few warm-up steps of each side). Figures only; nothing is asserted.
+Both run in this process on --device (cpu, cuda) with the same torch thread count (--threads), in --repeats rounds
+that each run every loop once in turn, so that other work on the machine slows all loops alike; the median and the
+best round of each loop are printed, with the speed-ups over the reference. Each run starts from fresh weights; the
+last of its --epochs epochs is reported (a first epoch includes the few warm-up steps of each side, and a CUDA graph's
+capture). Figures only; nothing is asserted.
 
     .venv/bin/python bench/trainer.py [--epochs 1] [--repeats 3] [--threads N] [--batch-size 128] [--limit-train N]
         [--configs fp32 channels_last bf16 channels_last+bf16] [--idx-dir /usr/share/datasets/fashion-mnist]
-        [--synthetic]
+        [--synthetic] [--device cuda] [--arch infogan]
 """
 from __future__ import annotations
 
@@ -42,9 +46,13 @@ from pae.models import ModelSpec, build_model
 from pae.stages.prepare import prepare
 from pae.train.distributed import DistInfo
 
-CONFIGS = {"fp32": ("fp32", False), "channels_last": ("fp32", True), "bf16": ("bf16", False),
-           "channels_last+bf16": ("bf16", True)}
-LATENT, CHANNELS, HIDDEN, LR, SEED, VAL_SIZE = 32, (32, 64), 256, 1e-3, 0, 5000
+# name -> (train.precision, train.channels_last, train.cuda_graph)
+CONFIGS = {"fp32": ("fp32", False, False), "channels_last": ("fp32", True, False), "bf16": ("bf16", False, False),
+           "channels_last+bf16": ("bf16", True, False), "fp32+cuda_graph": ("fp32", False, True),
+           "channels_last+bf16+cuda_graph": ("bf16", True, True)}
+LATENT, LR, SEED, VAL_SIZE = 32, 1e-3, 0, 5000
+ARCHS = {"conv": {"channels": (32, 64), "hidden": 256, "dropout": 0.0},  # the schema's default widths
+         "infogan": {"channels": (64, 128), "hidden": 1024, "dropout": 0.25}}  # configs/reproduce_fashion_mnist.yaml
 
 
 def synthetic_raw(n_train: int = 60000, n_test: int = 10000, seed: int = 0) -> RawDataset:
@@ -75,10 +83,13 @@ class ItemDataset(torch.utils.data.Dataset):
         return torch.from_numpy(self.images[i]).float().div(255.0).sub(0.5)
 
 
-def reference_epochs(images_u8: np.ndarray, batch_size: int, epochs: int) -> tuple[float, int]:
+def reference_epochs(images_u8: np.ndarray, batch_size: int, epochs: int, arch: str, device: torch.device
+                     ) -> tuple[float, int]:
     """The plain loop; returns (seconds, images) of its last epoch."""
     torch.manual_seed(SEED)  # same initial weights as pae's train()
-    model = build_model(ModelSpec("ae", "conv", (1, 28, 28), LATENT, CHANNELS, HIDDEN))
+    a = ARCHS[arch]
+    model = build_model(ModelSpec("ae", arch, (1, 28, 28), LATENT, a["channels"], a["hidden"],
+                                  dropout=a["dropout"])).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loader = torch.utils.data.DataLoader(ItemDataset(images_u8), batch_size=batch_size, shuffle=True,
                                          num_workers=0, generator=torch.Generator().manual_seed(SEED))
@@ -86,6 +97,7 @@ def reference_epochs(images_u8: np.ndarray, batch_size: int, epochs: int) -> tup
     for _ in range(epochs):
         t0, n, total = time.perf_counter(), 0, 0.0
         for x in loader:
+            x = x.to(device)
             opt.zero_grad()
             loss = model.loss(x)
             loss.backward()
@@ -96,14 +108,16 @@ def reference_epochs(images_u8: np.ndarray, batch_size: int, epochs: int) -> tup
     return seconds, n
 
 
-def pae_epochs(data, config: str, batch_size: int, epochs: int, tmp: Path) -> tuple[float, float, int]:
+def pae_epochs(data, config: str, batch_size: int, epochs: int, arch: str, device: torch.device, tmp: Path
+               ) -> tuple[float, float, int]:
     """pae.train.loop.train in one configuration; returns (train seconds, seconds with validation, images) of the
     last epoch."""
-    precision, channels_last = CONFIGS[config]
-    spec = loop.TrainSpec.from_dict({"model": "ae", "latent_dim": LATENT, "seed": SEED, "arch": "conv",
-                                     "channels": list(CHANNELS), "hidden": HIDDEN, "epochs": epochs,
-                                     "batch_size": batch_size, "lr": LR, "precision": precision,
-                                     "channels_last": channels_last})
+    precision, channels_last, cuda_graph = CONFIGS[config]
+    a = ARCHS[arch]
+    spec = loop.TrainSpec.from_dict({"model": "ae", "latent_dim": LATENT, "seed": SEED, "arch": arch,
+                                     "channels": list(a["channels"]), "hidden": a["hidden"], "dropout": a["dropout"],
+                                     "epochs": epochs, "batch_size": batch_size, "lr": LR, "precision": precision,
+                                     "channels_last": channels_last, "cuda_graph": cuda_graph})
     val_seconds: list[float] = []
     original = loop.mean_squared_error
 
@@ -119,7 +133,7 @@ def pae_epochs(data, config: str, batch_size: int, epochs: int, tmp: Path) -> tu
     loop.mean_squared_error = timed_validation
     try:
         history = loop.train(spec, data, out / "model.pt", out / "history.json", out / "checkpoint.pt",
-                             DistInfo(0, 0, 1, torch.device("cpu")))
+                             DistInfo(0, 0, 1, device))
     finally:
         loop.mean_squared_error = original
     n_train = len(data.splits["train"])
@@ -135,11 +149,19 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3, help="rounds; the median and best of each loop are reported")
     ap.add_argument("--limit-train", type=int, default=None, help="train on only this many images (quick runs)")
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS),
+                    help="default: all (on a CPU, all but the +cuda_graph ones)")
     ap.add_argument("--idx-dir", type=Path, default=DEBIAN_FASHION_MNIST,
                     help="folder with the four Fashion-MNIST IDX files (default: Debian's)")
     ap.add_argument("--synthetic", action="store_true", help="blob images instead of Fashion-MNIST")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    ap.add_argument("--arch", default="conv", choices=list(ARCHS))
     args = ap.parse_args()
+    device = torch.device(args.device)
+    if args.configs is None:
+        args.configs = [c for c in CONFIGS if device.type == "cuda" or not CONFIGS[c][2]]
+    if device.type != "cuda" and any(CONFIGS[c][2] for c in args.configs):
+        ap.error("the +cuda_graph configurations need --device cuda")
     if args.epochs < 1 or args.repeats < 1:
         ap.error("--epochs and --repeats must be at least 1")
     torch.set_num_threads(args.threads)
@@ -147,7 +169,8 @@ def main() -> None:
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, Python {platform.python_version()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average "
-          f"{os.getloadavg()[0]:.2f} at start")
+          f"{os.getloadavg()[0]:.2f} at start"
+          + (f"; device {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
     with tempfile.TemporaryDirectory(prefix="pae-bench-trainer-") as tmp:
         tmp = Path(tmp)
         h5 = tmp / "fashion_mnist.h5"
@@ -159,7 +182,7 @@ def main() -> None:
         data = open_dataset(h5)
         train_u8 = data.split("train")[0].numpy()
         print(f"data: {data.attrs['source']} ({data.attrs['source_detail']}), {len(train_u8):,} train images "
-              f"{train_u8.shape[1:]}; conv AE latent {LATENT}, channels {list(CHANNELS)}, hidden {HIDDEN}, batch "
+              f"{train_u8.shape[1:]}; {args.arch} AE latent {LATENT}, {ARCHS[args.arch]}, batch "
               f"{args.batch_size}, Adam lr {LR}; {args.epochs} epoch(s) per side, the last one reported")
         print()
         print(f"{args.repeats} round(s), each running every loop once in turn (so that a change in the machine's "
@@ -171,11 +194,11 @@ def main() -> None:
         for r in range(args.repeats):
             for name in loops:
                 if name.startswith("reference"):
-                    seconds, n = reference_epochs(train_u8, args.batch_size, args.epochs)
+                    seconds, n = reference_epochs(train_u8, args.batch_size, args.epochs, args.arch, device)
                     extra = ""
                 else:
                     seconds, with_val, n = pae_epochs(data, name.split()[-1], args.batch_size, args.epochs,
-                                                      tmp / f"round{r}")
+                                                      args.arch, device, tmp / f"round{r}")
                     extra = f" ({with_val:.1f} s with its validation pass)"
                 rates[name].append(n / seconds)
                 loads[name].append(os.getloadavg()[0])

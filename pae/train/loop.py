@@ -25,6 +25,7 @@ from pae.models import ModelSpec, build_model, save_model
 from pae.models.likelihoods import LikelihoodSpec
 from pae.train import checkpoint, distributed, interrupt
 from pae.train.distributed import DistInfo
+from pae.train.graphed import GraphedStep
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class TrainSpec:
     weight_decay: float
     precision: str
     channels_last: bool
+    cuda_graph: bool
     likelihood: dict
     posterior: str
     posterior_logvar: float | None
@@ -71,11 +73,11 @@ class TrainSpec:
         return cls(**{**d, "channels": tuple(d["channels"])})
 
     def identity(self) -> dict:
-        """What a checkpoint must share to be resumed: all but the number of epochs and the divergence test (neither
-        changes the weights of the epochs done)."""
+        """What a checkpoint must share to be resumed: all but the number of epochs, the divergence test (neither
+        changes the weights of the epochs done) and how the step is launched (train.cuda_graph: the same arithmetic)."""
         d = asdict(self)
-        d.pop("epochs")
-        d.pop("divergence_factor")
+        for key in ("epochs", "divergence_factor", "cuda_graph"):
+            d.pop(key)
         return d
 
     def model_spec(self, image_shape, n_items: int) -> ModelSpec:
@@ -246,6 +248,9 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
     if len(train_images) < spec.batch_size:
         raise PaeError(f"{data.path}: {len(train_images)} training images, fewer than one batch of "
                        f"{spec.batch_size}")
+    if spec.cuda_graph and info.distributed and info.device.type == "cuda":
+        raise PaeError(f"train.cuda_graph: true runs in one process; this training has {info.world_size} ranks "
+                       "(set it to false for DDP)")
     device, shape = info.device, tuple(data.image_shape[1:])
 
     # Model and optimiser, with the same initial weights on every rank.
@@ -269,6 +274,8 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        for group in opt.param_groups:  # Adam's capturable mode is this run's, not the checkpoint's
+            group["capturable"] = False
         state = {key: ckpt[key] for key in state}
         checkpoint.set_rng_state(ckpt["rng"][min(info.rank, len(ckpt["rng"]) - 1)])
         log.info("resuming from %s at epoch %d/%d, batch %d", checkpoint_path, state["epoch"], spec.epochs,
@@ -284,9 +291,12 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
                          channels_last=spec.channels_last)
     grey = grey_mse(val_images)  # the reference of the divergence test before the first epoch
     bf16 = uses_bf16(device, spec.precision)  # decided once (the oneDNN query is not free), used at every step
-    log.info("training %s: %d parameters, %d train / %d val images, %d steps per epoch, device %s, %d rank(s), %s",
+    graphed = GraphedStep(objective, model, opt, bf16) if spec.cuda_graph and device.type == "cuda" else None
+    if spec.cuda_graph and device.type != "cuda":
+        log.info("train.cuda_graph applies on CUDA devices; on %s the steps run eagerly", device)
+    log.info("training %s: %d parameters, %d train / %d val images, %d steps per epoch, device %s, %d rank(s), %s%s",
              mspec, sum(p.numel() for p in model.parameters()), len(train_images), len(val_images), len(loader),
-             device, info.world_size, "bf16 autocast" if bf16 else "fp32")
+             device, info.world_size, "bf16 autocast" if bf16 else "fp32", ", CUDA graph" if graphed else "")
     t_start = last_save = time.perf_counter()
     elapsed_before = state["elapsed_s"]
     # A stop request is looked at after every step in one process (a flag, no sync); with several ranks every
@@ -308,11 +318,15 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
         bar = tqdm(loader.batches(first, with_index=True), desc=f"epoch {epoch + 1}/{spec.epochs}", initial=first,
                    total=len(loader), disable=not info.is_main, **progress_kwargs())
         for i, (x, idx) in enumerate(bar, start=first + 1):
-            with _autocast(device, bf16):
-                loss = objective(x, _missing_mask(spec, idx, epoch, shape), idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            mask = _missing_mask(spec, idx, epoch, shape)
+            if graphed is not None:
+                loss = graphed(x, mask, idx).clone()  # the graph's loss tensor is overwritten by the next step
+            else:
+                with _autocast(device, bf16):
+                    loss = objective(x, mask, idx)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
             step_losses.append(loss.detach())
             # A stop signal mid-epoch: save the position within the epoch, then stop.
             signum = i < len(loader) and i % check_every == 0 and interrupt.requested(synchronise=info.distributed)

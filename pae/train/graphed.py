@@ -1,0 +1,99 @@
+"""A training step replayed as one CUDA graph (train.cuda_graph): forward, backward and Adam's update are captured
+once and then launched together, so the host no longer issues each small kernel.
+
+At batch 128 the infogan AE's eager step is bound by the host launching a few hundred small kernels (5 to 8 ms per
+step on an H200, BENCHMARKS.md section 6); the graph's replay costs what the GPU computes. Capture follows PyTorch's
+whole-network recipe (a few warm-up steps on a side stream, then capture with grads unset, Adam capturable, autocast
+without its weight cache). The warm-up steps change weights, Adam's moments and the RNG; they are put back in place
+afterwards (the graph reads fixed addresses), so the first replay is the step the eager loop would take next, and a
+run resumed from a checkpoint continues the same stream of random numbers.
+
+The graph bakes in the learning rates it was captured with: a step whose rates differ (train.lr_drop) captures anew.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+WARMUP_STEPS = 3  # eager steps on a side stream before capture (PyTorch's recipe; lets lazy state be created)
+
+
+def _snapshot(model: nn.Module, opt: torch.optim.Optimizer) -> dict:
+    """Copies of everything a step changes: weights and buffers, Adam's state per parameter, the RNG states."""
+    return {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "opt": {p: {k: v.detach().clone() for k, v in s.items()} for p, s in opt.state.items()},
+            "cpu_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state()}
+
+
+def _restore(model: nn.Module, opt: torch.optim.Optimizer, snap: dict) -> None:
+    """Put a snapshot back into the same tensors (the graph reads their addresses). Adam's state created by the
+    warm-up (a fresh run) goes back to zeros, step 0: what Adam's first step would create."""
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            v.copy_(snap["model"][k])
+        for p, state in opt.state.items():
+            before = snap["opt"].get(p)
+            for k, v in state.items():
+                if before is None:
+                    v.zero_()
+                else:
+                    v.copy_(before[k])
+    torch.set_rng_state(snap["cpu_rng"])
+    torch.cuda.set_rng_state(snap["cuda_rng"])
+
+
+class GraphedStep:
+    """`step(*inputs)` -> the loss of one training step (a tensor that the next step overwrites: clone it to keep
+    it). `objective(*inputs)` returns the loss; inputs are tensors or None, and each call must pass the same shapes,
+    dtypes and Nones as the first (a training's batches do, with drop_last)."""
+
+    def __init__(self, objective: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, bf16: bool):
+        self.objective, self.model, self.opt, self.bf16 = objective, model, opt, bf16
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.inputs: list[torch.Tensor | None] = []
+        self.loss: torch.Tensor | None = None
+        self.lrs: list[float] = []
+        for group in opt.param_groups:
+            group["capturable"] = True  # Adam's step count on the GPU, updated inside the graph
+
+    def _eager(self) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):
+            return self.objective(*self.inputs)
+
+    def _capture(self) -> None:
+        snap = _snapshot(self.model, self.opt)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                self.opt.zero_grad(set_to_none=True)
+                self._eager().backward()
+                self.opt.step()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        self.opt.zero_grad(set_to_none=True)  # the captured backward allocates the grads it then overwrites
+        with torch.cuda.graph(self.graph):
+            self.loss = self._eager()
+            self.loss.backward()
+            self.opt.step()
+        _restore(self.model, self.opt, snap)
+        self.lrs = [group["lr"] for group in self.opt.param_groups]
+        log.info("captured the training step as a CUDA graph (learning rates %s)", self.lrs)
+
+    def __call__(self, *inputs: torch.Tensor | None) -> torch.Tensor:
+        if self.graph is None:
+            self.inputs = [None if t is None else t.clone() for t in inputs]
+        else:
+            for static, t in zip(self.inputs, inputs):
+                if (static is None) != (t is None) or (t is not None and static.shape != t.shape):
+                    raise ValueError("a CUDA-graph step takes inputs of the shapes it was captured with")
+                if t is not None:
+                    static.copy_(t)
+        if self.graph is None or self.lrs != [group["lr"] for group in self.opt.param_groups]:
+            self._capture()
+        self.graph.replay()
+        return self.loss
