@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,6 +144,38 @@ def test_minmax_stretches_each_image_to_the_full_range():
     assert out.dtype == torch.uint8
     assert out[0].flatten().tolist() == [0, 85, 170, 255] and out[1].flatten().tolist() == [0, 0, 0, 0]
     assert torch.equal(out[2], images[2])
+
+
+def test_the_stretched_pass_sends_only_the_images_the_stretch_changes_through_inception():
+    seen = []
+
+    class Probe(torch.nn.Module):  # stands in for Inception: counts its images; each image's features are its own
+        def forward(self, x):
+            seen.append(len(x))
+            return [torch.stack([x.mean(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3)), x[:, 0, 3, 5]], 1)[:, :, None, None]]
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(20, 200, (6, 1, 28, 28), dtype=torch.uint8, generator=g)
+    images[:3, :, 0, 0], images[:3, :, 0, 1] = 0, 255  # these three span 0-255: the stretch leaves them alone
+    full = fid_stage._InceptionFeatures(Probe(), torch.device("cpu"), 4, "pytorch")._features(
+        fid_stage.minmax_per_image(images))
+    features = fid_stage._InceptionFeatures(Probe(), torch.device("cpu"), 4, "pytorch")
+    seen.clear()
+    features.plain(images)
+    assert sum(seen) == 6
+    seen.clear()
+    stretched = features.stretched(images)
+    assert sum(seen) == 3
+    # float32 features of the same images in batches of other sizes: equal up to float32 round-off
+    np.testing.assert_allclose(stretched, full, rtol=1e-6)
+    seen.clear()
+    features.stretched(images.flip(0))  # not the images of the plain pass: all of them go through
+    assert sum(seen) == 6
+    seen.clear()
+    features.remember(images, features._features(images))  # a piece read back counts as a plain pass
+    seen.clear()
+    np.testing.assert_allclose(features.stretched(images), full, rtol=1e-6)
+    assert sum(seen) == 3
 
 
 def test_inception_required_without_weights_fails_naming_the_file(inputs, tmp_path, no_inception_weights):
