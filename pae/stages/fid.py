@@ -30,9 +30,8 @@ two scalings) runs for hours. The min-max pass of a set sends through Inception 
 (8% of Fashion-MNIST's real images) and reuses the plain pass's features for the rest. With --partial (the workflow
 passes the run's checkpoint/fid folder) each finished piece is kept there: the real images' features per extractor
 and each set's distance per extractor (one Inception pass each); a rerun of the stage after a stop computes only what
-is left. The folder belongs to one set of inputs
-(the sha256 of the input files and of the spec, written in it): another set of inputs empties it first. It is removed
-once fid.json is written.
+is left. The folder belongs to one set of inputs (the sha256 of the input files and of the spec, written in it):
+another set of inputs empties it first. It is removed once fid.json is written.
 """
 from __future__ import annotations
 
