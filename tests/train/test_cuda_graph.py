@@ -16,7 +16,8 @@ from pae.train.loop import TrainSpec, train
 
 SPEC = {"model": "ae", "latent_dim": 3, "seed": 0, "arch": "infogan", "channels": [4, 8], "hidden": 16, "epochs": 4,
         "batch_size": 20, "lr": 0.01, "dropout": 0.25, "lr_drop": {"at": 0.5, "factor": 0.1}}
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason="needs a CUDA device: `make test` on a machine with an NVIDIA GPU runs it")
 
 
 def _info(device: str) -> DistInfo:
