@@ -28,9 +28,10 @@ Layout of fid.json:
 Inception on a CPU takes about 30 minutes per 10,000 images on one core, so the paper's protocol (nine image sets,
 two scalings) runs for hours. The min-max pass of a set sends through Inception only the images the stretch changes
 (8% of Fashion-MNIST's real images) and reuses the plain pass's features for the rest. With --partial (the workflow
-passes the run's checkpoint/fid folder) each finished piece is kept there: the real images' features per extractor
-and each set's distance per extractor (one Inception pass each); a rerun of the stage after a stop computes only what
-is left. The folder belongs to one set of inputs (the sha256 of the input files and of the spec, written in it):
+passes the run's checkpoint/fid folder) each finished piece is kept there: the real images' features per extractor,
+each set's features per extractor (one Inception pass each, kept until all of the set's distances are done, so a stop
+in a bootstrap or between a set's two scalings loses no pass) and each set's distance per extractor; a rerun of the
+stage after a stop computes only what is left. The folder belongs to one set of inputs (the sha256 of the input files and of the spec, written in it):
 another set of inputs empties it first. It is removed once fid.json is written.
 """
 from __future__ import annotations
@@ -110,6 +111,16 @@ class _Finished:
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.save(f, value)  # a file object: np.save would add .npy to a path's name
         return value
+
+    def kept_array(self, name: str) -> np.ndarray | None:
+        """The array piece `name` when it is kept, else None."""
+        path = None if self.folder is None else self.folder / f"{name}.npy"
+        return np.load(path) if path is not None and path.exists() else None
+
+    def discard(self, names: list[str]) -> None:
+        """Removes the array pieces `names` (those no longer needed once the results built on them are kept)."""
+        for name in names if self.folder is not None else []:
+            (self.folder / f"{name}.npy").unlink(missing_ok=True)
 
     def result(self, name: str, compute: Callable[[], dict]) -> dict:
         path = None if self.folder is None else self.folder / f"{name}.json"
@@ -217,12 +228,16 @@ class _InceptionFeatures:
         self._last = (images, features)
         return features
 
+    def knows(self, images: torch.Tensor) -> bool:
+        """Whether the plain features of `images` are at hand."""
+        return self._last is not None and torch.equal(self._last[0], images)
+
     def plain(self, images: torch.Tensor) -> np.ndarray:
         return self.remember(images, self._features(images))
 
     def stretched(self, images: torch.Tensor) -> np.ndarray:
         stretched = minmax_per_image(images)
-        if self._last is None or not torch.equal(self._last[0], images):
+        if not self.knows(images):
             return self._features(stretched)
         changed = (stretched != images).flatten(1).any(1).nonzero().squeeze(1)
         features = self._last[1].copy()
@@ -280,12 +295,18 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
 
         def compute(key: str, images_once=images_once, name=name) -> dict:
             images = images_once()
+            if key == "fid_minmax" and not features.knows(images[:n_fid]):  # resumed after the set's plain pass
+                plain = finished.kept_array(f"features-{name}-fid")
+                if plain is not None:
+                    features.remember(images[:n_fid], plain)
+            set_features = finished.array(f"features-{name}-{key}", lambda: extractors[key](images))
             return {"n_generated": len(images), "nonfinite": nonfinite.get(name),
-                    "distance": fid_lib.frechet_bootstrap(extractors[key](images), real_features[key],
+                    "distance": fid_lib.frechet_bootstrap(set_features, real_features[key],
                                                           spec["bootstrap"], seed, LEVEL, dev)}
-        for key in extractors:  # one piece per set and distance: a stop loses at most one Inception pass
+        for key in extractors:  # pieces per set and distance: a stop loses at most one Inception pass
             done = finished.result(f"set-{name}-{key}", lambda key=key: compute(key))
             results[key][name] = done["distance"]
+        finished.discard([f"features-{name}-{key}" for key in extractors])
         n_generated[name] = done["n_generated"]
         if done["nonfinite"] is not None:
             nonfinite[name] = done["nonfinite"]

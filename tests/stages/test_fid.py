@@ -199,9 +199,9 @@ def test_a_classifier_of_another_dataset_is_refused(inputs, tmp_path):
 
 
 def test_a_stopped_stage_resumes_from_its_finished_pieces(inputs, tmp_path, monkeypatch):
-    """A stop after two image sets keeps the real features and those sets' distances in the partial folder; the rerun
-    extracts features of the three sets left only and writes what an uninterrupted run writes. The folder goes once
-    fid.json is written, and pieces of other inputs are not reused."""
+    """A stop in the third image set's bootstrap keeps the real features, the first two sets' distances and the third
+    set's features in the partial folder; the rerun extracts features of the two sets left only and writes what an
+    uninterrupted run writes. The folder goes once fid.json is written, and pieces of other inputs are not reused."""
     whole = _run(inputs, tmp_path / "whole.json", inception="never")
     partial = tmp_path / "checkpoint" / "fid"
     real_bootstrap, calls = fid_stage.fid_lib.frechet_bootstrap, []
@@ -217,13 +217,14 @@ def test_a_stopped_stage_resumes_from_its_finished_pieces(inputs, tmp_path, monk
         fid_stage.fid({**FID, "inception": "never"}, **inputs, out=tmp_path / "fid.json", device="cpu",
                       partial=partial)
     assert not (tmp_path / "fid.json").exists()
-    assert sorted(p.name for p in partial.iterdir()) == ["fingerprint.txt", "real-domain_fd.npy",
-                                                         "set-pae_T1.0-domain_fd.json", "set-prior-domain_fd.json"]
+    assert sorted(p.name for p in partial.iterdir()) == ["features-pae_T0.5-domain_fd.npy", "fingerprint.txt",
+                                                         "real-domain_fd.npy", "set-pae_T1.0-domain_fd.json",
+                                                         "set-prior-domain_fd.json"]
     monkeypatch.setattr(fid_stage.fid_lib, "frechet_bootstrap", real_bootstrap)
     real_features, extracted = fid_stage.classifier_features, []
     monkeypatch.setattr(fid_stage, "classifier_features", lambda *a: extracted.append(1) or real_features(*a))
     fid_stage.fid({**FID, "inception": "never"}, **inputs, out=tmp_path / "fid.json", device="cpu", partial=partial)
-    assert len(extracted) == 3  # pae_T0.5, reconstructions, train_vs_test; not the real images nor the sets done
+    assert len(extracted) == 2  # reconstructions, train_vs_test; not the real images, the sets done, pae_T0.5
     resumed = json.loads((tmp_path / "fid.json").read_text())
     assert resumed == whole and not partial.exists()
 
@@ -237,3 +238,42 @@ def test_a_stopped_stage_resumes_from_its_finished_pieces(inputs, tmp_path, monk
 def _run_partial(inputs, out, partial):
     fid_stage.fid({**FID, "inception": "never"}, **inputs, out=out, device="cpu", partial=partial)
     return json.loads(out.read_text())
+
+
+def test_a_stop_between_the_scalings_keeps_the_plain_pass(inputs, tmp_path, monkeypatch, stand_in_weights,
+                                                         no_inception_weights):
+    """A stop in the bootstrap of the first set's min-max FID keeps that set's features; with the min-max features
+    lost too, the rerun sends through Inception only the images the stretch changes (the plain pass is read back),
+    and the result is the uninterrupted run's."""
+    spec = {**FID, "n_samples": 6, "temperatures": [1.0], "bootstrap": 2, "inception": "required",
+            "weights": str(stand_in_weights), "scalings": ["uint8", "minmax"]}
+    whole = tmp_path / "whole.json"
+    fid_stage.fid(spec, **inputs, out=whole, device="cpu")
+    partial = tmp_path / "checkpoint" / "fid"
+    real_bootstrap, calls = fid_stage.fid_lib.frechet_bootstrap, []
+
+    def stop_at_the_third_distance(*args, **kwargs):  # prior: domain_fd, fid, then fid_minmax
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_bootstrap(*args, **kwargs)
+
+    monkeypatch.setattr(fid_stage.fid_lib, "frechet_bootstrap", stop_at_the_third_distance)
+    with pytest.raises(KeyboardInterrupt):
+        fid_stage.fid(spec, **inputs, out=tmp_path / "fid.json", device="cpu", partial=partial)
+    kept = sorted(p.name for p in partial.iterdir() if p.name.startswith(("features", "set")))
+    assert kept == ["features-prior-domain_fd.npy", "features-prior-fid.npy", "features-prior-fid_minmax.npy",
+                    "set-prior-domain_fd.json", "set-prior-fid.json"]
+    (partial / "features-prior-fid_minmax.npy").unlink()
+    kept_plain = np.load(partial / "features-prior-fid.npy")
+    monkeypatch.setattr(fid_stage.fid_lib, "frechet_bootstrap", real_bootstrap)
+    remembered = []
+    real_remember = fid_stage._InceptionFeatures.remember
+    monkeypatch.setattr(fid_stage._InceptionFeatures, "remember",
+                        lambda self, images, f: remembered.append(f) or real_remember(self, images, f))
+    fid_stage.fid(spec, **inputs, out=tmp_path / "fid.json", device="cpu", partial=partial)
+    # remembered: the real images' plain features, then the prior's read back from its piece, so the stretched pass
+    # sends only the changed images through (test_the_stretched_pass_sends_only_the_images_the_stretch_changes_through_inception)
+    assert np.array_equal(remembered[1], kept_plain)
+    assert json.loads((tmp_path / "fid.json").read_text()) == json.loads(whole.read_text())
+    assert not partial.exists()
