@@ -31,8 +31,9 @@ two scalings) runs for hours. The min-max pass of a set sends through Inception 
 passes the run's checkpoint/fid folder) each finished piece is kept there: the real images' features per extractor,
 each set's features per extractor (one Inception pass each, kept until all of the set's distances are done, so a stop
 in a bootstrap or between a set's two scalings loses no pass) and each set's distance per extractor; a rerun of the
-stage after a stop computes only what is left. The folder belongs to one set of inputs (the sha256 of the input files and of the spec, written in it):
-another set of inputs empties it first. It is removed once fid.json is written.
+stage after a stop computes only what is left. The folder belongs to one set of inputs (the sha256 of the input
+files and of the spec, written in it): another set of inputs empties it first. It is removed once fid.json is
+written.
 """
 from __future__ import annotations
 
