@@ -273,7 +273,7 @@ def test_a_stop_between_the_scalings_keeps_the_plain_pass(inputs, tmp_path, monk
                         lambda self, images, f: remembered.append(f) or real_remember(self, images, f))
     fid_stage.fid(spec, **inputs, out=tmp_path / "fid.json", device="cpu", partial=partial)
     # remembered: the real images' plain features, then the prior's read back from its piece, so the stretched pass
-    # sends only the changed images through (test_the_stretched_pass_sends_only_the_images_the_stretch_changes_through_inception)
+    # sends only the changed images through (the test of _InceptionFeatures above)
     assert np.array_equal(remembered[1], kept_plain)
     assert json.loads((tmp_path / "fid.json").read_text()) == json.loads(whole.read_text())
     assert not partial.exists()
