@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_fid import inception as fid_inception
 
+from pae.eval import fid as fid_lib
 from pae.eval.fid import frechet_bootstrap, frechet_distance, inception_features, tf1_bilinear
 
 
@@ -55,6 +56,21 @@ def test_bootstrap_value_agrees_with_pytorch_fid():
     expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.sqrt(top).sum()
     # float64 on 20-d with four well-separated eigenvalues: ~1e-14 (equal here); 1e-9 for other LAPACKs
     assert frechet_bootstrap(a, b, 0, 0)["value"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_resample_factorised_on_its_distinct_rows_is_the_resampled_sets_distance():
+    """The bootstrap's resample (rows drawn with replacement) is factorised on its distinct rows weighted by their
+    counts: the distance of the resampled sets themselves, full-rank and singular (n < D)."""
+    rng = np.random.default_rng(5)
+    for (n_a, n_b, d) in ((300, 250, 6), (9, 12, 20)):
+        a, b = rng.normal(size=(n_a, d)), rng.normal(size=(n_b, d)) * 1.5 + 0.2
+        ia, ib = rng.integers(0, n_a, n_a), rng.integers(0, n_b, n_b)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        resampled = fid_lib._frechet(ta, tb, torch.from_numpy(ia), torch.from_numpy(ib)).item()
+        # float64, one QR of other rows on each side and an SVD of a D x D product: round-off ~1e-14 relative
+        assert resampled == pytest.approx(fid_lib._frechet(ta[ia], tb[ib]).item(), rel=1e-9)
+        if n_a > d:
+            assert resampled == pytest.approx(frechet_distance(a[ia], b[ib]), rel=1e-9)
 
 
 def test_bootstrap_interval_contains_the_value_and_narrows_with_n():
