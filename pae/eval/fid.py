@@ -113,8 +113,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 def _moments(x: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, R) of the feature set x (N, D), or of its resample x[rows] (N indices drawn with replacement), with
     R^T R the covariance (R from the QR factorisation of the centred features over sqrt(N - 1)). A resample is
-    factorised on its distinct rows, each scaled by the square root of its count (the same scatter matrix, on ~63%
-    of the rows: the bootstrap's cost is in these QRs)."""
+    factorised on its distinct rows, each scaled by the square root of its count: the same scatter matrix, with the
+    QR on ~63% of the rows (bench/frechet.py)."""
     n = len(x) if rows is None else len(rows)
     if rows is None:
         mean = x.mean(0)
