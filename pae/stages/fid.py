@@ -104,12 +104,12 @@ class _Finished:
             log.info("resuming: %d finished pieces in %s (%s)", len(done), folder, ", ".join(done))
 
     def array(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        path = None if self.folder is None else self.folder / f"{name}.npy"
-        if path is not None and path.exists():
-            return np.load(path)
+        kept = self.kept_array(name)
+        if kept is not None:
+            return kept
         value = compute()
-        if path is not None:
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        if self.folder is not None:
+            with atomic_path(self.folder / f"{name}.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, value)  # a file object: np.save would add .npy to a path's name
         return value
 

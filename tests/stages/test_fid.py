@@ -204,15 +204,7 @@ def test_a_stopped_stage_resumes_from_its_finished_pieces(inputs, tmp_path, monk
     uninterrupted run writes. The folder goes once fid.json is written, and pieces of other inputs are not reused."""
     whole = _run(inputs, tmp_path / "whole.json", inception="never")
     partial = tmp_path / "checkpoint" / "fid"
-    real_bootstrap, calls = fid_stage.fid_lib.frechet_bootstrap, []
-
-    def stop_at_the_third_set(*args, **kwargs):
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real_bootstrap(*args, **kwargs)
-
-    monkeypatch.setattr(fid_stage.fid_lib, "frechet_bootstrap", stop_at_the_third_set)
+    real_bootstrap = _stop_in_the_bootstrap(monkeypatch, 3)  # the third set's (one distance per set)
     with pytest.raises(KeyboardInterrupt):
         fid_stage.fid({**FID, "inception": "never"}, **inputs, out=tmp_path / "fid.json", device="cpu",
                       partial=partial)
@@ -235,6 +227,20 @@ def test_a_stopped_stage_resumes_from_its_finished_pieces(inputs, tmp_path, monk
     assert _run_partial(inputs, tmp_path / "again.json", partial) == whole and len(extracted) == 6
 
 
+def _stop_in_the_bootstrap(monkeypatch, n: int):
+    """The fid stage's n-th call of frechet_bootstrap raises KeyboardInterrupt (a stop); returns the real function."""
+    real_bootstrap, calls = fid_stage.fid_lib.frechet_bootstrap, []
+
+    def stopping(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real_bootstrap(*args, **kwargs)
+
+    monkeypatch.setattr(fid_stage.fid_lib, "frechet_bootstrap", stopping)
+    return real_bootstrap
+
+
 def _run_partial(inputs, out, partial):
     fid_stage.fid({**FID, "inception": "never"}, **inputs, out=out, device="cpu", partial=partial)
     return json.loads(out.read_text())
@@ -250,15 +256,7 @@ def test_a_stop_between_the_scalings_keeps_the_plain_pass(inputs, tmp_path, monk
     whole = tmp_path / "whole.json"
     fid_stage.fid(spec, **inputs, out=whole, device="cpu")
     partial = tmp_path / "checkpoint" / "fid"
-    real_bootstrap, calls = fid_stage.fid_lib.frechet_bootstrap, []
-
-    def stop_at_the_third_distance(*args, **kwargs):  # prior: domain_fd, fid, then fid_minmax
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real_bootstrap(*args, **kwargs)
-
-    monkeypatch.setattr(fid_stage.fid_lib, "frechet_bootstrap", stop_at_the_third_distance)
+    real_bootstrap = _stop_in_the_bootstrap(monkeypatch, 3)  # the prior's: domain_fd, fid, then fid_minmax
     with pytest.raises(KeyboardInterrupt):
         fid_stage.fid(spec, **inputs, out=tmp_path / "fid.json", device="cpu", partial=partial)
     kept = sorted(p.name for p in partial.iterdir() if p.name.startswith(("features", "set")))
