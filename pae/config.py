@@ -249,6 +249,12 @@ def runs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, 
     return out
 
 
+def train_spec(run: dict[str, Any]) -> dict[str, Any]:
+    """The training spec of one run (an entry of runs(config)), as the train stage reads it (--spec)."""
+    return {**run["train"], "model": run["model"], "latent_dim": run["latent_dim"], "seed": run["seed"],
+            "missing": run["missing"]}
+
+
 # Per-dataset keys that only some datasets use (the MNIST-type datasets have no image_size).
 DATASET_ONLY_KEYS = {"image_size": ("celeba", "image_folder")}
 

@@ -3,6 +3,7 @@ definitions several test modules use (test modules import from here, never from 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import struct
 import subprocess
@@ -54,6 +55,17 @@ def run_pae(*args, env=None, check=True, **kw) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         raise AssertionError(f"pae {args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+def epochs_lasting(seconds: float, data: Path, spec: dict, out: Path, threads: int = 1) -> int:
+    """Epochs of the training `spec` on `data` that take about `seconds` on `threads` threads of this machine, from a
+    short timed local training (the median of its 8 epochs' times): a test that needs a training to outlast a
+    deadline or a few commands sizes it with this, so it holds on a faster CPU too."""
+    run_pae("train", "--spec", json.dumps({**spec, "epochs": 8}), "--data", data, "--model-out", out / "model.pt",
+            "--history-out", out / "history.json", "--checkpoint", out / "ckpt.pt", "--device", "cpu",
+            env={"OMP_NUM_THREADS": str(threads)})
+    times = [h["seconds"] for h in json.loads((out / "history.json").read_text())["epochs"]]
+    return max(2, int(np.ceil(seconds / float(np.median(times)))))
 
 
 def as_from_a_terminal(cmd: list[str]) -> list[str]:

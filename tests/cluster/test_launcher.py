@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import pae.config
 from pae.launch.slurm import RECORD
-from tests.helpers import REPO, TINY_CONFIG, TINY_RUN, as_from_a_terminal
+from tests.helpers import REPO, TINY_CONFIG, TINY_RUN, as_from_a_terminal, epochs_lasting
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -153,13 +154,27 @@ def _tiny_training_workflow(tmp_path: Path, epochs: int) -> tuple[list[str], str
     profile["default-resources"].update(slurm_partition="'debug'", mem_mb=1000)
     for rule in profile["set-resources"].values():
         rule["mem_mb"] = 1000
-    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile").mkdir(exist_ok=True)
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile",
            str(config_file), "--profile", str(tmp_path / "profile")]
     return (cmd, f"results/tiny/{TINY_RUN}/model/model.pt", work / "logs" / "submitit" / "tiny" / f"train-{TINY_RUN}",
             work / "logs" / "tiny" / TINY_RUN / "train.log")
+
+
+def _tiny_epochs_lasting(seconds: float, tmp_path: Path) -> int:
+    """Epochs of the tiny run's training (as _tiny_training_workflow sets it up in `tmp_path`) that take about
+    `seconds` here with the job's 2 threads: its data prepared by a local snakemake run in the workflow's folder (the
+    SLURM run then starts at the training), then a short timed training on it (tests.helpers.epochs_lasting)."""
+    cmd, *_ = _tiny_training_workflow(tmp_path, epochs=2)
+    config = pae.config.load(tmp_path / "config.yaml")
+    run = pae.config.runs(config)[TINY_RUN]
+    data = pae.config.run_paths(config, run)["data"]
+    local = cmd[:cmd.index("--profile")]
+    subprocess.run([*local, "--cores", "1", data], capture_output=True, env=os.environ, timeout=300, check=True)
+    return epochs_lasting(seconds, tmp_path / "work" / data, pae.config.train_spec(run), tmp_path / "timing",
+                          threads=2)
 
 
 def _gone(pid: int) -> bool:
@@ -188,15 +203,17 @@ def test_ctrl_c_stops_snakemake_and_cancels_the_running_job(slurm_env, fashion_m
 def test_a_rerun_after_snakemake_was_killed_attaches_to_the_running_job(slurm_env, fashion_mnist_dir, tmp_path):
     """snakemake is SIGKILLed while training runs on SLURM (its launcher lives on); after --unlock, the rerun's
     launcher finds the job in the rule's record, attaches to it, and tells the old launcher to stop waiting: one
-    training job in all, and the rule's log history (LOG.attempts) keeps both runs."""
-    cmd, target, folder, rule_log = _tiny_training_workflow(tmp_path, epochs=30)  # about half a minute of training
+    training job in all, and the rule's log history (LOG.attempts) keeps both runs. The training is sized to about 45
+    s of this CPU's time, longer than killing, unlocking and rerunning take."""
+    epochs = _tiny_epochs_lasting(45, tmp_path)
+    cmd, target, folder, rule_log = _tiny_training_workflow(tmp_path, epochs)
     work = tmp_path / "work"
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
     first = subprocess.Popen([*cmd, target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slurm_env)
     try:
         record = _wait_for(lambda: _record(folder), 300, "the train job's record")
         job_id = str(record["job_id"])
-        _wait_for(lambda: "epoch 2/30" in rule_log.read_text(), 300, "the training's second epoch")
+        _wait_for(lambda: f"epoch 2/{epochs}" in rule_log.read_text(), 300, "the training's second epoch")
     finally:
         first.kill()  # SIGKILL: snakemake goes, its launcher lives on
         first.wait(timeout=60)
@@ -212,7 +229,7 @@ def test_a_rerun_after_snakemake_was_killed_attaches_to_the_running_job(slurm_en
     attempts = rule_log.with_name(rule_log.name + ".attempts").read_text()
     sections = attempts.split("INFO pae: ==== attempt 1 of pae-train-")
     assert len(sections) == 3, attempts[-3000:]
-    assert f"submitted SLURM job {job_id}" in sections[1] and "epoch 2/30" in sections[1]
+    assert f"submitted SLURM job {job_id}" in sections[1] and f"epoch 2/{epochs}" in sections[1]
     assert f"attaching to SLURM job {job_id}" in sections[2] and "finished successfully" in sections[2]
     assert f"a rerun of the rule attached to SLURM job {job_id}; this launcher stops waiting" in attempts
     rows = subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "--name", f"pae-train-{TINY_RUN}", "-o",

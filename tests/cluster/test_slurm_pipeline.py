@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from pae.io import torch_load
-from tests.helpers import DDP_RTOL, DDP_RTOL_FIRST, REPO, TINY_CONFIG, TINY_RUN, run_pae
+from tests.helpers import DDP_RTOL, DDP_RTOL_FIRST, REPO, TINY_CONFIG, TINY_RUN, epochs_lasting, run_pae
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -172,9 +172,12 @@ def test_two_node_ddp_through_submitit_matches_one_process(slurm_env, mnist_5k_h
 
 
 def test_time_limit_checkpoint_requeue_resume(slurm_env, mnist_5k_h5, tmp_path):
-    """A 2-minute job whose training needs longer: SLURM's signal (60 s before the limit) makes it checkpoint at a
-    step and requeue, until it finishes with the weights of an uninterrupted run (trained meanwhile, locally)."""
-    spec = {**TRAIN, "epochs": 220, "batch_size": 50}  # about 90 s of work on one CPU
+    """A 2-minute job whose training needs longer: SLURM's signal (60 s before the limit at the latest: the
+    controller checks limits periodically and may send it earlier) makes it checkpoint at a step and requeue, until
+    it finishes with the weights of an uninterrupted run (trained meanwhile, locally). The training is sized to 100 s
+    of work on this machine's CPU, so the first signal always finds it running."""
+    spec = {**TRAIN, "batch_size": 50}
+    spec["epochs"] = epochs_lasting(100, mnist_5k_h5, spec, tmp_path / "timing")
     ref, out = tmp_path / "ref", tmp_path / "slurm"
     reference = subprocess.Popen([sys.executable, "-m", "pae", *_train_argv(mnist_5k_h5, ref, spec)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -183,7 +186,7 @@ def test_time_limit_checkpoint_requeue_resume(slurm_env, mnist_5k_h5, tmp_path):
            "mem_mb": 1000, "slurm_signal_delay_s": 60, "slurm_partition": "debug"}
     t0 = time.time()
     proc = _launch(job, _train_argv(mnist_5k_h5, out, spec), slurm_env)
-    print(f"training through SLURM with requeues: {time.time() - t0:.0f} s")
+    print(f"{spec['epochs']} epochs through SLURM with requeues: {time.time() - t0:.0f} s")
     _, err = reference.communicate(timeout=600)
     assert reference.returncode == 0, err[-2000:]
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -128,10 +128,7 @@ def get_dataset_spec(wildcards):
 
 
 def get_train_spec(wildcards):
-    run = RUNS[wildcards.run]
-    spec = {**run["train"], "model": run["model"], "latent_dim": run["latent_dim"], "seed": run["seed"],
-            "missing": run["missing"]}
-    return json.dumps(spec, sort_keys=True)
+    return json.dumps(pae.config.train_spec(RUNS[wildcards.run]), sort_keys=True)
 
 
 def get_missing(wildcards):
