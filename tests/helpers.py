@@ -57,13 +57,18 @@ def run_pae(*args, env=None, check=True, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def train_argv(data: Path, out: Path, spec: dict) -> list[str]:
+    """`pae train` arguments for `spec` on `data`, everything written under `out` (checkpoint: out/ckpt/train.pt)."""
+    return ["train", "--spec", json.dumps(spec), "--data", str(data), "--model-out", str(out / "model.pt"),
+            "--history-out", str(out / "history.json"), "--checkpoint", str(out / "ckpt" / "train.pt"),
+            "--device", "cpu"]
+
+
 def epochs_lasting(seconds: float, data: Path, spec: dict, out: Path, threads: int = 1) -> int:
     """Epochs of the training `spec` on `data` that take about `seconds` on `threads` threads of this machine, from a
     short timed local training (the median of its 8 epochs' times): a test that needs a training to outlast a
     deadline or a few commands sizes it with this, so it holds on a faster CPU too."""
-    run_pae("train", "--spec", json.dumps({**spec, "epochs": 8}), "--data", data, "--model-out", out / "model.pt",
-            "--history-out", out / "history.json", "--checkpoint", out / "ckpt.pt", "--device", "cpu",
-            env={"OMP_NUM_THREADS": str(threads)})
+    run_pae(*train_argv(data, out, {**spec, "epochs": 8}), env={"OMP_NUM_THREADS": str(threads)})
     times = [h["seconds"] for h in json.loads((out / "history.json").read_text())["epochs"]]
     return max(2, int(np.ceil(seconds / float(np.median(times)))))
 

@@ -19,7 +19,7 @@ import yaml
 
 import pae.config
 from pae.launch.slurm import RECORD
-from tests.helpers import REPO, TINY_CONFIG, TINY_RUN, as_from_a_terminal, epochs_lasting
+from tests.helpers import REPO, TINY_CONFIG, TINY_RUN, as_from_a_terminal, epochs_lasting, train_argv
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -62,12 +62,6 @@ def _record(folder: Path) -> dict | None:
 def _launcher(job: dict, argv: list[str], env, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pae", "--launcher", "slurm", "--job", json.dumps(job), *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, **kw)
-
-
-def _train_argv(data: Path, out: Path, spec: dict) -> list[str]:
-    return ["train", "--spec", json.dumps(spec), "--data", str(data), "--model-out", str(out / "model.pt"),
-            "--history-out", str(out / "history.json"), "--checkpoint", str(out / "ckpt" / "train.pt"),
-            "--device", "cpu"]
 
 
 def test_a_waiting_launcher_holds_no_torch_logs_its_pending_reason_and_cancels_its_job_when_stopped(slurm_env,
@@ -118,7 +112,7 @@ def test_scancel_is_reported_as_cancelled_stops_with_a_checkpoint_and_is_not_und
     folder, out = tmp_path / "submitit", tmp_path / "run"
     job = {"name": "pae-test-cancel", "folder": str(folder), "threads": 1, "runtime": 10, "mem_mb": 1000,
            "slurm_partition": "debug"}
-    argv = _train_argv(mnist_5k_h5, out, {**TRAIN, "checkpoint_every_s": 3600})
+    argv = train_argv(mnist_5k_h5, out, {**TRAIN, "checkpoint_every_s": 3600})
     proc = _launcher(job, argv, slurm_env)
     job_id = str(_wait_for(lambda: _record(folder), 60, "the job's record")["job_id"])
     log = folder / f"{job_id}_0_log.err"
@@ -172,7 +166,8 @@ def _tiny_epochs_lasting(seconds: float, tmp_path: Path) -> int:
     run = pae.config.runs(config)[TINY_RUN]
     data = pae.config.run_paths(config, run)["data"]
     local = cmd[:cmd.index("--profile")]
-    subprocess.run([*local, "--cores", "1", data], capture_output=True, env=os.environ, timeout=300, check=True)
+    proc = subprocess.run([*local, "--cores", "1", data], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return epochs_lasting(seconds, tmp_path / "work" / data, pae.config.train_spec(run), tmp_path / "timing",
                           threads=2)
 

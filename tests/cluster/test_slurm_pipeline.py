@@ -19,7 +19,8 @@ import torch
 import yaml
 
 from pae.io import torch_load
-from tests.helpers import DDP_RTOL, DDP_RTOL_FIRST, REPO, TINY_CONFIG, TINY_RUN, epochs_lasting, run_pae
+from tests.helpers import (DDP_RTOL, DDP_RTOL_FIRST, REPO, TINY_CONFIG, TINY_RUN, epochs_lasting, run_pae,
+                           train_argv)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -140,11 +141,6 @@ def test_failing_stage_reports_job_id_state_and_log_tail(slurm_workflow, slurm_p
     data.write_bytes(content)
 
 
-def _train_argv(data: Path, out: Path, spec: dict) -> list[str]:
-    return ["train", "--spec", json.dumps(spec), "--data", str(data), "--model-out", str(out / "model.pt"),
-            "--history-out", str(out / "history.json"), "--checkpoint", str(out / "ckpt.pt"), "--device", "cpu"]
-
-
 def _launch(job: dict, argv: list[str], env) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pae", "--launcher", "slurm", "--job", json.dumps(job), *argv],
                           capture_output=True, text=True, env=env, timeout=900)
@@ -157,10 +153,10 @@ def _steps(out: Path) -> np.ndarray:
 
 def test_two_node_ddp_through_submitit_matches_one_process(slurm_env, mnist_5k_h5, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    run_pae(*_train_argv(mnist_5k_h5, one, TRAIN))
+    run_pae(*train_argv(mnist_5k_h5, one, TRAIN))
     job = {"name": "pae-ddp-test", "folder": str(tmp_path / "submitit"), "threads": 1, "runtime": 10,
            "mem_mb": 1000, "nodes": 2, "tasks_per_node": 1, "slurm_partition": "multi"}
-    proc = _launch(job, _train_argv(mnist_5k_h5, two, TRAIN), slurm_env)
+    proc = _launch(job, train_argv(mnist_5k_h5, two, TRAIN), slurm_env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "backend gloo" in proc.stderr and "rank 1/2" in (tmp_path / "submitit").joinpath(
         next(p.name for p in (tmp_path / "submitit").glob("*_1_log.err"))).read_text()
@@ -179,13 +175,13 @@ def test_time_limit_checkpoint_requeue_resume(slurm_env, mnist_5k_h5, tmp_path):
     spec = {**TRAIN, "batch_size": 50}
     spec["epochs"] = epochs_lasting(100, mnist_5k_h5, spec, tmp_path / "timing")
     ref, out = tmp_path / "ref", tmp_path / "slurm"
-    reference = subprocess.Popen([sys.executable, "-m", "pae", *_train_argv(mnist_5k_h5, ref, spec)],
+    reference = subprocess.Popen([sys.executable, "-m", "pae", *train_argv(mnist_5k_h5, ref, spec)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
     job = {"name": "pae-requeue-test", "folder": str(tmp_path / "submitit"), "threads": 1, "runtime": 2,
            "mem_mb": 1000, "slurm_signal_delay_s": 60, "slurm_partition": "debug"}
     t0 = time.time()
-    proc = _launch(job, _train_argv(mnist_5k_h5, out, spec), slurm_env)
+    proc = _launch(job, train_argv(mnist_5k_h5, out, spec), slurm_env)
     print(f"{spec['epochs']} epochs through SLURM with requeues: {time.time() - t0:.0f} s")
     _, err = reference.communicate(timeout=600)
     assert reference.returncode == 0, err[-2000:]
