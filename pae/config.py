@@ -218,14 +218,15 @@ def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str
         if train["posterior_logvar"] is not None and train["posterior"] != "diag":
             raise PaeError(f"{where}: train.posterior_logvar={train['posterior_logvar']} fixes a diagonal "
                            f"posterior's variance, but train.posterior={train['posterior']!r}; use posterior: diag")
-        out.append({"datasets": list(block["datasets"]), "name": block.get("name"), **{k: sub[k] for k in GRID_KEYS}})
+        out.append({"datasets": list(block["datasets"]), "name": block.get("name"), "skip": list(block.get("skip", [])),
+                    **{k: sub[k] for k in GRID_KEYS}})
     return out
 
 
 def runs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, Any]]:
     """Every run of a resolved config, by id ({dataset}-{model}-z{latent}-s{seed}, and -{name} for a named grid block;
     also its folder name): its grid coordinates, the block's name (`variant`, "" when unnamed), `train`, `flow` and
-    `eval` sections and training missingness. With eval.impute.matched each also has runs
+    `eval` sections, the stages its block skips and training missingness. With eval.impute.matched each also has runs
     trained with missing pixels at every ratio x mode ("...-miss0.5-fixed"), which only the imputation sweep
     evaluates (against the missingness they were trained with)."""
     impute = config["eval"]["impute"]
@@ -245,6 +246,7 @@ def runs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, 
                             out[run] = {"run": run, "dataset": d, "model": m, "latent_dim": z, "seed": s,
                                         "missing": miss or block["train"]["missing"],
                                         "variant": block["name"] or "", "matched_imputation": miss is not None,
+                                        "skip": block["skip"],
                                         "train": block["train"], "flow": block["flow"], "eval": block["eval"]}
     return out
 
@@ -356,6 +358,8 @@ RUN_STAGES = ("train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterio
 RUN_FILES = ("data", "classifier", "model", "history", "checkpoint", "latents", "flow", "flow_history", "recon",
              "flow_metrics", "elbo", "samples", "fid", "fid_partial", "ood", "ood_scores", "posterior",
              "posterior_panels", "impute", "uncertainty", "uncertainty_panels")
+# The files of the stages a grid block may leave out (its `skip`): a run that skips a stage has none of them.
+STAGE_FILES = {"ood": ("ood", "ood_scores")}
 
 
 def _fill(pattern: str, values: dict[str, str]) -> str:
@@ -400,8 +404,10 @@ def report_manifest(config: dict[str, Any], configfiles: list[str]) -> dict[str,
 
 def run_paths(config: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """Every file of one run (an entry of runs(config)), as the report manifest lists them: RUN_FILES and the
-    benchmarks of its data's prepare and of its stages."""
+    benchmarks of its data's prepare and of its stages, without those of the stages its block skips."""
     values = {"run": run["run"], "data_key": data_key(config, run["dataset"])}
     paths = workflow_paths(config)
-    return {**{key: _fill(paths[key], values) for key in RUN_FILES},
-            "benchmarks": {rule: _fill(benchmark_path(config, rule), values) for rule in ("prepare", *RUN_STAGES)}}
+    skipped = {f for stage in run["skip"] for f in STAGE_FILES[stage]}
+    stages = [s for s in RUN_STAGES if s not in run["skip"]]
+    return {**{key: _fill(paths[key], values) for key in RUN_FILES if key not in skipped},
+            "benchmarks": {rule: _fill(benchmark_path(config, rule), values) for rule in ("prepare", *stages)}}

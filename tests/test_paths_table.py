@@ -8,8 +8,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import pae.config
 from pae.config import PATHS, resolve
+from pae.io import PaeError
 from tests.helpers import REPO
 
 TINY = REPO / "tests" / "workflow" / "config.yaml"
@@ -58,6 +61,19 @@ def test_run_paths_of_the_tiny_workflow():
     assert paths["benchmarks"] == {"prepare": f"benchmarks/prepare/{key}.tsv",
                                    **{s: f"benchmarks/tiny/{run}/{s}.tsv" for s in pae.config.RUN_STAGES}}
     assert not any("{" in p for p in [*paths.values(), *paths["benchmarks"].values()] if isinstance(p, str))
+
+
+def test_a_grid_block_that_skips_the_ood_stage_has_no_ood_files():
+    cfg = config(latent_sizes=[4, 8], grid=[{"datasets": ["fashion_mnist"], "latent_sizes": [4], "skip": ["ood"]},
+                                           {"datasets": ["fashion_mnist"], "latent_sizes": [8]}])
+    runs = pae.config.runs(cfg)
+    skipped = pae.config.run_paths(cfg, runs["fashion_mnist-ae-z4-s0"])
+    kept = pae.config.run_paths(cfg, runs["fashion_mnist-ae-z8-s0"])
+    assert set(kept) - set(skipped) == {"ood", "ood_scores"}
+    assert set(kept["benchmarks"]) - set(skipped["benchmarks"]) == {"ood"}
+    assert runs["fashion_mnist-ae-z4-s0"]["skip"] == ["ood"] and runs["fashion_mnist-ae-z8-s0"]["skip"] == []
+    with pytest.raises(PaeError, match=r"grid\.0\.skip\.0: 'train' is not one of \['ood'\]"):
+        config(grid=[{"datasets": ["fashion_mnist"], "skip": ["train"]}])
 
 
 def test_data_key_is_the_name_for_the_default_entry_else_a_hash_of_the_entry():

@@ -99,7 +99,12 @@ def _quality_section(t1: list[dict], fid_note: str, figures: Path) -> list[str]:
     ]
 
 
-def _ood_section(t2: list[dict], showcase: list[dict], figures: Path) -> list[str]:
+def _ood_section(t2: list[dict], runs_rows: list[dict], figures: Path) -> list[str]:
+    if not t2:
+        return ["## Out-of-distribution detection (Table 2 style)", "",
+                "No run of this experiment has an ood stage (its grid blocks skip it).", ""]
+    with_ood = {tuple(r[k] for k in GROUP) for r in t2}
+    showcase = _showcase([r for r in runs_rows if tuple(r[k] for k in GROUP) in with_ood])
     scores = list(dict.fromkeys(r["score"] for r in t2))
     groups: dict[tuple, dict] = {}
     for r in t2:
@@ -273,7 +278,7 @@ def write_report(path: str | os.PathLike, experiment: str, rows: dict[str, list[
              "the figures in `figures/`. Values are means over seeds with 95% intervals in brackets (Student's t "
              "over seeds; with one seed, the run's own bootstrap interval where there is one).", ""]
     lines += _quality_section(rows["table1"], fid_note, figures)
-    lines += _ood_section(rows["table2"], showcase, figures)
+    lines += _ood_section(rows["table2"], runs_rows, figures)
     lines += _posterior_section(rows["posterior"], showcase, figures)
     lines += _impute_section(rows["impute"], figures)
     lines += _uncertainty_section(rows.get("uncertainty", []), showcase, figures)

@@ -56,10 +56,12 @@ def runs_table(runs: list[dict]) -> list[dict]:
                        test_nll=elbo["test_nll"], test_kl=elbo["test_kl"])
         row.update(_calibration_columns(read_json(files["uncertainty"])))
         row.update(_fid_columns(read_json(files["fid"])))
-        row.update(_ood_columns(read_json(files["ood"])))
+        if "ood" in files:  # absent where the run's grid block skips the ood stage
+            row.update(_ood_columns(read_json(files["ood"])))
         row.update(_posterior_columns(read_json(files["posterior"])))
         for stage in STAGES:
-            row[f"time_{stage}_s"] = _benchmark_seconds(files["benchmarks"][stage])
+            bench = files["benchmarks"].get(stage)  # none for a skipped stage
+            row[f"time_{stage}_s"] = None if bench is None else _benchmark_seconds(bench)
         rows.append(row)
     return rows
 
@@ -145,9 +147,12 @@ def _grid(run: dict) -> dict:
 
 
 def ood_table(runs: list[dict]) -> list[dict]:
-    """One row per run x OoD set x score: AUROC, AUPR, FPR at 95% TPR with their bootstrap intervals."""
+    """One row per run x OoD set x score: AUROC, AUPR, FPR at 95% TPR with their bootstrap intervals (none for a
+    run whose grid block skips the ood stage)."""
     rows = []
     for run in runs:
+        if "ood" not in run["files"]:
+            continue
         result = read_json(run["files"]["ood"])
         for set_name, by_score in result["metrics"].items():
             for score, m in by_score.items():

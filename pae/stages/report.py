@@ -48,7 +48,8 @@ def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Pat
     figures_dir = Path(figures_dir)
     figures.write_run_figures(main, figures_dir)
     for run in main:
-        figures.roc_figure(run, figures_dir / f"{run['run']}_ood_roc.png")
+        if "ood_scores" in run["files"]:
+            figures.roc_figure(run, figures_dir / f"{run['run']}_ood_roc.png")
         figures.posterior_figure(run, figures_dir / f"{run['run']}_posterior.png")
     uncertainty.write_uncertainty_figures(main, figures_dir)
     for dataset in dict.fromkeys(r["dataset"] for r in main):

@@ -91,3 +91,22 @@ def test_export_copies_the_report_its_tables_and_only_linked_figures(tmp_path):
         markdown.export(src / "report.md", dest)
     with pytest.raises(PaeError, match="no report to export"):
         markdown.export(src / "nope.md", dest)
+
+
+def test_ood_section_shows_the_runs_with_an_ood_stage_only(tmp_path):
+    """A grid block may skip the ood stage (e.g. at latent sizes no OoD table needs): the ROC figure shown is that of
+    a run that has one, and a report without any says so."""
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "fashion_mnist-ae-z8-s0_ood_roc.png").write_bytes(b"png")
+    rows = _rows()
+    z16 = {**rows["runs"][0], "run": "fashion_mnist-ae-z16-s0", "latent_dim": 16, "seed": 0}
+    rows["runs"].append(z16)  # the largest latent size, without OoD: not the OoD section's showcase
+    markdown.write_report(tmp_path / "report.md", "exp", rows, REFS, figures, "")
+    ood = (tmp_path / "report.md").read_text().split("## Out-of-distribution detection")[1].split("\n## ")[0]
+    assert markdown.FIGURE_LINK.findall(ood) == ["figures/fashion_mnist-ae-z8-s0_ood_roc.png"]
+    assert "| fashion_mnist | ae | 16 |" not in ood and "not drawn" not in ood
+
+    markdown.write_report(tmp_path / "none.md", "exp", {**rows, "table2": []}, REFS, figures, "")
+    ood = (tmp_path / "none.md").read_text().split("## Out-of-distribution detection")[1].split("\n## ")[0]
+    assert "No run of this experiment has an ood stage" in ood and "|" not in ood

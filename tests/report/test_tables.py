@@ -25,3 +25,16 @@ def test_impute_table_intervals_over_seeds_or_images(tmp_path):
     assert ae["mse_high"] - ae["mse_missing"] == pytest.approx(12.706 * 0.002, rel=1e-4)
     assert (vae["mse_low"], vae["mse_high"]) == pytest.approx((0.02 - 1.96 * 0.002, 0.02 + 1.96 * 0.002))
     assert vae["interval"] == "one seed, 1.96 se over images" and vae["train_missing"] == "clean"
+
+
+def test_a_run_that_skips_the_ood_stage_has_no_ood_rows(tmp_path):
+    from pae.report.tables import ood_table
+    path = tmp_path / "ood.json"
+    auroc = {"auroc": {"value": 0.9, "low": 0.8, "high": 0.95}, "aupr": {"value": 0.9, "low": 0.8, "high": 0.95},
+             "fpr95": {"value": 0.3, "low": 0.2, "high": 0.4}}
+    write_json(path, {"metrics": {"mnist": {"flow_logp": auroc}}, "in_distribution": {"n": 10},
+                      "sets": {"mnist": {"n": 12}}})
+    grid = {"dataset": "mnist", "model": "ae", "seed": 0}
+    runs = [{**grid, "run": "a", "latent_dim": 8, "files": {"ood": str(path)}},
+            {**grid, "run": "b", "latent_dim": 16, "files": {}}]  # its grid block skips ood: no ood files
+    assert [(r["run"], r["ood_set"], r["auroc"], r["n_out"]) for r in ood_table(runs)] == [("a", "mnist", 0.9, 12)]

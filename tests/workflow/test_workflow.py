@@ -87,6 +87,14 @@ def test_tiny_workflow_end_to_end(tiny_workflow):
     assert "rule fid:" in out and "rule report:" in out and '"bootstrap": 3' in out
     assert not any(f"rule {r}:" in out for r in ("posterior", "ood", "impute", "evaluate", "fit_flow", "train"))
 
+    # A grid block that skips the ood stage: only the report reruns, without the run's OoD files.
+    changed = snakemake(tmp_path, "--dry-run", "--config", "grid=[{'datasets': ['fashion_mnist'], 'skip': ['ood']}]")
+    out = changed.stdout + changed.stderr
+    assert changed.returncode == 0, out[-3000:]
+    assert "rule report:" in out, out[-3000:]
+    assert not any(f"rule {r}:" in out for r in ("ood", "fid", "posterior", "impute", "uncertainty", "evaluate",
+                                                   "fit_flow", "encode", "train"))
+
 
 def _check_evaluation_battery(res: Path):
     """The tables and figures of the evaluation battery (issue 4) from the tiny run, with sanity bounds that a broken

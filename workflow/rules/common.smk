@@ -158,7 +158,8 @@ def get_run_eval_spec(section):
     return lambda wildcards: json.dumps(RUNS[wildcards.run]["eval"][section], sort_keys=True)
 
 
-# The files of a main run that the report reads; a matched-imputation run contributes its impute.json only.
+# The files of a main run that the report reads (less those of the stages its grid block skips: run_paths); a
+# matched-imputation run contributes its impute.json only.
 MAIN_FILES = ("history", "flow_history", "recon", "flow_metrics", "samples", "fid", "ood", "ood_scores", "posterior",
               "posterior_panels", "impute", "uncertainty", "uncertainty_panels")
 
@@ -167,7 +168,7 @@ def get_report_inputs(wildcards):
     files = []
     for run, spec in RUNS.items():
         p = run_paths(run)
-        files += [p["impute"]] if spec["matched_imputation"] else [p[k] for k in MAIN_FILES]
+        files += [p["impute"]] if spec["matched_imputation"] else [p[k] for k in MAIN_FILES if k in p]
         files += [p["benchmarks"][s] for s in (["train", "impute"] if spec["matched_imputation"] else p["benchmarks"])]
     return sorted(set(files))
 
