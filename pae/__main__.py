@@ -1,9 +1,8 @@
 """`python -m pae [--launcher local|slurm] [--job JSON] STAGE ...`: the one entry point every workflow rule calls.
 
-Stages: prepare, train, encode, fit_flow, evaluate, train_classifier, fid, ood, posterior, impute, report,
-export-report, check-config and setup-data (run by `make data`), one module each in pae/stages/. Specs are JSON
-objects (the workflow passes the resolved config section of the run); `python -m pae STAGE -h` lists each stage's
-arguments.
+Stages: {stages}; one module each in pae/stages/ (setup-data is run by `make data`, install-profile installs a
+snakemake profile). Specs are JSON objects (the workflow passes the resolved config section of the run);
+`python -m pae STAGE -h` lists each stage's arguments.
 
 With --launcher slurm this process only submits the stage and waits for it (pae.launch.slurm): it parses the
 launcher's own options and the stage's name, and leaves the stage's arguments to the SLURM job, so that it never
@@ -15,6 +14,7 @@ import argparse
 import logging
 import socket
 import sys
+import textwrap
 import time
 
 from pae import stages
@@ -32,8 +32,16 @@ def _add_launcher_options(p: argparse.ArgumentParser) -> None:
                    help=f"job resources as JSON, the fields of pae.launch.Job: {Job.describe()}")
 
 
+def description() -> str:
+    """The help's text: this module's docstring with the stages of pae.stages.STAGES, every one of them."""
+    names = list(stages.STAGES)
+    head, listing, rest = __doc__.split("\n\n", 2)
+    listing = listing.replace("{stages}", ", ".join(names[:-1]) + f" and {names[-1]}")
+    return "\n\n".join([head, textwrap.fill(" ".join(listing.split()), width=116), rest])
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pae", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m pae", description=description(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_launcher_options(p)
     stages.add_stages(p)

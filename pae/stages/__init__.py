@@ -18,6 +18,7 @@ pae.eval, pae.report) and writes the outputs atomically.
   export_report.py     export-report: copy a report.md with what it shows
   setup_data.py        setup-data: find or install the demo's and the tests' data (make data)
   check_config.py      check-config: a config with its defaults filled in
+  install_profile.py   install-profile: a snakemake profile of pae's, with a site's resources merged in
   common.py            load_run: the model, flow and dataset of a run, checked to belong together
   args.py              argument types shared by the parsers
 
