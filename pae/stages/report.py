@@ -44,7 +44,7 @@ def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Pat
     rows["table1"] = summary.table1(rows["runs"], rows["samplers"], refs)
     rows["table2"] = summary.table2(rows["ood"], refs)
     for name in TABLES:
-        tables.write_csv(Path(tables_dir) / f"{name}.csv", rows[name])
+        tables.write_csv(Path(tables_dir) / f"{name}.csv", rows[name], tables.COLUMNS.get(name, ()))
     figures_dir = Path(figures_dir)
     figures.write_run_figures(main, figures_dir)
     for run in main:

@@ -8,13 +8,16 @@ from pae.io import PaeError
 from pae.report import markdown, summary
 
 REFS = [{"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 8, "metric": "fid",
-         "value": 28.0, "source": "the paper, Table 1", "what": "PAE FID"},
+         "value": 28.0, "n": None, "protocol": None, "source": "the paper, Table 1", "cited_as": "paper, Table 1",
+         "what": "PAE FID"},
         {"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 8, "metric": "recon_mse",
-         "value": 0.0064, "source": "a notebook", "what": "test MSE"},
+         "value": 0.0064, "source": "a notebook", "cited_as": "authors' notebook, cell 12", "what": "test MSE"},
         {"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 32, "metric": "fid_minmax_prior",
-         "value": 102.9, "source": "a notebook", "what": "N(0, I) samples"},
+         "value": 102.9, "n": 10000, "protocol": "tensorflow, minmax", "source": "a notebook",
+         "cited_as": "authors' notebook, cell 19", "what": "N(0, I) samples"},
         {"table": "table2", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 8, "ood_set": "mnist",
-         "score": "flow_logp", "metric": "auroc", "value": 0.997, "source": "the paper,\n  Table 2", "what": "AUROC"}]
+         "score": "flow_logp", "metric": "auroc", "value": 0.997, "source": "the paper,\n  Table 2",
+         "cited_as": "paper, Table 2", "what": "AUROC"}]
 
 
 def _rows():
@@ -29,6 +32,7 @@ def _rows():
             samplers.append({**grid, "set": name, "temperature": t, "domain_fd": v, "domain_fd_low": v - 1,
                              "domain_fd_high": v + 1, "fid": None, "fid_low": None, "fid_high": None})
         ood.append({**grid, "ood_set": "mnist", "score": "flow_logp", "n_in": 100, "n_out": 100,
+                    "ood_data": "5,000 digits",
                     "auroc": 0.9 + seed / 100,
                     "auroc_low": 0.85, "auroc_high": 0.95, "aupr": 0.9, "aupr_low": 0.8, "aupr_high": 0.95,
                     "fpr95": 0.3, "fpr95_low": 0.2, "fpr95_high": 0.4})
@@ -54,21 +58,30 @@ def test_report_has_every_section_our_values_and_the_papers(tmp_path):
                     "## Missing-data imputation", "## Stage wall times", "## Reference values"):
         assert heading in text
     table1_line = next(line for line in text.splitlines() if line.startswith("| fashion_mnist | ae | 8 | 2 |"))
-    assert "0.0105 [" in table1_line and table1_line.endswith("| 28 |")  # mean over 2 seeds, the paper's FID
-    assert "| fashion_mnist | ae | 8 | mnist | 2 | 100 / 100 | 0.905 [" in text  # the images behind each AUROC
-    assert "0.905 [" in text and "0.02 [0.018, 0.022]" in text and "FID was not computed: no weights." in text
+    # mean over 2 seeds with the t interval, then the runs' bootstrap over images averaged ([19, 21] and [20, 22])
+    assert "| 0.0105 [" in table1_line and "20.5 [" in table1_line and "(images: [19.5, 21.5])" in table1_line
+    assert "28" not in table1_line  # references are judged in their own section, not set beside one column
+    assert "Values are means over seeds" in text and "Every result is from one seed" not in text
+    # the images behind each AUROC and what the OoD set is
+    assert "| fashion_mnist | ae | 8 | mnist | 2 | 100 / 100 | 5,000 digits | 0.905 [" in text
+    assert "0.02 [0.018, 0.022]" in text and "FID was not computed: no weights." in text
     # only figures that exist are linked; the others are named as not drawn
     assert markdown.FIGURE_LINK.findall(text) == ["figures/fd_vs_latent.png",
                                                   "figures/fashion_mnist-ae-z8-s0_ood_roc.png"]
     assert "(distance vs flow temperature: not drawn)" in text
     assert "| train | 2 | 10.5 | 11.0 | 21 |" in text and "| ood |" not in text  # ood has no benchmark here
-    # Reference values: each beside ours at the same coordinates ("-" where none), then the sources
+    # Reference values: each beside ours at the same coordinates with its source and verdict, then the sources; a
+    # reference at a latent size this experiment does not have (32) is left out
     refs = text[text.index("## Reference values"):]
-    assert "| table1 | fashion_mnist | ae | 8 | fid | 28 | - | PAE FID |" in refs  # no FID computed here
-    assert "| table1 | fashion_mnist | ae | 8 | recon_mse | 0.0064 | 0.0105 [" in refs
-    assert "| table1 | fashion_mnist | ae | 32 | fid_minmax_prior | 102.9 | - |" in refs  # no latent-32 run
-    assert "| table2 | fashion_mnist | ae | 8 | auroc, mnist, flow_logp | 0.997 | 0.905 [" in refs
-    assert "4. table2 auroc (fashion_mnist, latent 8): the paper, Table 2" in refs
+    assert "| table1 | fashion_mnist | ae | 8 | fid | 28 | paper, Table 1 | n not stated; protocol not stated | - " \
+        "| no value of ours |" in refs  # no FID computed here
+    assert "| table1 | fashion_mnist | ae | 8 | recon_mse | 0.0064 | authors' notebook, cell 12 | - | 0.0105 [" in refs
+    assert "fid_minmax_prior" not in refs
+    # AUROC 0.905 over 2 seeds, t interval [0.8415, 0.9685]: below 0.997
+    assert "| auroc, mnist, flow_logp | 0.997 | paper, Table 2 | - | 0.905 [0.8415, 0.9685] (images: [0.85, 0.95]) " \
+        "| missed by 0.092 |" in refs
+    assert "3. table2 auroc (fashion_mnist, latent 8), AUROC: the paper, Table 2" in refs
+    assert "Inception weights" not in text
 
 
 def test_export_copies_the_report_its_tables_and_only_linked_figures(tmp_path):
@@ -110,3 +123,62 @@ def test_ood_section_shows_the_runs_with_an_ood_stage_only(tmp_path):
     markdown.write_report(tmp_path / "none.md", "exp", {**rows, "table2": []}, REFS, figures, "")
     ood = (tmp_path / "none.md").read_text().split("## Out-of-distribution detection")[1].split("\n## ")[0]
     assert "No run of this experiment has an ood stage" in ood and "|" not in ood
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(f"## {heading}")[1].split("\n## ")[0]
+
+
+def test_reference_table_lists_only_this_experiments_references(tmp_path):
+    """An experiment without a run at a reference's dataset, model and latent size (a VAD or uncertainty grid) lists
+    none of them and says so."""
+    rows = _rows()
+    for r in rows["runs"]:
+        r["model"] = "vad"
+    markdown.write_report(tmp_path / "report.md", "exp", rows, REFS, tmp_path, "")
+    refs = _section((tmp_path / "report.md").read_text(), "Reference values")
+    assert "No reference value" in refs and "|" not in refs and "Sources" not in refs
+
+
+def test_an_fid_at_another_n_is_marked_not_comparable_and_every_protocol_is_a_column(tmp_path):
+    """The demo's FID at n = 200 beside a notebook's at 10,000: not a comparison. Each FID row names its protocol and
+    its n; a one-seed experiment says its intervals are over images."""
+    run = {"run": "fashion_mnist-ae-z32-s0", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 32, "seed": 0,
+           "recon_mse": 0.0065, "fid_n": 200, "fid_preprocessing": "pytorch"}
+    grid = {k: run[k] for k in ("run", "dataset", "model", "latent_dim", "seed")}
+    samplers = [{**grid, "set": "prior", "temperature": None, "n_generated": 10000, "n_real": 10000,
+                 "domain_fd": 50.0, "domain_fd_low": 49.0, "domain_fd_high": 51.0,
+                 "fid": 150.0, "fid_low": 140.0, "fid_high": 160.0},
+                {**grid, "set": "pae_T1.0", "temperature": 1.0, "n_generated": 10000, "n_real": 10000,
+                 "domain_fd": 5.0, "domain_fd_low": 4.0, "domain_fd_high": 6.0,
+                 "fid": 108.3, "fid_low": 100.1, "fid_high": 115.2}]
+    refs = [{**REFS[0], "latent_dim": 32},
+            {**REFS[2], "metric": "fid", "value": 34.85, "protocol": "pytorch, uint8", "what": "notebook FID"}]
+    rows = {"runs": [run], "table1": summary.table1([run], samplers, refs), "table2": [], "posterior": [],
+            "impute": []}
+    markdown.write_report(tmp_path / "report.md", "demo", rows, refs, tmp_path, "FID was computed.")
+    text = (tmp_path / "report.md").read_text()
+    assert "Every result is from one seed (seed 0)" in text
+    quality = _section(text, "Sample quality and reconstruction (Table 1 style)")
+    assert "| fashion_mnist | ae | 32 | 1 | pytorch, uint8 (pixels as they are) | 200 | 108.3 [100.1, 115.2] |" \
+        in quality
+    refs_text = _section(text, "Reference values")
+    assert "| fid | 28 | paper, Table 1 | n not stated; protocol not stated | 108.3 [100.1, 115.2] (pytorch, uint8), " \
+        "n = 200 | not comparable (the reference states no n or protocol; ours: n = 200; pytorch, uint8) |" in refs_text
+    assert "| fid | 34.85 | authors' notebook, cell 19 | n = 10,000; protocol pytorch, uint8 | 108.3 [100.1, 115.2] " \
+        "(pytorch, uint8), n = 200 | not comparable (n = 200 vs 10,000) |" in refs_text
+
+
+def test_posterior_section_gives_each_row_its_images(tmp_path):
+    rows = _rows()
+    grid = {k: rows["runs"][0][k] for k in ("run", "dataset", "model", "latent_dim", "seed")}
+    base = {**grid, "corruption": "left_half", "mse_all": 0.02, "coverage68_missing": 0.6, "coverage95_missing": 0.9,
+            "coverage95_all": 0.93}
+    rows["posterior"] = [{**base, "method": "map", "image_set": "all", "n_images": 30, "mse_missing": 0.05},
+                         {**base, "method": "mcmc", "image_set": "nuts", "n_images": 8, "mse_missing": 0.03},
+                         {**base, "method": "laplace", "image_set": "nuts", "n_images": 8, "mse_missing": 0.04}]
+    markdown.write_report(tmp_path / "report.md", "exp", rows, REFS, tmp_path, "")
+    posterior = _section((tmp_path / "report.md").read_text(), "Inpainting and denoising: posterior analysis")
+    assert "| left_half | all (30) | map | 1 | 0.05 |" in posterior
+    assert "| left_half | NUTS's (8) | laplace | 1 | 0.04 |" in posterior
+    assert "| left_half | NUTS's (8) | mcmc | 1 | 0.03 |" in posterior

