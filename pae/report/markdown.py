@@ -90,8 +90,8 @@ def _protocol_words(protocol: str | None) -> str:
 def _quality_section(t1: list[dict], fid_note: str, figures: Path) -> list[str]:
     rows = []
     for r in t1:
-        rows.append([r["dataset"], r["model"], str(r["latent_dim"]), str(r["n_seeds"]), _cell(r, "recon_mse", 3),
-                     _count(r.get("domain_fd_n")), _cell(r, "domain_fd_pae_T1", 3),
+        rows.append([r["dataset"], r["model"], str(r["latent_dim"]), str(r["n_seeds"]), _count(r.get("recon_n")),
+                     _cell(r, "recon_mse", 3), _count(r.get("domain_fd_n")), _cell(r, "domain_fd_pae_T1", 3),
                      f"{_cell(r, 'domain_fd_pae_best', 3)} (T={r['domain_fd_pae_best_T']})",
                      _cell(r, "domain_fd_prior", 3), _cell(r, "domain_fd_recon", 3), _cell(r, "domain_fd_floor", 2)])
     fid_rows = []
@@ -108,14 +108,16 @@ def _quality_section(t1: list[dict], fid_note: str, figures: Path) -> list[str]:
     datasets = sorted({r["dataset"] for r in t1})
     lines = [
         "## Sample quality and reconstruction (Table 1 style)", "",
-        "Reconstruction MSE per pixel on the run's test images ([-0.5, 0.5] pixel scale; no interval: one number per "
-        "run). Fréchet distances between generated (or reconstructed) images and the test images, on *n* images per "
-        "set. Samplers: the PAE (the flow on the model's latents, base N(0, T^2 I)) at T = 1 and at its best T; "
-        "N(0, I) through the decoder (the VAE's own sampler); *floor* = training vs test images. The papers' values "
-        "are under \"Reference values\", each with its verdict.", "",
+        "Reconstruction MSE per pixel on the run's *test images* ([-0.5, 0.5] pixel scale; with one seed its interval "
+        "is 1.96 standard errors over the images, none where the run's recon.json predates their spread). Fréchet "
+        "distances between generated (or reconstructed) images and the test images, on *n* images per set. "
+        "Samplers: the PAE (the flow on the model's latents, base N(0, T^2 I)) at T = 1 and at its best T; N(0, I) "
+        "through the decoder (the VAE's own sampler); *floor* = training vs test images. The reference values are "
+        "under \"Reference values\", each with its verdict.", "",
         "*Domain FD*: in the features of a classifier trained on the dataset; not an FID, and not comparable with "
         "FID values.", "",
-        table(["dataset", "model", "latent", "seeds", "recon MSE", "domain FD n", "domain FD: PAE T=1", "PAE best T",
+        table(["dataset", "model", "latent", "seeds", "test images", "recon MSE", "domain FD n", "domain FD: PAE T=1",
+               "PAE best T",
                "N(0, I)", "reconstructions", "floor"], rows), ""]
     lines += [
         "*FID*: in Inception's pool3 features, one row per protocol (how the images entered Inception: "

@@ -264,9 +264,11 @@ def _join_references(row: dict, refs: list[dict], table: str, metrics: tuple[str
 
 
 def _per_run_quality(runs_rows: list[dict], samplers_rows: list[dict]) -> list[dict]:
-    """One row per run: recon MSE and, for domain_fd and fid, each sampler's value with its bootstrap bounds; the
-    images per set of the FIDs (fid_n) and of the domain FD (domain_fd_n), and the FIDs' preprocessing."""
-    by_run: dict[str, dict] = {r["run"]: {k: r.get(k) for k in ("run", *GROUP, "seed", "recon_mse", "fid_n",
+    """One row per run: recon MSE (with its interval over images and its n) and, for domain_fd and fid, each
+    sampler's value with its bootstrap bounds; the images per set of the FIDs (fid_n) and of the domain FD
+    (domain_fd_n), and the FIDs' preprocessing."""
+    by_run: dict[str, dict] = {r["run"]: {k: r.get(k) for k in ("run", *GROUP, "seed", "recon_mse", "recon_mse_low",
+                                                                "recon_mse_high", "recon_n", "fid_n",
                                                                 "fid_preprocessing")}
                                for r in runs_rows}
     for s in samplers_rows:
@@ -303,14 +305,15 @@ def _joined(values) -> str | None:
 
 
 def table1(runs_rows: list[dict], samplers_rows: list[dict], refs: list[dict]) -> list[dict]:
-    """Table 1 style rows (see the module docstring). Images per set: fid_n (every FID; FID depends on n) and
-    domain_fd_n; fid_protocol / fid_minmax_protocol: how the images entered Inception ("preprocessing, scaling").
-    References: ref_fid (PAE samples at T = 1), ref_fid_minmax, ref_recon_mse and any other at the row's
+    """Table 1 style rows (see the module docstring). Images: recon_n (the test images of the MSE), fid_n (per set,
+    every FID; FID depends on n) and domain_fd_n; fid_protocol / fid_minmax_protocol: how the images entered
+    Inception ("preprocessing, scaling"). References: ref_fid (PAE samples at T = 1), ref_fid_minmax, ref_recon_mse and any other at the row's
     coordinates, each with its source and verdict (`verdict`)."""
     rows = []
     for (dataset, model, z), rs in _groups(_per_run_quality(runs_rows, samplers_rows), GROUP).items():
         row = {"dataset": dataset, "model": model, "latent_dim": z, "n_seeds": len(rs),
                "seeds": _joined(r.get("seed") for r in rs), **_summarise(rs, "recon_mse")}
+        row["recon_n"] = _joined(r.get("recon_n") for r in rs)  # test images behind the MSE
         row["fid_n"] = _joined(r.get("fid_n") for r in rs)  # images per set behind each FID (FID depends on n)
         row["domain_fd_n"] = _joined(r.get("domain_fd_n") for r in rs)
         for metric in DISTANCES:
@@ -321,7 +324,8 @@ def table1(runs_rows: list[dict], samplers_rows: list[dict], refs: list[dict]) -
             if metric in SCALINGS:
                 have = [r for r in rs if r.get(f"{metric}_pae_T1") is not None or r.get(f"{metric}_prior") is not None]
                 row[f"{metric}_protocol"] = _joined(fid_protocol(r.get("fid_preprocessing"), metric) for r in have)
-        row["interval"] = _interval_kind(len(rs), "one seed: bootstrap over images (distances), none (MSE)")
+        row["interval"] = _interval_kind(len(rs), "one seed: over images (distances: bootstrap; MSE: 1.96 se, "
+                                                  "none where recon.json has no spread)")
         _join_references(row, refs, "table1", TABLE1_REFERENCES, table1_verdict, dataset=dataset, model=model,
                          latent_dim=z)
         rows.append(row)

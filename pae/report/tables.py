@@ -1,5 +1,6 @@
 """Tables of an experiment (results/{exp}/tables/):
-  runs.csv       one row per run: grid coordinates, reconstruction MSE (per pixel, [-0.5, 0.5] scale), flow
+  runs.csv       one row per run: grid coordinates, reconstruction MSE (per pixel, [-0.5, 0.5] scale; with its
+                 interval over the recon_n test images), flow
                  log-likelihoods, ELBO terms (nats per image; models with a posterior), the calibration of a
                  Gaussian likelihood (likelihood_coverage68/95: test pixels inside its 68% / 95% intervals), the domain
                  Fréchet distance (and FID) of the samplers, OoD AUROCs, inpainting/denoising figures, per-stage
@@ -53,7 +54,7 @@ def runs_table(runs: list[dict]) -> list[dict]:
         flow_metrics = read_json(files["flow_metrics"])
         row = {"run": run["run"], "dataset": run["dataset"], "model": run["model"], "latent_dim": run["latent_dim"],
                "seed": run["seed"], "epochs": history["meta"]["epochs"],
-               "recon_mse": recon["test_mse_per_pixel"], "val_mse": history["meta"]["final_val_mse"],
+               **_recon_columns(recon), "val_mse": history["meta"]["final_val_mse"],
                "flow_val_logp": flow["val_logp"], "flow_test_logp": flow_metrics["test_logp_mean"],
                "flow_epochs": flow["epochs_run"], "likelihood": "mse", "posterior": "", "test_elbo": None,
                "test_nll": None, "test_kl": None}
@@ -71,6 +72,15 @@ def runs_table(runs: list[dict]) -> list[dict]:
             row[f"time_{stage}_s"] = None if bench is None else _benchmark_seconds(bench)
         rows.append(row)
     return rows
+
+
+def _recon_columns(recon: dict) -> dict:
+    """The test reconstruction MSE per pixel, its 95% interval over the test images (1.96 standard errors of the mean
+    of the per-image MSEs; none from a recon.json without their spread) and the number of test images."""
+    mean, n, sd = recon["test_mse_per_pixel"], recon.get("n_test"), recon.get("test_mse_std")
+    half = 1.96 * sd / n ** 0.5 if n and sd is not None else None
+    return {"recon_mse": mean, "recon_mse_low": None if half is None else mean - half,
+            "recon_mse_high": None if half is None else mean + half, "recon_n": n}
 
 
 def _calibration_columns(result: dict) -> dict:

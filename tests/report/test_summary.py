@@ -154,8 +154,13 @@ def test_table1_names_each_fids_n_and_protocol_and_judges_references_by_them():
                  "n_generated": 10000, "n_real": 10000}]
     ref = {**FID_REF, "dataset": "fashion_mnist", "model": "ae", "latent_dim": 32, "metric": "fid",
            "protocol": "pytorch, uint8", "source": "s", "cited_as": "authors' notebook, cell 20"}
-    (row,) = summary.table1([run], samplers, [ref])
+    mse = {**ref, "metric": "recon_mse", "value": 0.0064, "cited_as": "authors' notebook, cell 12"}
+    run.update(recon_mse_low=0.0064 + 1e-5, recon_mse_high=0.0066, recon_n=10000)  # its interval over images
+    (row,) = summary.table1([run], samplers, [ref, mse])
     assert (row["fid_n"], row["domain_fd_n"], row["fid_protocol"]) == ("200", "10000", "pytorch, uint8")
+    # one seed: the MSE's interval over its 10,000 test images, which excludes the reference on the worse side
+    assert (row["recon_n"], row["recon_mse_low"]) == ("10000", 0.0064 + 1e-5)
+    assert row["ref_recon_mse_verdict"] == "missed by 0.0001"
     assert row["fid_minmax_protocol"] is None  # no min-max FID was computed
     assert row["ref_fid_verdict"] == "not comparable (n = 200 vs 10,000)"
 

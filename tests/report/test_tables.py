@@ -124,3 +124,15 @@ def test_ood_rows_say_what_the_ood_set_is(tmp_path):
     rows = {r["ood_set"]: r for r in ood_table([{"run": "a", "dataset": "fashion_mnist", "model": "ae",
                                                  "latent_dim": 8, "seed": 0, "files": {"ood": str(path)}}])}
     assert rows["mnist"]["ood_data"].startswith("5,000 of 5,000 images of mnist: all splits")
+
+
+def test_reconstruction_mse_has_its_interval_over_the_test_images():
+    """recon.json's mean and spread of the per-image MSEs over n images -> mean +- 1.96 sd / sqrt(n); a recon.json
+    without the spread gives no interval."""
+    from pae.report.tables import _recon_columns
+    got = _recon_columns({"test_mse_per_pixel": 0.0065, "test_mse_std": 0.004, "n_test": 10000})
+    # 1.96 * 0.004 / 100 = 7.84e-05; float64 arithmetic: pytest's default rel=1e-6
+    assert (got["recon_mse_low"], got["recon_mse_high"]) == pytest.approx((0.0065 - 7.84e-05, 0.0065 + 7.84e-05))
+    assert got["recon_n"] == 10000
+    old = _recon_columns({"test_mse_per_pixel": 0.0065})
+    assert (old["recon_mse"], old["recon_mse_low"], old["recon_mse_high"], old["recon_n"]) == (0.0065, None, None, None)
