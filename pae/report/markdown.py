@@ -200,8 +200,10 @@ def _impute_section(impute_rows: list[dict], figures: Path) -> list[str]:
         first = next(iter(by.values()))
         rows.append([d, m, str(z), train, method, str(first["n_seeds"]),
                      _count(_joined_counts(r.get("n_images") for r in by.values()))]
-                    + [_cell({"v": by[x]["mse_missing"], "v_low": by[x]["mse_low"], "v_high": by[x]["mse_high"]},
-                             "v", 3) if x in by else "-" for x in ratios])
+                    + [_cell({"v": by[x]["mse_missing"], "v_low": by[x]["mse_low"], "v_high": by[x]["mse_high"],
+                              "v_images_low": by[x].get("mse_images_low"),
+                              "v_images_high": by[x].get("mse_images_high"), "n_seeds": by[x]["n_seeds"]}, "v", 3)
+                       if x in by else "-" for x in ratios])
     return [
         "## Missing-data imputation", "",
         "MSE on the missing pixels of *images* test images with pixels missing completely at random at ratio r: the "

@@ -138,7 +138,8 @@ def _mean(values: list) -> float | None:
 
 def impute_table(runs: list[dict]) -> list[dict]:
     """The imputation sweep, one row per dataset x model x latent size x training missingness x test ratio x method,
-    averaged over seeds (pae.report.summary.interval). `train` is "clean" (mismatched) or "ratio/mode" (matched)."""
+    averaged over seeds (pae.report.summary.interval; mse_images_low/high: the runs' own 1.96-se intervals over
+    images, averaged). `train` is "clean" (mismatched) or "ratio/mode" (matched)."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         result = read_json(run["files"]["impute"])
@@ -151,11 +152,13 @@ def impute_table(runs: list[dict]) -> list[dict]:
     for (dataset, model, z, train, ratio, method), rs in sorted(groups.items(), key=lambda kv: kv[0]):
         # with one seed, the interval over images: 1.96 standard errors
         values, ses = [r["mse_missing"] for r in rs], [r["mse_missing_se"] or 0.0 for r in rs]
-        mean, low, high, how = interval(values, [v - 1.96 * se for v, se in zip(values, ses)],
-                                        [v + 1.96 * se for v, se in zip(values, ses)], single="1.96 se over images")
+        lows, highs = [v - 1.96 * se for v, se in zip(values, ses)], [v + 1.96 * se for v, se in zip(values, ses)]
+        mean, low, high, how = interval(values, lows, highs, single="1.96 se over images")
         rows.append({"dataset": dataset, "model": model, "latent_dim": z, "train_missing": train,
                      "matched": train != "clean", "test_ratio": ratio, "method": method, "mse_missing": mean,
                      "mse_low": max(low, 0.0), "mse_high": high, "mse_min": min(values), "mse_max": max(values),
+                     # the runs' own intervals over images, averaged over the seeds (beside the one over seeds)
+                     "mse_images_low": max(sum(lows) / len(lows), 0.0), "mse_images_high": sum(highs) / len(highs),
                      "interval": how, "mse_all": _mean([r.get("mse_all") for r in rs]), "n_seeds": len(rs),
                      "n_images": rs[0]["n_images"]})
     return rows

@@ -24,6 +24,8 @@ def test_impute_table_intervals_over_seeds_or_images(tmp_path):
     assert ae["mse_missing"] == pytest.approx(0.012) and ae["n_seeds"] == 2 and ae["interval"] == "t95 over 2 seeds"
     # t(0.975, 1) * sd / sqrt(2), with t = 12.7062 written to 5 digits (1.6e-5 relative)
     assert ae["mse_high"] - ae["mse_missing"] == pytest.approx(12.706 * 0.002, rel=1e-4)
+    # beside it, the runs' own intervals over images averaged: 0.012 -+ 1.96 * 0.001
+    assert (ae["mse_images_low"], ae["mse_images_high"]) == pytest.approx((0.012 - 0.00196, 0.012 + 0.00196))
     assert (vae["mse_low"], vae["mse_high"]) == pytest.approx((0.02 - 1.96 * 0.002, 0.02 + 1.96 * 0.002))
     assert vae["interval"] == "one seed, 1.96 se over images" and vae["train_missing"] == "clean"
 
