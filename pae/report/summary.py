@@ -137,9 +137,12 @@ def load_references(path: str | Path = REFERENCES_PATH) -> list[dict]:
                                "(\"preprocessing, scaling\"), each null where the source does not state it")
             if ref["n"] is not None and (isinstance(ref["n"], bool) or not isinstance(ref["n"], int) or ref["n"] < 2):
                 raise PaeError(f"{where}: n {ref['n']!r} is not a number of images (an integer >= 2, or null)")
-            known = [fid_protocol(p, d) for p in PREPROCESSINGS for d in SCALINGS]
+            # the scaling is the one of the distance the metric names (fid_minmax...: minmax; fid...: uint8)
+            distance = _distance(ref["metric"] + "_") or "fid"
+            known = [fid_protocol(p, distance) for p in PREPROCESSINGS]
             if ref["protocol"] is not None and ref["protocol"] not in known:
-                raise PaeError(f"{where}: protocol {ref['protocol']!r} is not one of {known} (or null)")
+                raise PaeError(f"{where}: protocol {ref['protocol']!r} of metric {ref['metric']} is not one of {known} "
+                               "(or null)")
     return refs
 
 

@@ -105,7 +105,10 @@ def test_shipped_references_load_and_bad_ones_are_named(tmp_path):
     entry = "{table: table1, dataset: d, model: ae, latent_dim: 4, value: 1, source: s, cited_as: c, "
     for extra, message in (("metric: speed}", "references\\[0\\]: metric 'speed': unknown direction"),
                            ("metric: fid}", "references\\[0\\]: an FID reference needs the keys n"),
-                           ("metric: fid, n: 10000, protocol: tf}", "references\\[0\\]: protocol 'tf' is not one of"),
+                           ("metric: fid, n: 10000, protocol: tf}", "references\\[0\\]: protocol 'tf' of metric fid"),
+                           # a min-max protocol for the FID of pixels as they are
+                           ("metric: fid, n: 10000, protocol: 'tensorflow, minmax'}",
+                            "protocol 'tensorflow, minmax' of metric fid is not one of \\['pytorch, uint8'"),
                            ("metric: fid, n: ten, protocol: null}", "references\\[0\\]: n 'ten' is not a number"),
                            ("metric: auroc}", "references\\[0\\]: a table2 reference needs")):
         table = "table2" if "auroc" in extra else "table1"
