@@ -25,11 +25,13 @@ metrics/posterior.json:
                 figures of the same images, when fewer than n_images), step_size, acceptance_rate, divergences,
                 grad_evals_per_iteration, n_eff_min, n_eff_median}}}}
 
-panels (HDF5, for the figure "corrupted | MAP | samples | truth"), per corruption kind, the first figure_images
-images, uint8 on the 0-255 scale: /{kind}/truth, corrupted (missing pixels mid-grey), map, mean (posterior mean)
-(F, C, H, W); mask (F, 1, H, W) 0/1; samples (F, K, C, H, W), K = min(4, posterior_samples) decoded posterior
-samples; std (F, C, H, W) the per-pixel posterior std in grey levels (round(255 std), clipped). Group attrs:
-samples_method (mcmc if run, else laplace), noise_sigma. File attrs: format.
+panels (HDF5, for the figure "truth | observed | MAP | Laplace samples, std | NUTS samples, std"), per corruption
+kind, the same first F images for every method: F = figure_images, or fewer where NUTS ran on fewer (mcmc_images), so
+that Laplace and NUTS are shown on the same images. Images uint8 on the 0-255 scale: /{kind}/truth, corrupted
+(missing pixels mid-grey), map (F, C, H, W); mask (F, 1, H, W) 0/1; and per method (laplace, and mcmc when NUTS ran)
+/{kind}/{method}/samples (F, K, C, H, W), K = min(4, posterior_samples) decoded posterior samples, mean (F, C, H, W)
+the posterior-mean image, std (F, C, H, W) float32 the per-pixel posterior std on the [-0.5, 0.5] pixel scale.
+Group attrs: methods (the methods present), noise_sigma (the corruption's noise, 0 for masks). File attrs: format.
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ from pae.stages.common import load_run
 
 log = logging.getLogger(__name__)
 
-PANELS_FORMAT = "pae-posterior-panels/1"
+PANELS_FORMAT = "pae-posterior-panels/2"
 FIGURE_SAMPLES = 4
 LEVELS = (0.68, 0.95)
 
@@ -191,19 +193,24 @@ def _analyse(kind: str, spec: dict, model, flow, truth: torch.Tensor, sigma_pix:
         _log_method(kind, method, methods[method])
     metrics = {"missing_fraction": 1 - mask.mean().item(), "noise_sigma": noise,
                "corrupted_mse_all": (x - truth).pow(2).mean().item(), "methods": methods}
-    shown = "mcmc" if "mcmc" in fits and fits["mcmc"][1]["n_images"] >= min(spec["figure_images"], len(truth)) \
-        else "laplace"
-    panels = _panels(truth, x, mask, fits["map"][0].mean, fits[shown][0], spec["figure_images"])
-    return metrics, panels | {"attrs": {"samples_method": shown, "noise_sigma": noise}}
+    n_fig = min(spec["figure_images"], len(truth))
+    if "mcmc" in fits:  # Laplace and NUTS side by side on the same images
+        n_fig = min(n_fig, fits["mcmc"][1]["n_images"])
+    panels = _panels(truth, x, mask, fits["map"][0].mean, {m: fits[m][0] for m in ("laplace", "mcmc") if m in fits},
+                     n_fig)
+    return metrics, panels | {"attrs": {"methods": [m for m in ("laplace", "mcmc") if m in fits],
+                                        "noise_sigma": noise}}
 
 
-def _panels(truth: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, map_image: torch.Tensor, pred: Predictive,
-            n: int) -> dict:
-    k = min(FIGURE_SAMPLES, len(pred.samples))
-    return {"truth": to_uint8(truth[:n]), "corrupted": to_uint8(x[:n]), "mask": mask[:n].to(torch.uint8).cpu(),
-            "map": to_uint8(map_image[:n]), "mean": to_uint8(pred.mean[:n]),
-            "samples": to_uint8(pred.samples[:k, :n].transpose(0, 1)),
-            "std": (pred.std[:n] * 255).round().clamp(0, 255).to(torch.uint8).cpu()}
+def _panels(truth: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, map_image: torch.Tensor,
+            preds: dict[str, Predictive], n: int) -> dict:
+    out = {"truth": to_uint8(truth[:n]), "corrupted": to_uint8(x[:n]), "mask": mask[:n].to(torch.uint8).cpu(),
+           "map": to_uint8(map_image[:n])}
+    for method, pred in preds.items():
+        k = min(FIGURE_SAMPLES, len(pred.samples))
+        out |= {f"{method}/samples": to_uint8(pred.samples[:k, :n].transpose(0, 1)),
+                f"{method}/mean": to_uint8(pred.mean[:n]), f"{method}/std": pred.std[:n].float().cpu()}
+    return out
 
 
 def _write_panels(path: Path, panels: dict[str, dict]) -> None:
