@@ -1,38 +1,69 @@
-"""Figures of an experiment, drawn from the files the stages wrote (samples.h5, histories, metrics, OoD scores,
-posterior panels); no model is loaded here."""
+"""Figures of an experiment. Each is made in two steps: a `*_data` function reads what the figure shows from the
+files the stages wrote (samples.h5, histories, OoD scores, posterior panels, table rows) into its figure data
+(pae.report.figdata: figures/data/{name}.h5), and a drawer registered under the figure's kind draws it from that data
+alone. `redraw` draws every figure of a folder again from its data files: an exported report needs no run or model.
+
+One style for all (pae.report.style): drawn at the printed size, one colour per model and one line style per
+method in every figure of a report, human names, bands labelled as what they are, references as labelled lines."""
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
+from typing import Callable
 
 import h5py
-import matplotlib
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from sklearn.metrics import roc_auc_score, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+from pae.io import PaeError, read_json
+from pae.report import figdata
+from pae.report.style import (COLUMN_IN, PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
+                              model_label, save, styled)
+from pae.report.summary import over_seeds
 
-from pae.io import PaeError, atomic_path, read_json  # noqa: E402
-from pae.report.summary import over_seeds  # noqa: E402
-
-
-# Font sizes for figures shown about 8-10 inches wide: titles and labels that fit their panels.
-STYLE = {"axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 6,
-         "legend.title_fontsize": 6, "figure.titlesize": 10}
+DRAWERS: dict[str, Callable] = {}
 
 
-def _styled(draw):
-    """Draw a figure under STYLE (a context, so pae's report leaves matplotlib's global settings alone)."""
-    @functools.wraps(draw)
-    def wrapper(*args, **kwargs):
-        with plt.rc_context(STYLE):
-            return draw(*args, **kwargs)
-    return wrapper
+def drawer(kind: str):
+    """Register `draw(meta, arrays) -> Figure` as the drawer of figures of this kind, drawn under the report style."""
+    def register(draw):
+        DRAWERS[kind] = styled(draw)
+        return draw
+    return register
 
+
+def make(figures_dir: str | os.PathLike, name: str, kind: str, meta: dict, arrays: dict | None = None) -> Path:
+    """Write figures/data/{name}.h5 and draw figures/{name}.png from it."""
+    figures_dir = Path(figures_dir)
+    figdata.save(figdata.data_path(figures_dir, name), kind, meta, arrays)
+    return draw_file(figdata.data_path(figures_dir, name), figures_dir / f"{name}.png")
+
+
+def draw_file(data_file: str | os.PathLike, png: str | os.PathLike) -> Path:
+    kind, meta, arrays = figdata.load(data_file)
+    if kind not in DRAWERS:
+        raise PaeError(f"{data_file}: figure kind {kind!r} has no drawer (known: {', '.join(sorted(DRAWERS))})")
+    save(DRAWERS[kind](meta, arrays), Path(png))
+    return Path(png)
+
+
+def redraw(folder: str | os.PathLike) -> list[Path]:
+    """Every figure of a report folder (results/{exp}/ or an export) drawn again from figures/data/*.h5."""
+    from pae.report import uncertainty  # noqa: F401  (registers its drawers)
+
+    figures_dir = Path(folder) / "figures"
+    files = sorted((figures_dir / figdata.DATA_DIR).glob("*.h5"))
+    if not files:
+        raise PaeError(f"{figures_dir / figdata.DATA_DIR}: no figure data to draw from (export the report with "
+                       "`python -m pae export-report`, which copies it, or rerun the report stage)")
+    return [draw_file(f, figures_dir / f"{f.stem}.png") for f in files]
+
+
+# ---- Shared pieces ----
 
 def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
     """uint8 (N, C, H, W) -> one (rows*H, cols*W[, 3]) image with `pad` white pixels between tiles."""
@@ -46,16 +77,25 @@ def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
     return grid[..., 0] if c == 1 else grid
 
 
-def _show(ax, grid: np.ndarray, title: str) -> None:
-    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
+def show_image(ax, image: np.ndarray) -> None:
+    """A uint8 (H, W) or (H, W, 3) image, or one (C, H, W) tile, on its 0-255 scale, without ticks or frame."""
+    if image.ndim == 3 and image.shape[0] in (1, 3):
+        image = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    bare(ax)
 
 
-def _save(fig, path: Path) -> None:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+def bare(ax) -> None:
+    """No ticks nor frame; the axis labels stay (they carry row and column names)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def band_label(n_seeds: int) -> str:
+    """What a shaded band is: the range over the seeds, or with one seed the run's own 95% interval."""
+    return f"band: range over {n_seeds} seeds" if n_seeds > 1 else "band: 95% bootstrap interval over images (1 seed)"
 
 
 def _read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -68,90 +108,154 @@ def _read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise PaeError(f"{path}: not a complete samples file ({e}); rerun the evaluate stage") from None
 
 
-@_styled
-def write_run_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
-    figures_dir = Path(figures_dir)
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    for run in runs:
+def _square_cols(n: int) -> int:
+    return int(np.ceil(np.sqrt(n)))
+
+
+# ---- Samples ----
+
+def samples_data(runs: list[dict], dataset: str, n: int = 64) -> tuple[dict, dict]:
+    """Flow and N(0, I) samples of each latent size x model of a dataset (its lowest seed), `n` of each."""
+    first: dict[tuple, dict] = {}
+    for r in sorted((r for r in runs if r["dataset"] == dataset), key=lambda r: r["seed"]):
+        first.setdefault((r["latent_dim"], r["model"]), r)
+    cells, arrays = [], {}
+    for i, ((z, model), run) in enumerate(sorted(first.items())):
         s = _read_samples(run["files"]["samples"])
-        name = run["run"]
-        ncols = int(np.ceil(np.sqrt(len(s["pae"]))))
-        fig, axes = plt.subplots(1, 2, figsize=(10, 5.4), layout="constrained")
-        _show(axes[0], image_grid(s["pae"], ncols), f"PAE samples (flow, T={s['temperature']:g})")
-        _show(axes[1], image_grid(s["prior"], ncols), "z ~ N(0, I) through the decoder")
-        fig.suptitle(name)
-        _save(fig, figures_dir / f"{name}_samples.png")
-
-        k = min(16, len(s["originals"]))
-        pairs = np.concatenate([s["originals"][:k], s["reconstructions"][:k]])
-        fig, ax = plt.subplots(figsize=(10, 1.6), layout="constrained")
-        _show(ax, image_grid(pairs, k), f"{name}: test images (top) and reconstructions (bottom)")
-        _save(fig, figures_dir / f"{name}_reconstructions.png")
-
-        interp = s["interpolations"]
-        fig, ax = plt.subplots(figsize=(8, 0.8 * len(interp) + 0.4), layout="constrained")
-        _show(ax, image_grid(interp.reshape(-1, *interp.shape[2:]), interp.shape[1]),
-              f"{name}: latent interpolations between test images")
-        _save(fig, figures_dir / f"{name}_interpolations.png")
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
-    for run in runs:
-        hist = [h for h in read_json(run["files"]["history"])["epochs"] if h["val_mse"] is not None]
-        axes[0].plot([h["epoch"] for h in hist], [h["val_mse"] for h in hist], marker=".", label=run["run"])
-        flow = read_json(run["files"]["flow_history"])["epochs"]
-        axes[1].plot([h["epoch"] for h in flow], [h["val_logp"] for h in flow], label=run["run"])
-    axes[0].set(xlabel="epoch", ylabel="validation MSE per pixel", yscale="log", title="auto-encoder")
-    axes[1].set(xlabel="epoch", ylabel="validation log p(z)", title="flow on latents")
-    if len(runs) <= 12:  # beyond that a legend hides the curves
-        axes[0].legend(fontsize=7)
-    _save(fig, figures_dir / "training_curves.png")
+        k = min(n, len(s["pae"]), len(s["prior"]))
+        cells.append({"latent_dim": z, "model": model, "run": run["run"], "seed": run["seed"],
+                      "temperature": s["temperature"], "n": k})
+        arrays[f"{i}/flow"], arrays[f"{i}/prior"] = s["pae"][:k], s["prior"][:k]
+    return {"dataset": dataset, "cells": cells}, arrays
 
 
-@_styled
-def impute_figure(rows: list[dict], path: str | os.PathLike) -> None:
-    """MSE on the missing pixels vs the missing ratio: a row of panels per dataset and latent size, a panel per
-    training condition (trained on whole images and tested at every ratio, the adversarial case; trained with
-    matching fixed, or random, masks), a line per model and method in the same colour in every panel (the model's own
-    inference solid, the PAE's latent MAP dashed). Bands: the range over seeds, or with one seed the interval over
-    images. Panels of a row share their y axis."""
-    def condition(r: dict) -> str:  # "clean", or the mask mode of "ratio/mode"
-        return r["train_missing"].split("/")[1] if r["matched"] else "clean"
-
-    conditions = [c for c in ("clean", "fixed", "random") if any(condition(r) == c for r in rows)]
-    titles = {"clean": "trained on whole images", "fixed": "trained with the test ratio, fixed masks",
-              "random": "trained with the test ratio, random masks"}
-    groups = sorted({(r["dataset"], r["latent_dim"]) for r in rows})
-    lines_keys = sorted({(r["model"], r["method"]) for r in rows})
-    colours = {key: f"C{i % 10}" for i, key in enumerate(sorted({m for m, _ in lines_keys}))}
-    fig, axes = plt.subplots(len(groups), len(conditions), figsize=(4.6 * len(conditions), 3.6 * len(groups)),
-                             squeeze=False, sharey="row", layout="constrained")
-    for i, (dataset, z) in enumerate(groups):
-        for j, kind in enumerate(conditions):
-            ax = axes[i][j]
-            for model, method in lines_keys:
-                pts = sorted((r for r in rows if (r["dataset"], r["latent_dim"], r["model"], r["method"],
-                                                  condition(r)) == (dataset, z, model, method, kind)),
-                             key=lambda r: r["test_ratio"])
-                if not pts:
-                    continue
-                x = [p["test_ratio"] for p in pts]
-                own = method != "pae_map"
-                ax.plot(x, [p["mse_missing"] for p in pts], "-" if own else "--", marker="o" if own else "s", ms=3,
-                        color=colours[model], label=f"{model}, {method}")
-                band = ("mse_min", "mse_max") if pts[0]["n_seeds"] > 1 else ("mse_low", "mse_high")
-                ax.fill_between(x, [p[band[0]] for p in pts], [p[band[1]] for p in pts], color=colours[model],
-                                alpha=0.12, lw=0)
-            ax.set(xlabel="missing ratio r", title=f"{dataset}, latent {z}: {titles[kind]}")
-            ax.title.set_fontsize(8)
+@drawer("samples")
+def draw_samples(meta: dict, arrays: dict) -> plt.Figure:
+    """A grid of sample grids: with one model, a column per sampler and a row per latent size; with several, a
+    column per model and a row per latent size x sampler."""
+    cells = meta["cells"]
+    models = list(dict.fromkeys(c["model"] for c in cells))
+    sizes = sorted({c["latent_dim"] for c in cells})
+    samplers = ("flow", "prior")
+    if len(models) == 1:
+        rows, cols = [(z, None) for z in sizes], [(models[0], s) for s in samplers]
+    else:
+        rows, cols = [(z, s) for z in sizes for s in samplers], [(m, None) for m in models]
+    cell_in = min((PAGE_IN - 0.3) / len(cols), 2.6)
+    title_in = 0.22  # each grid's title
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell_in * len(cols) + 0.3,
+                                                            (cell_in + title_in) * len(rows) + 0.35),
+                             squeeze=False, layout="constrained")
+    where = {(c["latent_dim"], c["model"]): i for i, c in enumerate(cells)}
+    for i, (z, row_sampler) in enumerate(rows):
+        for j, (model, col_sampler) in enumerate(cols):
+            ax, sampler = axes[i, j], row_sampler or col_sampler
+            k = where.get((z, model))
+            if k is None:
+                ax.axis("off")
+                continue
+            images = arrays[f"{k}/{sampler}"]
+            show_image(ax, image_grid(images, _square_cols(len(images))))
+            what = (f"flow, T = {cells[k]['temperature']:g}" if sampler == "flow" else "N(0, I)")
+            if i == 0 or row_sampler:
+                ax.set_title(f"{model_label(model)}: {what}" if len(models) > 1 else what)
             if j == 0:
-                ax.set_ylabel("MSE per missing pixel")
-            ax.legend(fontsize=6)
-    _save(fig, Path(path))
+                ax.set_ylabel(f"latent {z}")
+    n = cells[0]["n"] if cells else 0
+    fig.suptitle(f"{dataset_label(meta['dataset'])}: {n} samples per grid, not selected (lowest seed of each run)")
+    return fig
 
 
-@_styled
-def roc_figure(run: dict, path: str | os.PathLike) -> None:
-    """ROC curves of one run: a panel per OoD set, a curve per score (from metrics/ood_scores.csv)."""
+# ---- Per-run image figures ----
+
+def reconstructions_data(run: dict, n: int = 16) -> tuple[dict, dict]:
+    s = _read_samples(run["files"]["samples"])
+    k = min(n, len(s["originals"]))
+    return {"run": run["run"]}, {"originals": s["originals"][:k], "reconstructions": s["reconstructions"][:k]}
+
+
+@drawer("reconstructions")
+def draw_reconstructions(meta: dict, arrays: dict) -> plt.Figure:
+    k = len(arrays["originals"])
+    cols = min(k, 8)
+    fig, axes = plt.subplots(2, 1, figsize=(PAGE_IN, PAGE_IN / cols * 2 * -(-k // cols) + 0.5), layout="constrained")
+    for ax, key, label in zip(axes, ("originals", "reconstructions"), ("test images", "reconstructions")):
+        show_image(ax, image_grid(arrays[key], cols))
+        ax.set_ylabel(label)
+    fig.suptitle(f"{meta['run']}: test images and their reconstructions (same positions)")
+    return fig
+
+
+def interpolations_data(run: dict) -> tuple[dict, dict]:
+    s = _read_samples(run["files"]["samples"])
+    return {"run": run["run"]}, {"interpolations": s["interpolations"]}
+
+
+@drawer("interpolations")
+def draw_interpolations(meta: dict, arrays: dict) -> plt.Figure:
+    interp = arrays["interpolations"]
+    pairs, steps = interp.shape[:2]
+    fig, ax = plt.subplots(figsize=(PAGE_IN, PAGE_IN / steps * pairs + 0.45), layout="constrained")
+    show_image(ax, image_grid(interp.reshape(-1, *interp.shape[2:]), steps))
+    ax.set_xlabel("decoded along the straight line between the latents of two test images (a row per pair)")
+    fig.suptitle(f"{meta['run']}: latent interpolations")
+    return fig
+
+
+# ---- Training curves ----
+
+def training_data(runs: list[dict], colours: dict) -> tuple[dict, dict]:
+    curves = []
+    for run in runs:
+        hist = [h for h in read_json(run["files"]["history"])["epochs"] if h.get("val_mse") is not None]
+        flow = read_json(run["files"]["flow_history"])["epochs"]
+        curves.append({"run": run["run"], "model": run["model"], "latent_dim": run["latent_dim"],
+                       "epoch": [h["epoch"] for h in hist], "val_mse": [h["val_mse"] for h in hist],
+                       "flow_epoch": [h["epoch"] for h in flow], "val_logp": [h["val_logp"] for h in flow]})
+    return {"curves": curves, "colours": colours}, {}
+
+
+LATENT_STYLES = ("-", "--", ":", "-.")
+
+
+def _latent_styles(sizes) -> dict[int, str]:
+    return {z: LATENT_STYLES[i % len(LATENT_STYLES)] for i, z in enumerate(sorted(set(sizes)))}
+
+
+@drawer("training")
+def draw_training(meta: dict, arrays: dict) -> plt.Figure:
+    """Validation MSE of the auto-encoder and validation log p(z) of the flow per latent dimension (nats per
+    dimension: comparable across latent sizes), a colour per model, a line style per latent size."""
+    curves, colours = meta["curves"], meta["colours"]
+    styles = _latent_styles(c["latent_dim"] for c in curves)
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_IN, 2.8), layout="constrained")
+    for c in curves:
+        style = {"color": colours[c["model"]], "ls": styles[c["latent_dim"]], "lw": 1.0, "gid": f"{c['model']}/train"}
+        axes[0].plot(c["epoch"], c["val_mse"], **style)
+        axes[1].plot(c["flow_epoch"], np.asarray(c["val_logp"], float) / c["latent_dim"], **style)
+    axes[0].set(xlabel="epoch", ylabel="validation MSE per pixel\n(pixels on [−0.5, 0.5], log scale)", yscale="log",
+                title="auto-encoder")
+    axes[0].yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes[0].yaxis.set_major_formatter(matplotlib.ticker.LogFormatterSciNotation(labelOnlyBase=False))
+    axes[0].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes[1].set(xlabel="epoch", ylabel="validation log p(z) per latent dimension\n(nats / dimension)",
+                title="flow on the latents")
+    handles = [Line2D([], [], color=col, label=model_label(m)) for m, col in colours.items()
+               if any(c["model"] == m for c in curves)]
+    handles += [Line2D([], [], color="0.3", ls=ls, label=f"latent {z}") for z, ls in styles.items()]
+    fig.legend(handles=handles, loc="outside right upper")
+    fig.suptitle(f"Training ({len(curves)} runs)")
+    return fig
+
+
+# ---- OoD: ROC curves ----
+
+SCORE_COLOURS = {"flow_logp": "#0072B2", "recon_mse": "#D55E00", "pae_density": "#009E73", "pae_marginal": "#CC79A7",
+                 "elbo": "#E69F00"}
+
+
+def roc_data(run: dict, ood_labels: dict | None = None) -> tuple[dict, dict]:
+    """The OoD scores of one run (metrics/ood_scores.csv) by set and score, as float32."""
     scores_path = Path(run["files"]["ood_scores"])
     try:
         table = pd.read_csv(scores_path)
@@ -159,223 +263,445 @@ def roc_figure(run: dict, path: str | os.PathLike) -> None:
         raise PaeError(f"{scores_path}: cannot read the OoD scores ({e}); rerun the ood stage") from None
     if "set" not in table or "in" not in set(table["set"]):
         raise PaeError(f"{scores_path}: expected a 'set' column with in-distribution rows ('in')")
-    score_names = [c for c in table.columns if c not in ("set", "index")]
+    scores = [c for c in table.columns if c not in ("set", "index")]
     sets = [s for s in dict.fromkeys(table["set"]) if s != "in"]
-    fig, axes = plt.subplots(1, len(sets), figsize=(3.6 * len(sets), 3.6), squeeze=False, layout="constrained")
-    inside = table[table["set"] == "in"]
+    arrays = {f"{s}/{score}": table.loc[table["set"] == s, score].to_numpy(np.float32)
+              for s in ["in", *sets] for score in scores}
+    return {"run": run["run"], "dataset": run["dataset"], "sets": sets, "scores": scores,
+            "set_labels": ood_labels or {}}, arrays
+
+
+def roc_curves(inside: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    labels = np.r_[np.zeros(len(inside)), np.ones(len(outside))]
+    values = np.r_[inside, outside].astype(np.float64)
+    fpr, tpr, _ = roc_curve(labels, values)
+    return fpr, tpr, float(roc_auc_score(labels, values))
+
+
+@drawer("roc")
+def draw_roc(meta: dict, arrays: dict) -> plt.Figure:
+    """A panel per OoD set, a curve per score; scores whose curves are identical (the same ranking of the images)
+    are drawn once and named together. Where the best AUROC exceeds 0.99 the false-positive rate is on a log axis
+    (down to 1 / n_in), which shows what a linear one hides."""
+    sets, scores = meta["sets"], meta["scores"]
+    width = min(PAGE_IN, 2.45 * len(sets))
+    fig, axes = plt.subplots(1, len(sets), figsize=(width, width / len(sets) + 1.6), squeeze=False,
+                             layout="constrained")
     for ax, name in zip(axes[0], sets):
-        out = table[table["set"] == name]
-        labels = np.r_[np.zeros(len(inside)), np.ones(len(out))]
-        for score in score_names:
-            values = np.r_[inside[score].to_numpy(), out[score].to_numpy()]
-            fpr, tpr, _ = roc_curve(labels, values)
-            ax.plot(fpr, tpr, label=f"{score} ({roc_auc_score(labels, values):.3f})")
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls=":")
-        ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"OoD: {name}")
-        ax.legend(fontsize=6, title="score (AUROC)", title_fontsize=6)
-    fig.suptitle(f"{run['run']}: in-distribution = {run['dataset']} test images", fontsize=9)
-    _save(fig, Path(path))
+        inside_n = len(arrays[f"in/{scores[0]}"])
+        curves: list[tuple[np.ndarray, np.ndarray, float, list[str]]] = []
+        for score in scores:
+            fpr, tpr, auc = roc_curves(arrays[f"in/{score}"], arrays[f"{name}/{score}"])
+            same = next((c for c in curves if np.array_equal(c[0], fpr) and np.array_equal(c[1], tpr)), None)
+            if same is not None:
+                same[3].append(score)
+            else:
+                curves.append((fpr, tpr, auc, [score]))
+        log_x = max(c[2] for c in curves) > 0.99
+        for fpr, tpr, auc, names in curves:
+            label = " = ".join(SCORE_LABELS.get(s, s) for s in names) + f": {auc:.3f}"
+            keep = fpr > 0 if log_x else slice(None)
+            ax.plot(fpr[keep], tpr[keep], color=SCORE_COLOURS.get(names[0]), lw=1.0, label=label,
+                    drawstyle="steps-post")
+        ax.plot([1 / inside_n, 1] if log_x else [0, 1], [1 / inside_n, 1] if log_x else [0, 1], color="0.6",
+                lw=0.6, ls=":")
+        if log_x:
+            ax.set_xscale("log")
+            ax.set_xlim(1 / inside_n, 1)
+        ax.set(ylim=(0, 1.01), xlabel="false-positive rate" + (" (log)" if log_x else ""),
+               ylabel="true-positive rate")
+        n_out = len(arrays[f"{name}/{scores[0]}"])
+        label = meta.get("set_labels", {}).get(name, dataset_label(name))
+        ax.set_title(f"out: {label}\n(n = {inside_n:,} in, {n_out:,} out)")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), title="score: AUROC", handlelength=1.5)
+    fig.suptitle(f"{meta['run']}: OoD detection\n(in-distribution: {dataset_label(meta['dataset'])} test images)")
+    return fig
 
 
-def _model_lines(rows: list[dict]) -> dict[tuple, list[dict]]:
-    lines: dict[tuple, list[dict]] = {}
-    for r in rows:
-        lines.setdefault((r["model"], r["latent_dim"]), []).append(r)
-    return lines
+# ---- Posterior panels ----
+
+STD_MAX = 0.25  # the std colour bar's fixed top in every figure (pixels on [-0.5, 0.5])
+METHOD_NAMES = {"laplace": "Laplace", "mcmc": "NUTS"}
+CORRUPTION_LABELS = {"left_half": "left half missing", "center_box": "centre box missing",
+                     "sparse": "sparse pixels missing", "noise": "Gaussian noise", "noise_sparse": "noise + missing"}
+FIGURE_SAMPLES = 2  # posterior samples shown per method
 
 
-def _band(ax, x, rows, metric, **style):
-    """A line of `metric` (mean over seeds) with a band: the range over the seeds, or with one seed the run's own
-    (bootstrap) interval; points without a value are skipped. (A t interval over two or three seeds would cover the
-    whole axis; the tables give it.)"""
-    pts = [(xi, r) for xi, r in zip(x, rows) if r.get(metric) is not None]
-    if not pts:
-        return None
-    xs = [p[0] for p in pts]
-    line, = ax.plot(xs, [p[1][metric] for p in pts], marker="o", ms=3, **style)
-    several = [p[1].get("n_seeds", 1) > 1 for p in pts]
-    low = [p[1].get(f"{metric}_min" if many else f"{metric}_low") for p, many in zip(pts, several)]
-    high = [p[1].get(f"{metric}_max" if many else f"{metric}_high") for p, many in zip(pts, several)]
-    if all(v is not None and np.isfinite(v) for v in low + high):
-        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15, lw=0)
-    return line
-
-
-@_styled
-def temperature_figure(rows: list[dict], path: str | os.PathLike) -> None:
-    """Distance of PAE samples to the test images vs the flow temperature T (mean over seeds, with its interval), a
-    line per model and latent size, a panel per dataset (and metric: domain FD, and FID when it was computed); the
-    N(0, I) sampler dashed and the train-vs-test floor dotted. `rows`: samplers.csv rows."""
-    metrics = ["domain_fd"] + (["fid"] if any(r["fid"] is not None for r in rows) else [])
-    summary = over_seeds(rows, ("dataset", "model", "latent_dim", "set", "temperature"), tuple(metrics))
-    datasets = sorted({r["dataset"] for r in summary})
-    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(5.5 * len(datasets), 4 * len(metrics)),
-                             squeeze=False, layout="constrained")
-    for i, metric in enumerate(metrics):
-        label = "domain Fréchet distance (classifier features; not FID)" if metric == "domain_fd" else "FID"
-        for ax, dataset in zip(axes[i], datasets):
-            mine = [r for r in summary if r["dataset"] == dataset]
-            for (model, z), rs in sorted(_model_lines(mine).items()):
-                pae = sorted((r for r in rs if r["temperature"] is not None), key=lambda r: r["temperature"])
-                line = _band(ax, [r["temperature"] for r in pae], pae, metric, label=f"{model} z{z}")
-                for r in rs:
-                    if line is not None and r["set"] in ("prior", "train_vs_test") and r[metric] is not None:
-                        ax.axhline(r[metric], color=line.get_color(), lw=0.8,
-                                   ls="--" if r["set"] == "prior" else ":")
-            ax.set(xlabel="flow temperature T", ylabel=label, yscale="log",
-                   title=f"{dataset}: PAE samples vs T (mean over seeds,\nband: their range; dashed: z ~ N(0, I); "
-                         "dotted: floor)")
-            ax.legend(fontsize=6)
-    _save(fig, Path(path))
-
-
-@_styled
-def latent_figure(table1_rows: list[dict], path: str | os.PathLike) -> None:
-    """Table 1 against the latent size, a panel column per dataset: the distance of PAE samples (T = 1, solid) and of
-    N(0, I) samples (dashed) to the test images, a line per model (domain FD; FID in a further row when computed),
-    and the reconstruction MSE. Means over seeds with their intervals."""
-    metrics = ["domain_fd"] + (["fid"] if any(r.get("fid_pae_T1") is not None for r in table1_rows) else [])
-    datasets = sorted({r["dataset"] for r in table1_rows})
-    fig, axes = plt.subplots(len(metrics) + 1, len(datasets), figsize=(5 * len(datasets), 3.6 * (len(metrics) + 1)),
-                             squeeze=False, layout="constrained")
-    for j, dataset in enumerate(datasets):
-        mine = [r for r in table1_rows if r["dataset"] == dataset]
-        models = sorted({r["model"] for r in mine})
-        for i, metric in enumerate(metrics):
-            ax = axes[i, j]
-            for model in models:
-                rs = sorted((r for r in mine if r["model"] == model), key=lambda r: r["latent_dim"])
-                x = [r["latent_dim"] for r in rs]
-                line = _band(ax, x, rs, f"{metric}_pae_T1", label=f"{model}: PAE (flow) T=1")
-                _band(ax, x, rs, f"{metric}_prior", ls="--", label=f"{model}: N(0, I)",
-                      color=line.get_color() if line else None)
-            name = "domain FD (not FID)" if metric == "domain_fd" else "FID"
-            ax.set(xscale="log", yscale="log", xlabel="latent size", ylabel=name,
-                   title=f"{dataset}: {name} of samples vs latent size\n(mean over seeds, band: their range)")
-            ax.legend(fontsize=6)
-        ax = axes[-1, j]
-        for model in models:
-            rs = sorted((r for r in mine if r["model"] == model), key=lambda r: r["latent_dim"])
-            _band(ax, [r["latent_dim"] for r in rs], rs, "recon_mse", label=model)
-        ax.set(xscale="log", yscale="log", xlabel="latent size", ylabel="test MSE per pixel",
-               title=f"{dataset}: reconstruction error vs latent size")
-        ax.legend(fontsize=6)
-        sizes = sorted({r["latent_dim"] for r in mine})
-        for a in axes[:, j]:
-            a.set_xticks(sizes, [str(z) for z in sizes])
-            a.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # the log axis' own labels between sizes
-    _save(fig, Path(path))
-
-
-@_styled
-def samples_figure(runs: list[dict], dataset: str, path: str | os.PathLike, n: int = 16) -> None:
-    """Sample grids of one dataset: a row per latent size, a column per model, each cell `n` PAE samples (the
-    flow at the evaluate stage's temperature) of the lowest seed's run; N(0, I) samples beside for models trained
-    with that prior (VAE, beta-VAE, VAD)."""
-    mine = [r for r in runs if r["dataset"] == dataset]
-    first: dict[tuple, dict] = {}
-    for r in sorted(mine, key=lambda r: r["seed"]):
-        first.setdefault((r["latent_dim"], r["model"]), r)
-    sizes = sorted({z for z, _ in first})
-    columns = [(m, kind) for m in dict.fromkeys(r["model"] for r in mine) for kind in
-               (("pae",) if m == "ae" else ("pae", "prior"))]
-    ncols = int(np.ceil(np.sqrt(n)))
-    fig, axes = plt.subplots(len(sizes), len(columns), figsize=(2.1 * len(columns), 2.3 * len(sizes)),
-                             squeeze=False, layout="constrained")
-    for i, z in enumerate(sizes):
-        for j, (model, kind) in enumerate(columns):
-            ax = axes[i, j]
-            run = first.get((z, model))
-            if run is None:
-                ax.axis("off")
-                continue
-            s = _read_samples(run["files"]["samples"])
-            title = f"{model} + flow (T={s['temperature']:g})" if kind == "pae" else f"{model}: N(0, I)"
-            _show(ax, image_grid(s[kind][:n], ncols), f"z{z} {title}")
-    fig.suptitle(f"{dataset}: samples (lowest seed of each run)", fontsize=10)
-    _save(fig, Path(path))
-
-
-CORRUPTION_LABELS = {"left_half": "left half missing", "center_box": "centre box missing", "sparse": "sparse pixels",
-                     "noise": "noise", "noise_sparse": "noise + sparse"}
-SAMPLERS = {"mcmc": "NUTS", "laplace": "Laplace"}
-
-
-def _read_panels(path: Path) -> dict[str, tuple[dict[str, np.ndarray], str]]:
+def _read_posterior_panels(path: Path) -> dict[str, dict]:
     try:
         with h5py.File(path, "r") as f:
-            return {kind: ({k: g[k][...] for k in ("corrupted", "map", "samples", "mean", "std", "truth")},
-                           str(g.attrs.get("samples_method", ""))) for kind, g in f.items()}
+            if f.attrs.get("format") != "pae-posterior-panels/2":
+                raise KeyError(f"format {f.attrs.get('format')!r}, expected 'pae-posterior-panels/2'")
+            out = {}
+            for kind, g in f.items():
+                methods = [str(m) for m in g.attrs["methods"]]
+                out[kind] = {"noise_sigma": float(g.attrs["noise_sigma"]), "methods": methods,
+                             **{k: g[k][...] for k in ("truth", "corrupted", "mask", "map")},
+                             **{f"{m}/{k}": g[f"{m}/{k}"][...] for m in methods for k in ("samples", "mean", "std")}}
+            return out
     except (OSError, KeyError) as e:
         raise PaeError(f"{path}: not a complete posterior panels file ({e}); rerun the posterior stage") from None
 
 
-@_styled
-def posterior_figure(run: dict, path: str | os.PathLike, width: float = 8.0) -> None:
-    """Inpainting / denoising of one run as one grid (the PAE paper's layout): a row per example image, grouped in a
-    panel per corruption that spans the width, a column per quantity: corrupted | MAP | posterior samples |
-    posterior mean | per-pixel posterior std | truth, the headers once on top. The std is one map per image (the
-    channels' mean for RGB) on one colour scale for the whole figure, in pixel units ([-0.5, 0.5] scale)."""
-    blocks = _read_panels(Path(run["files"]["posterior_panels"]))
+def posterior_data(run: dict) -> tuple[dict, dict]:
     order = list(CORRUPTION_LABELS)  # the schema's order, not the file's alphabetical one
-    blocks = dict(sorted(blocks.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
-    k = max(b["samples"].shape[1] for b, _ in blocks.values())
-    headers = ["corrupted", "MAP", *[f"sample {i + 1}" for i in range(k)], "posterior\nmean", "posterior\nstd",
-               "truth"]
-    std_maps = {kind: b["std"].astype(np.float64).mean(axis=1) / 255.0 for kind, (b, _) in blocks.items()}
-    vmax = max(max(float(m.max()) for m in std_maps.values()), 1 / 255)
-    methods = {m for _, m in blocks.values()}
+    panels = _read_posterior_panels(Path(run["files"]["posterior_panels"]))
+    kinds = sorted(panels, key=lambda k: order.index(k) if k in order else len(order))
+    meta = {"run": run["run"], "corruptions": [
+        {"kind": k, "noise_sigma": panels[k]["noise_sigma"], "methods": panels[k]["methods"],
+         "missing_fraction": float(1 - panels[k]["mask"].mean())} for k in kinds]}
+    arrays = {f"{k}/{name}": v for k in kinds for name, v in panels[k].items() if isinstance(v, np.ndarray)}
+    return meta, arrays
 
-    spacer = 0.25  # height of the gap between corruption panels, in image rows
-    heights, first_rows = [], []
-    for i, (b, _) in enumerate(blocks.values()):
-        heights += [spacer] if i else []
-        first_rows.append(len(heights))
-        heights += [1.0] * len(b["truth"])
-    heights.append(0.5)  # a row for the colour bar
-    label_w = 0.02  # the label column holds only its y-label, drawn outside it
-    cell = width / (len(headers) + 0.6)  # an image column's width in inches, the labels' margin aside
-    fig = plt.figure(figsize=(width, cell * sum(heights) + 0.65), layout="constrained")  # + suptitle, headers
-    fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.01, hspace=0.01)
-    gs = fig.add_gridspec(len(heights), len(headers) + 1, width_ratios=[label_w] + [1] * len(headers),
-                          height_ratios=heights)
-    shown = None
-    for (kind, (b, method)), r0 in zip(blocks.items(), first_rows):
-        n = len(b["truth"])
-        label = fig.add_subplot(gs[r0:r0 + n, 0])
-        label.set(xticks=[], yticks=[])
-        label.spines[:].set_visible(False)
-        name = CORRUPTION_LABELS.get(kind, kind.replace("_", " "))
-        label.set_ylabel(name if len(methods) == 1 else f"{name}\n({SAMPLERS.get(method, method)} samples)",
-                         fontsize=9)
+
+def _corruption_title(c: dict) -> str:
+    parts = [CORRUPTION_LABELS.get(c["kind"], c["kind"].replace("_", " "))]
+    if c["missing_fraction"] > 0:
+        parts.append(f"{100 * c['missing_fraction']:.0f}% of pixels missing (shown red)")
+    if c["noise_sigma"] > 0:
+        parts.append(f"σ = {c['noise_sigma']:g} (pixel range 1)")
+    return ", ".join(parts)
+
+
+def _observed(corrupted: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(C, H, W) uint8 -> (H, W, 3): the observed image in grey (or colour), missing pixels red."""
+    rgb = np.repeat(corrupted, 3, axis=0) if corrupted.shape[0] == 1 else corrupted.copy()
+    rgb = rgb.transpose(1, 2, 0)
+    rgb[mask[0] == 0] = (200, 30, 30)
+    return rgb
+
+
+@drawer("posterior")
+def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
+    """Inpainting / denoising of one run: a block of rows (one per test image) per corruption, columns truth |
+    observed | MAP | per method: posterior samples and the per-pixel posterior std. Laplace and NUTS on the same
+    images; the std on one fixed scale, 0 to STD_MAX, in every figure (one colour bar as tall as the figure)."""
+    blocks = meta["corruptions"]
+    methods = list(dict.fromkeys(m for c in blocks for m in c["methods"]))
+    columns = [("truth", "truth"), ("observed", "observed"), ("MAP", "map")]
+    for m in methods:
+        columns += [(f"{METHOD_NAMES.get(m, m)}\nsample {i + 1}", f"{m}/sample{i}") for i in range(FIGURE_SAMPLES)]
+        columns += [(f"{METHOD_NAMES.get(m, m)}\nstd", f"{m}/std")]
+    n_rows = sum(len(arrays[f"{c['kind']}/truth"]) for c in blocks)
+    bar_w = 0.8  # the colour bar's column, inches, its label and ticks included
+    cell = (PAGE_IN - bar_w - 0.2) / len(columns)
+    title_h = 0.28  # a block title's height, inches
+    fig = plt.figure(figsize=(PAGE_IN, cell * n_rows + title_h * len(blocks) + 0.75), layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
+    images_fig, bar_fig = fig.subfigures(1, 2, width_ratios=[PAGE_IN - bar_w, bar_w])
+    subfigs = images_fig.subfigures(len(blocks), 1, squeeze=False, height_ratios=[
+        len(arrays[f"{c['kind']}/truth"]) * cell + title_h for c in blocks])[:, 0]
+    shown, std_axes = None, []
+    for b, (sub, c) in enumerate(zip(subfigs, blocks)):
+        k = c["kind"]
+        n = len(arrays[f"{k}/truth"])
+        axes = sub.subplots(n, len(columns), squeeze=False)
+        sub.suptitle(_corruption_title(c), fontsize=8, x=0.02, ha="left")
         for i in range(n):
-            samples = [*b["samples"][i]] + ["empty"] * (k - b["samples"].shape[1])  # fewer than another panel's
-            images = [b["corrupted"][i], b["map"][i], *samples, b["mean"][i], "std", b["truth"][i]]
-            for j, image in enumerate(images):
-                ax = fig.add_subplot(gs[r0 + i, j + 1])
-                ax.set(xticks=[], yticks=[])
-                if isinstance(image, str) and image == "empty":
+            for j, (header, key) in enumerate(columns):
+                ax = axes[i, j]
+                method, _, what = key.partition("/")
+                if key in ("truth", "map"):
+                    show_image(ax, arrays[f"{k}/{key}"][i])
+                elif key == "observed":
+                    show_image(ax, _observed(arrays[f"{k}/corrupted"][i], arrays[f"{k}/mask"][i]))
+                elif method not in c["methods"]:
                     ax.axis("off")
-                elif isinstance(image, str):
-                    shown = ax.imshow(std_maps[kind][i], cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+                elif what == "std":
+                    std = arrays[f"{k}/{method}/std"][i].astype(np.float64)
+                    std = std[0] if std.shape[0] == 1 else np.sqrt((std ** 2).mean(0))
+                    shown = ax.imshow(std, cmap="magma", vmin=0, vmax=STD_MAX, interpolation="nearest")
+                    bare(ax)
+                    std_axes.append(ax)
                 else:
-                    grey = image.shape[0] == 1
-                    ax.imshow(image[0] if grey else image.transpose(1, 2, 0), cmap="gray" if grey else None,
-                              vmin=0, vmax=255, interpolation="nearest")
-                if r0 == 0 and i == 0:
-                    ax.set_title(headers[j], fontsize=8)
-    # The colour bar under the std column, inset in a blank cell of its own row and left out of the layout: attached
-    # to the std axes, constrained_layout would shift that column off the grid when there are few rows.
-    host = fig.add_subplot(gs[-1, headers.index("posterior\nstd") + 1])
-    host.axis("off")
-    cax = host.inset_axes([0.1, 0.72, 0.8, 0.2])
-    cax.set_in_layout(False)
-    bar = fig.colorbar(shown, cax=cax, orientation="horizontal")
-    bar.ax.tick_params(labelsize=6)
-    bar.locator = matplotlib.ticker.MaxNLocator(2)
-    bar.update_ticks()
-    bar.set_label("posterior std", fontsize=7)
-    (method,) = methods if len(methods) == 1 else ("",)
-    fig.suptitle(f"{run['run']}: posterior samples by {SAMPLERS.get(method, method)}" if method else run["run"],
-                 fontsize=9)
-    _save(fig, Path(path))
+                    show_image(ax, arrays[f"{k}/{method}/samples"][i, int(what[len("sample"):])])
+                if b == 0 and i == 0:
+                    ax.set_title(header, fontsize=7)
+    if shown is not None:
+        # As tall as the image rows: laid out once to know where they are, then the bar placed beside them.
+        fig.canvas.draw()
+        image_axes = [ax for sub in subfigs for ax in sub.axes if ax.images]
+        top = max(ax.get_position().y1 for ax in image_axes)
+        bottom = min(ax.get_position().y0 for ax in image_axes)
+        left = bar_fig.bbox.x0 / fig.bbox.width
+        cax = fig.add_axes([left + 0.01, bottom, 0.018, top - bottom])
+        bar = fig.colorbar(shown, cax=cax, extend="max")
+        bar.set_label(f"posterior std per pixel (pixels on [−0.5, 0.5]),\nfixed scale 0–{STD_MAX:g} in every figure")
+        bar.set_ticks(np.linspace(0, STD_MAX, 6))
+    fig.suptitle(f"{meta['run']}: posterior of corrupted test images under the flow prior")
+    return fig
+
+
+# ---- Sample quality against the temperature and the latent size (from the tables) ----
+
+METRIC_LABELS = {"domain_fd": "domain FD\n(classifier features; not FID)", "fid": "FID\n(pixels as they are)",
+                 "fid_minmax": "FID\n(each image min-max stretched)"}
+
+
+def _references(refs: list[dict], dataset: str, metric: str, sampler: str = "") -> list[dict]:
+    """References of table1 for this dataset and metric ("fid", or "fid_prior" with sampler "prior")."""
+    name = f"{metric}_{sampler}" if sampler else metric
+    return [{"value": r["value"], "model": r["model"], "latent_dim": r["latent_dim"],
+             "label": _reference_label(r)} for r in refs
+            if r["table"] == "table1" and r["dataset"] == dataset and r["metric"] == name and _comparable(r)]
+
+
+def _comparable(ref: dict) -> bool:
+    """A reference whose protocol (for an FID) is known; one of unknown protocol or n sits beside none of ours."""
+    return not ref["metric"].startswith("fid") or (ref.get("protocol") is not None and ref.get("n") is not None)
+
+
+def _reference_label(ref: dict) -> str:
+    """"paper: 28", "authors' notebook, cell 15: 34.85": the value with where it comes from (references.yaml)."""
+    return f"{ref.get('cited_as') or 'reference'}: {ref['value']:g}"
+
+
+def _offscale_note(ax, entries: list[tuple[str, float]]) -> None:
+    """Constants outside the axis (N(0, I), the floor) named in the panel with their values."""
+    if entries:
+        ax.text(0.98, 0.98, "off the axis:\n" + "\n".join(f"{n}: {v:.3g}" for n, v in entries),
+                transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.3")
+
+
+def temperature_data(samplers_rows: list[dict], refs: list[dict], colours: dict) -> tuple[dict, dict]:
+    metrics = ["domain_fd"] + [m for m in ("fid", "fid_minmax") if any(r.get(m) is not None for r in samplers_rows)]
+    summary = over_seeds(samplers_rows, ("dataset", "model", "latent_dim", "set", "temperature"), tuple(metrics))
+    datasets = sorted({r["dataset"] for r in summary})
+    return {"metrics": metrics, "rows": summary, "colours": colours,
+            "references": {d: {m: _references(refs, d, m) for m in metrics} for d in datasets}}, {}
+
+
+def _band(ax, x, rows, metric, color, **style):
+    """A line of `metric` (mean over seeds) with its band (the range over the seeds, or with one seed the run's
+    bootstrap interval); points without a value are skipped. Returns the line, or None."""
+    pts = [(xi, r) for xi, r in zip(x, rows) if r.get(metric) is not None]
+    if not pts:
+        return None
+    xs = [p[0] for p in pts]
+    line, = ax.plot(xs, [p[1][metric] for p in pts], color=color, **style)
+    several = [p[1].get("n_seeds", 1) > 1 for p in pts]
+    low = [p[1].get(f"{metric}_min" if many else f"{metric}_low") for p, many in zip(pts, several)]
+    high = [p[1].get(f"{metric}_max" if many else f"{metric}_high") for p, many in zip(pts, several)]
+    if all(v is not None and np.isfinite(v) for v in low + high):
+        ax.fill_between(xs, low, high, color=color, alpha=0.18, lw=0)
+    return line
+
+
+LATENT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _latent_markers(sizes) -> dict[int, str]:
+    """A marker per latent size, where one model's curves differ only in it (the colour stays the model's)."""
+    return {z: LATENT_MARKERS[i % len(LATENT_MARKERS)] for i, z in enumerate(sorted(set(sizes)))}
+
+
+@drawer("temperature")
+def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
+    """Distance of flow samples to the test images against the flow temperature T, a panel per dataset x metric, on
+    a linear axis (it shows the rise the sweep is about); a colour per model and a marker per latent size, one
+    legend for all. References (at T = 1) are labelled lines. N(0, I) samples and the training-image floor, constants
+    far from these curves, are in Table 1 and the latent-size figure, drawn here only where they fall in the axis."""
+    rows, metrics, colours = meta["rows"], meta["metrics"], meta["colours"]
+    datasets = sorted({r["dataset"] for r in rows})
+    ncols = len(metrics)
+    fig, axes = plt.subplots(len(datasets), ncols, figsize=(min(PAGE_IN, 2.4 * ncols + 0.2), 2.4 * len(datasets) + 0.9),
+                             squeeze=False, layout="constrained")
+    n_seeds = max((r["n_seeds"] for r in rows), default=1)
+    handles: dict[str, Line2D] = {}
+    for i, dataset in enumerate(datasets):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        groups = sorted({(r["model"], r["latent_dim"]) for r in mine}, key=lambda g: (list(colours).index(g[0]), g[1]))
+        markers = _latent_markers(z for _, z in groups)
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            ys, constants = [], []
+            for model, z in groups:
+                rs = [r for r in mine if (r["model"], r["latent_dim"]) == (model, z)]
+                flow = sorted((r for r in rs if r["temperature"] is not None), key=lambda r: r["temperature"])
+                label = f"{model_label(model)}, latent {z}"
+                line = _band(ax, [r["temperature"] for r in flow], flow, metric, colours[model], ls="-",
+                             marker=markers[z], label=label, gid=f"{model}/flow")
+                if line is not None:
+                    handles.setdefault(label, line)
+                    ys += [r[metric] for r in flow if r[metric] is not None]
+                constants += [(r["set"], r[metric], model, z) for r in rs
+                              if r["set"] in ("prior", "train_vs_test") and r.get(metric) is not None]
+            refs = meta["references"].get(dataset, {}).get(metric, [])
+            ys += [r["value"] for r in refs]
+            if not ys:
+                ax.axis("off")
+                continue
+            lo, hi = min(ys), max(ys)
+            pad = max(0.15 * (hi - lo), 0.03 * hi)
+            lo, hi = lo - pad, hi + pad
+            for kind, value, model, z in constants:
+                method = "prior" if kind == "prior" else "floor"
+                if lo <= value <= hi:
+                    label = f"{model_label(model)}, latent {z}: {method_label(method)}"
+                    handles.setdefault(label, ax.axhline(value, color=colours[model], lw=0.9, label=label,
+                                                         ls=method_style(method)["ls"], gid=f"{model}/{method}"))
+            for r in refs:
+                ax.axhline(r["value"], color="0.35", lw=0.8, ls=(0, (1, 1)))
+                ax.annotate(f"{r['label']}\n(latent {r['latent_dim']}, T = 1)", (0.03, r["value"]),
+                            xycoords=("axes fraction", "data"), va="bottom", fontsize=7, color="0.3")
+            ax.set_ylim(lo, hi)
+            ax.set(xlabel="flow temperature T", ylabel=METRIC_LABELS.get(metric, metric),
+                   title=dataset_label(dataset))
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(len(handles), 3))
+    fig.suptitle(f"Flow samples against the temperature T; {band_label(n_seeds)}")
+    return fig
+
+
+def latent_data(table1_rows: list[dict], refs: list[dict], colours: dict) -> tuple[dict, dict]:
+    metrics = ["domain_fd"] + [m for m in ("fid", "fid_minmax")
+                               if any(r.get(f"{m}_pae_T1") is not None for r in table1_rows)]
+    keep = ("dataset", "model", "latent_dim", "n_seeds")
+    cols = [f"{m}_{s}{b}" for m in metrics for s in ("pae_T1", "prior") for b in ("", "_low", "_high", "_min", "_max")]
+    cols += [f"recon_mse{b}" for b in ("", "_low", "_high", "_min", "_max")]
+    rows = [{k: r.get(k) for k in (*keep, *cols)} for r in table1_rows]
+    datasets = sorted({r["dataset"] for r in rows})
+    references = {d: {f"{m}_{s}": _references(refs, d, m, "" if s == "pae_T1" else s)
+                      for m in metrics for s in ("pae_T1", "prior")} for d in datasets}
+    for d in datasets:
+        references[d]["recon_mse"] = _references(refs, d, "recon_mse")
+    return {"metrics": metrics, "rows": rows, "colours": colours, "references": references}, {}
+
+
+@drawer("latent")
+def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
+    """Sample distances (flow samples at T = 1 solid, N(0, I) samples dashed) and the reconstruction error against
+    the latent size, a row per dataset, a column per metric, a colour per model, one legend for all. A dataset with
+    one latent size gets dots with their intervals instead of lines; references are labelled lines."""
+    rows, metrics, colours = meta["rows"], meta["metrics"], meta["colours"]
+    datasets = sorted({r["dataset"] for r in rows})
+    panels = [*metrics, "recon_mse"]
+    fig, axes = plt.subplots(len(datasets), len(panels), figsize=(PAGE_IN, 2.3 * len(datasets) + 0.9),
+                             squeeze=False, layout="constrained")
+    n_seeds = max((r["n_seeds"] for r in rows), default=1)
+    handles: dict[str, object] = {}
+    for i, dataset in enumerate(datasets):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        sizes = sorted({r["latent_dim"] for r in mine})
+        models = [m for m in colours if any(r["model"] == m for r in mine)]
+        one = len(sizes) == 1
+        for j, panel in enumerate(panels):
+            ax = axes[i, j]
+            series = [("pae_T1", "flow"), ("prior", "prior")] if panel != "recon_mse" else [("", "recon")]
+            k = 0
+            for model in models:
+                rs = sorted((r for r in mine if r["model"] == model), key=lambda r: r["latent_dim"])
+                for sampler, method in series:
+                    col = f"{panel}_{sampler}" if sampler else panel
+                    label = model_label(model) + (f": {method_label(method)}" if sampler else "")
+                    style = method_style(method if sampler else "flow")
+                    if one:
+                        r = rs[0]
+                        if r.get(col) is None:
+                            continue
+                        low, high = _interval(r, col)
+                        bars = ax.errorbar([k], [r[col]], yerr=[[r[col] - low], [high - r[col]]],
+                                           color=colours[model], marker=style["marker"], ls="none", capsize=2,
+                                           label=label)
+                        bars.lines[0].set_gid(f"{model}/{method}")
+                        if sampler:
+                            handles.setdefault(label, bars)
+                        k += 1
+                    else:
+                        line = _band(ax, [r["latent_dim"] for r in rs], rs, col, colours[model], label=label,
+                                     gid=f"{model}/{method}", **style)
+                        if line is not None and sampler:  # the MSE's curves take their model's colour alone
+                            handles.setdefault(label, line)
+            for s_, _ in series:  # a reference holds at its latent size: a line with one size, else a star there
+                for r in meta["references"].get(dataset, {}).get(f"{panel}_{s_}" if s_ else panel, []):
+                    if one:
+                        ax.axhline(r["value"], color="0.35", lw=0.8, ls=(0, (1, 1)))
+                        ax.annotate(r["label"], (0.03, r["value"]), xycoords=("axes fraction", "data"),
+                                    va="bottom", fontsize=7, color="0.3")
+                    else:
+                        ax.plot([r["latent_dim"]], [r["value"]], marker="*", ms=7, color="0.2", ls="none")
+                        ax.annotate(r["label"], (r["latent_dim"], r["value"]), xytext=(4, -3),
+                                    textcoords="offset points", va="top", fontsize=7, color="0.3")
+            if one:
+                ax.set_xticks([])
+                ax.set_xlim(-0.6, max(k, 1) - 0.4)
+                ax.set_xlabel(f"latent {sizes[0]}")
+            else:
+                ax.set_xscale("log")
+                ax.set_xticks(sizes, [str(z) for z in sizes])
+                ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+                ax.set_xlabel("latent size")
+            ax.set_ylabel("test MSE per pixel\n(pixels on [−0.5, 0.5])" if panel == "recon_mse" else
+                          METRIC_LABELS.get(panel, panel))
+            ax.set_title(dataset_label(dataset))
+    fig.legend(handles=list(handles.values()), labels=list(handles), loc="outside lower center",
+               ncols=min(len(handles), 3))
+    what = band_label(n_seeds) if not any(len({r["latent_dim"] for r in rows if r["dataset"] == d}) == 1
+                                          for d in datasets) else band_label(n_seeds).replace("band", "bars, bands")
+    fig.suptitle(f"Samples and reconstructions against the latent size; {what}")
+    return fig
+
+
+def _interval(row: dict, col: str) -> tuple[float, float]:
+    several = row.get("n_seeds", 1) > 1
+    low, high = row.get(f"{col}_min" if several else f"{col}_low"), row.get(f"{col}_max" if several else f"{col}_high")
+    value = row[col]
+    ok = low is not None and high is not None and np.isfinite(low) and np.isfinite(high)
+    return (low, high) if ok else (value, value)
+
+
+# ---- Imputation ----
+
+def impute_data(rows: list[dict], colours: dict) -> tuple[dict, dict]:
+    keep = ("dataset", "latent_dim", "model", "method", "train_missing", "matched", "test_ratio", "mse_missing",
+            "mse_low", "mse_high", "mse_min", "mse_max", "n_seeds", "n_images")
+    return {"rows": [{k: r.get(k) for k in keep} for r in rows], "colours": colours}, {}
+
+
+IMPUTE_TITLES = {"clean": "trained on whole images", "fixed": "trained at the test ratio, fixed masks",
+                 "random": "trained at the test ratio, random masks"}
+
+
+@drawer("impute")
+def draw_impute(meta: dict, arrays: dict) -> plt.Figure:
+    """MSE on the missing pixels against the missing ratio: a row of panels per dataset and latent size, a panel per
+    training condition; a colour per model (the same in every panel and figure), a line style per method (the
+    model's own inference solid, the PAE's latent MAP dashed)."""
+    rows, colours = meta["rows"], meta["colours"]
+
+    def condition(r: dict) -> str:
+        return r["train_missing"].split("/")[1] if r["matched"] else "clean"
+
+    conditions = [c for c in ("clean", "fixed", "random") if any(condition(r) == c for r in rows)]
+    groups = sorted({(r["dataset"], r["latent_dim"]) for r in rows})
+    keys = sorted({(r["model"], r["method"]) for r in rows}, key=lambda k: (list(colours).index(k[0]), k[1]))
+    ncols = max(len(conditions), 1)
+    fig, axes = plt.subplots(len(groups), ncols, figsize=(min(PAGE_IN, 2.4 * ncols + 1.6), 2.3 * len(groups) + 0.5),
+                             squeeze=False, sharey="row", layout="constrained")
+    n_seeds = max((r["n_seeds"] for r in rows), default=1)
+    for i, (dataset, z) in enumerate(groups):
+        for j, kind in enumerate(conditions):
+            ax = axes[i][j]
+            for model, method in keys:
+                pts = sorted((r for r in rows if (r["dataset"], r["latent_dim"], r["model"], r["method"],
+                                                  condition(r)) == (dataset, z, model, method, kind)),
+                             key=lambda r: r["test_ratio"])
+                if not pts:
+                    continue
+                x = [p["test_ratio"] for p in pts]
+                ax.plot(x, [p["mse_missing"] for p in pts], color=colours[model], gid=f"{model}/{method}",
+                        **method_style(method))
+                band = ("mse_min", "mse_max") if pts[0]["n_seeds"] > 1 else ("mse_low", "mse_high")
+                ax.fill_between(x, [p[band[0]] for p in pts], [p[band[1]] for p in pts], color=colours[model],
+                                alpha=0.15, lw=0)
+            ax.set(xlabel="missing ratio r", title=f"{dataset_label(dataset)}, latent {z}:\n{IMPUTE_TITLES[kind]}")
+            if j == 0:
+                ax.set_ylabel("MSE per missing pixel\n(pixels on [−0.5, 0.5])")
+    handles = [Line2D([], [], color=colours[m], lw=2, label=model_label(m)) for m in colours
+               if any(r["model"] == m for r in rows)]
+    methods = {method_label(m): m for m in dict.fromkeys(k[1] for k in keys)}
+    handles += [Line2D([], [], color="0.3", label=label, **method_style(m)) for label, m in methods.items()]
+    n_images = max((r.get("n_images") or 0 for r in rows), default=0)
+    bands = band_label(n_seeds).replace("bootstrap interval over images", "interval over images (±1.96 se)")
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
+               title=f"{bands}; {n_images} test images per point" if n_images else bands)
+    return fig

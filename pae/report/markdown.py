@@ -1,12 +1,10 @@
 """results/{exp}/report.md: the experiment's paper-style tables (pae/report/summary.py) and figures put together, with
-the reference values at its runs' coordinates beside ours, each with its verdict, and `export`, which copies a report
-with only the files it shows (the committed example report, docs/example-report/)."""
+the reference values at its runs' coordinates beside ours, each with its verdict (exports: pae/report/export.py)."""
 from __future__ import annotations
 
 import math
 import os
 import re
-import shutil
 import statistics
 from pathlib import Path
 
@@ -224,7 +222,7 @@ def _joined_counts(values) -> str | None:
 
 def _uncertainty_section(rows: list[dict], showcase: list[dict], figures: Path) -> list[str]:
     """The decoder's own uncertainty: test NLL and calibration of the likelihood per model (over seeds), and the
-    showcase runs' uncertainty, sample-uncertainty and traversal figures (each linked where it was drawn)."""
+    showcase runs' uncertainty, sample-uncertainty and interpolation-grid figures (each linked where it was drawn)."""
     metrics = ("test_nll", "coverage68_sample", "coverage95_sample", "coverage68_mean", "coverage95_mean",
                "rms_residual_sample", "rms_std_sample")
     summary = over_seeds(rows, (*GROUP, "likelihood", "beta_nll"), metrics)
@@ -237,8 +235,8 @@ def _uncertainty_section(rows: list[dict], showcase: list[dict], figures: Path) 
     for r in showcase:
         for name, alt in (("uncertainty", "test images, a posterior sample's latent, reconstruction, predicted std"),
                           ("sample_uncertainty", "samples and their predicted std"),
-                          ("traversal", "latent traversal")):
-            if (figures / f"{r['run']}_{name}.png").exists() or name == "traversal":
+                          ("interpolation_grid", "latent interpolation between four test images")):
+            if (figures / f"{r['run']}_{name}.png").exists() or name == "interpolation_grid":
                 figure_links.append(_figure(figures, f"{r['run']}_{name}.png", f"{alt}, {r['run']}") + "\n")
     n_test = _joined_counts(r.get("n_test") for r in rows)
     lines = ["## The decoder's uncertainty", ""]
@@ -258,7 +256,7 @@ def _uncertainty_section(rows: list[dict], showcase: list[dict], figures: Path) 
                   table_rows), ""]
     else:
         lines += ["No model of this experiment has a likelihood (the auto-encoders decode to a point); only the "
-                  "latent traversals are drawn.", ""]
+                  "latent interpolation grids are drawn.", ""]
     lines += ["Figures (one run per dataset x model): test images with a posterior sample's latent, the "
               "reconstruction and the predicted std; decoded N(0, I) and PAE samples beside their predicted std "
               "(likelihoods whose std varies); a grid decoded between the latents of four test images.", "",
@@ -391,31 +389,3 @@ def write_report(path: str | os.PathLike, experiment: str, rows: dict[str, list[
     lines += _references_section(refs, rows["table1"], rows["table2"], runs_rows)
     with atomic_path(path, suffix=".md") as tmp:
         Path(tmp).write_text("\n".join(lines))
-
-
-def export(report: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
-    """Copy report.md, its tables/ and only the figures it links to into `dest` (replaced as a whole, so the copy
-    never mixes two runs of the report). Returns the files written."""
-    report = Path(report)
-    if not report.is_file():
-        raise PaeError(f"{report}: no report to export (run the report stage first)")
-    src, dest = report.parent, Path(dest)
-    links = FIGURE_LINK.findall(report.read_text())
-    missing = [link for link in links if not (src / link).is_file()]
-    if missing:
-        raise PaeError(f"{report}: links to missing figures {missing}")
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    written = []
-    try:
-        for rel in ["report.md", *links,
-                    *(p.relative_to(src).as_posix() for p in sorted((src / "tables").glob("*.csv")))]:
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src / rel, tmp / rel)
-            written.append(dest / rel)
-    except OSError as e:  # the previous export stays as it was; no half-made copy is left
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise PaeError(f"exporting {report} to {dest}: {e}") from None
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return written

@@ -5,7 +5,8 @@
                                 likelihood's mean at that latent and its predicted std, on one colour bar
   {run}_sample_uncertainty.png  N(0, I) and PAE samples with their predicted std beside them (likelihoods whose
                                 scale varies: where the model is unsure of its own samples)
-  {run}_traversal.png           images decoded on a bilinear grid between the latents of four test images
+  {run}_interpolation_grid.png  images decoded on a bilinear grid between the latents of four test images, beside
+                                those images
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pae.io import PaeError  # noqa: E402
-from pae.report.figures import _save, _styled, image_grid  # noqa: E402
+from pae.report.figures import bare, drawer, image_grid, make, show_image  # noqa: E402
+from pae.report.style import PAGE_IN  # noqa: E402
 
 PANELS_FORMAT = "pae-uncertainty-panels/1"  # the format pae.stages.uncertainty writes (no torch imported here)
 LIKELIHOOD_LABELS = {
@@ -53,39 +55,27 @@ def read_panels(path: str | os.PathLike) -> dict:
         raise PaeError(f"{path}: not a complete uncertainty panels file ({e}); rerun the uncertainty stage") from None
 
 
-def _image(img: np.ndarray) -> np.ndarray:
-    """(C, H, W) -> what imshow takes: (H, W) for one channel, else (H, W, C)."""
-    return img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
-
-
 def _std_map(std: np.ndarray) -> np.ndarray:
     """(C, H, W) std -> (H, W): the channel for grey images, the rms over channels for colour ones."""
     return std[0] if std.shape[0] == 1 else np.sqrt((std.astype(np.float64) ** 2).mean(0))
 
 
-def _bare(ax) -> None:
-    """No ticks nor frame, keeping the axis labels (which carry per-panel notes)."""
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-
-
-def _show_image(ax, img: np.ndarray) -> None:
-    ax.imshow(_image(img), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=255, interpolation="nearest")
-    _bare(ax)
+def _constant(std: np.ndarray) -> bool:
+    """A std map that is one number (one sigma for the image or for every image): shown as that number."""
+    return float(np.ptp(std)) <= 1e-6 * max(float(std.max()), 1e-12)
 
 
 def _std_label(attrs: dict) -> str:
-    what = "sqrt(p (1 - p))" if attrs["likelihood"] == "bernoulli" else "sigma"
-    return f"predicted std {what}, pixel scale"
+    what = "sqrt(p (1 − p))" if attrs["likelihood"] == "bernoulli" else "σ"
+    return f"predicted std {what}\n(pixels on [−0.5, 0.5])"
 
 
-def _colorbar(fig, im, axes, attrs: dict, shrink: float) -> None:
-    """The one colour bar of a figure's std panels, beside `axes`."""
-    bar = fig.colorbar(im, ax=axes, shrink=shrink)
-    bar.set_label(_std_label(attrs), fontsize=8)
-    bar.ax.tick_params(labelsize=7)
+def _colorbar(fig, im, axes, attrs: dict, height_in: float) -> None:
+    """The one colour bar of a figure's std maps, as tall as the rows it serves (`height_in`), with its range in its
+    label."""
+    lo, hi = im.get_clim()
+    bar = fig.colorbar(im, ax=axes, location="right", pad=0.08, aspect=max(height_in / 0.11, 5.0))
+    bar.set_label(f"{_std_label(attrs)},\nscale {lo:g}–{hi:.3g}")
 
 
 def _vmax(*stds: np.ndarray) -> float:
@@ -93,100 +83,132 @@ def _vmax(*stds: np.ndarray) -> float:
     return max(max(float(s.max()) for s in stds), 1e-6)
 
 
-@_styled
-def uncertainty_figure(run: dict, path: str | os.PathLike) -> bool:
-    """The uncertainty figure of one run (see the module docstring); False (nothing drawn) for a model without a
-    likelihood (an AE)."""
+def _panels_data(run: dict, keys: tuple[str, ...]) -> tuple[dict, dict]:
     p = read_panels(run["files"]["uncertainty_panels"])
-    if "std" not in p:
-        return False
-    attrs, k = p["attrs"], len(p["originals"])
-    latents = p["latents"]
+    return {"run": run["run"], "attrs": p["attrs"]}, {k: p[k] for k in keys if k in p}
+
+
+def uncertainty_data(run: dict) -> tuple[dict, dict] | None:
+    """The uncertainty figure's data, or None for a model without a likelihood (an AE)."""
+    meta, arrays = _panels_data(run, ("originals", "latents", "reconstructions", "std"))
+    return (meta, arrays) if "std" in arrays else None
+
+
+@drawer("uncertainty")
+def draw_uncertainty(meta: dict, arrays: dict) -> plt.Figure:
+    """A row per test image: the image, the latent it was decoded from (bars, one per dimension, on one scale for
+    every row), the likelihood's mean there and its predicted std. A std that is one number per image (a fixed or
+    one learned sigma) is written as that number instead of drawn as a flat map."""
+    attrs, k = meta["attrs"], len(arrays["originals"])
+    latents = arrays["latents"]
+    dims = latents.shape[1]
     lim = 1.05 * max(float(np.abs(latents).max()), 1e-6)
-    vmax = _vmax(p["std"])
-    fig, axes = plt.subplots(k, 4, figsize=(7.4, 1.45 * k + 0.7), squeeze=False, layout="constrained",
-                             gridspec_kw={"width_ratios": [1, 1.7, 1, 1]})
-    titles = ["test image", f"z ~ q(z | x) ({latents.shape[1]} dims)", "reconstruction\n(mean at z)",
-              "predicted std"]
+    stds = [_std_map(s) for s in arrays["std"]]
+    flat = all(_constant(s) for s in stds)
+    cell = 0.75
+    fig, axes = plt.subplots(k, 4, figsize=(PAGE_IN if not flat else 5.6, cell * k + 0.9), squeeze=False,
+                             layout="constrained", gridspec_kw={"width_ratios": [1, 3.2, 1, 1]})
+    encoder = "z: test-time optimisation\n(the VAD has no encoder)" if attrs.get("model") == "vad" else \
+        "z: one draw from q(z | x)"
+    titles = ["test image", f"{encoder}, {dims} dimensions", "likelihood\nmean at z",
+              "predicted std" + ("\n(one per image)" if flat else "")]
+    vmax = _vmax(*[s for s in stds])
+    im = None
     for i in range(k):
         row = axes[i]
-        _show_image(row[0], p["originals"][i])
-        row[1].bar(np.arange(latents.shape[1]), latents[i], width=0.8, color="tab:blue")
-        row[1].axhline(0, color="grey", lw=0.5)
-        row[1].set(ylim=(-lim, lim), xticks=[])
-        row[1].tick_params(labelsize=6)
-        for side in ("top", "right"):
-            row[1].spines[side].set_visible(False)
-        _show_image(row[2], p["reconstructions"][i])
-        std = _std_map(p["std"][i])
-        im = row[3].imshow(std, cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
-        _bare(row[3])
-        # one number for a constant map (one sigma per image or for all), else the map's mean and largest value
-        note = f"{std.mean():.3g}" if np.ptp(std) <= 1e-6 * std.max() else f"mean {std.mean():.3g}, max {std.max():.3g}"
-        row[3].set_xlabel(note, fontsize=6, labelpad=2)
+        show_image(row[0], arrays["originals"][i])
+        row[1].bar(np.arange(dims), latents[i], width=0.8, color="#0072B2")
+        row[1].axhline(0, color="0.5", lw=0.5)
+        row[1].set_ylim(-lim, lim)
+        row[1].set_xlim(-0.7, dims - 0.3)
+        ticks = np.arange(0, dims, max(1, dims // 8))
+        row[1].set_xticks(ticks, [str(t) for t in ticks] if i == k - 1 else [])
+        if i == k - 1:
+            row[1].set_xlabel("latent dimension")
+        row[1].set_ylabel("z", labelpad=1)
+        show_image(row[2], arrays["reconstructions"][i])
+        if flat:
+            row[3].axis("off")
+            row[3].text(0.5, 0.5, f"σ = {stds[i].mean():.3g}", ha="center", va="center", transform=row[3].transAxes)
+        else:
+            im = row[3].imshow(stds[i], cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+            bare(row[3])
     for ax, title in zip(axes[0], titles):
-        ax.set_title(title, fontsize=8)
-    _colorbar(fig, im, axes[:, 3], attrs, shrink=min(1.0, 3.0 / k))
-    fig.suptitle(f"{run['run']}: {likelihood_label(attrs['likelihood'], attrs['beta_nll'])}", fontsize=9)
-    _save(fig, Path(path))
-    return True
+        ax.set_title(title)
+    if im is not None:
+        _colorbar(fig, im, axes[:, 3], attrs, cell * k)
+    fig.suptitle(f"{meta['run']}: {likelihood_label(attrs['likelihood'], attrs['beta_nll'])}")
+    return fig
 
 
-@_styled
-def sample_uncertainty_figure(run: dict, path: str | os.PathLike) -> bool:
-    """Samples with their predicted std (see the module docstring): N(0, I) and the PAE's flow at T = 1, each a row of
-    likelihood means over a row of stds on one colour bar. False (nothing drawn) unless the likelihood's scale
-    varies (constant for an AE, a fixed or one learned sigma)."""
-    p = read_panels(run["files"]["uncertainty_panels"])
-    if "prior_samples" not in p:
-        return False
-    attrs, m = p["attrs"], len(p["prior_samples"])
-    vmax = _vmax(p["prior_std"], p["pae_std"])
-    fig, axes = plt.subplots(4, m, figsize=(0.95 * m + 1.6, 4.6), squeeze=False, layout="constrained")
-    rows = [("prior_samples", "z ~ N(0, I):\nmean"), ("prior_std", "std"),
-            ("pae_samples", "PAE (flow, T=1):\nmean"), ("pae_std", "std")]
+def sample_uncertainty_data(run: dict) -> tuple[dict, dict] | None:
+    """The sample-uncertainty figure's data, or None unless the likelihood's scale varies."""
+    meta, arrays = _panels_data(run, ("prior_samples", "prior_std", "pae_samples", "pae_std"))
+    return (meta, arrays) if "prior_samples" in arrays else None
+
+
+@drawer("sample_uncertainty")
+def draw_sample_uncertainty(meta: dict, arrays: dict) -> plt.Figure:
+    """Samples with their predicted std: N(0, I) and the flow at T = 1, each a row of likelihood means over a row of
+    std maps on one colour scale (stated on the bar)."""
+    attrs, m = meta["attrs"], len(arrays["prior_samples"])
+    vmax = _vmax(arrays["prior_std"], arrays["pae_std"])
+    cell = min(0.75, (PAGE_IN - 1.6) / m)
+    fig, axes = plt.subplots(4, m, figsize=(cell * m + 1.6, 4 * cell + 0.7), squeeze=False, layout="constrained")
+    rows = [("prior_samples", "N(0, I):\nmean"), ("prior_std", "N(0, I):\nstd"),
+            ("pae_samples", "flow, T = 1:\nmean"), ("pae_std", "flow, T = 1:\nstd")]
+    im = None
     for r, (key, label) in enumerate(rows):
         for j in range(m):
             ax = axes[r, j]
             if key.endswith("_std"):
-                std = _std_map(p[key][j])
-                im = ax.imshow(std, cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
-                _bare(ax)
-                ax.set_xlabel(f"{std.mean():.2g}", fontsize=6, labelpad=1)
+                im = ax.imshow(_std_map(arrays[key][j]), cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+                bare(ax)
             else:
-                _show_image(ax, p[key][j])
-        axes[r, 0].set_ylabel(label, fontsize=8)
-    _colorbar(fig, im, axes[:, -1], attrs, shrink=0.9)
-    fig.suptitle(f"{run['run']}: {likelihood_label(attrs['likelihood'], attrs['beta_nll'])}: decoded samples and "
-                 "their predicted std (number: its mean)", fontsize=9)
-    _save(fig, Path(path))
-    return True
+                show_image(ax, arrays[key][j])
+        axes[r, 0].set_ylabel(label)
+    _colorbar(fig, im, axes[:, -1], attrs, 4 * cell)
+    fig.suptitle(f"{meta['run']}: decoded samples and their predicted std\n"
+                 f"{likelihood_label(attrs['likelihood'], attrs['beta_nll'])}")
+    return fig
 
 
-@_styled
-def traversal_figure(run: dict, path: str | os.PathLike) -> bool:
-    """The traversal grid of one run beside the four test images whose latents are its corners."""
-    p = read_panels(run["files"]["uncertainty_panels"])
-    grid = p["traversal"]
+def interpolation_grid_data(run: dict) -> tuple[dict, dict]:
+    return _panels_data(run, ("traversal", "corner_images"))
+
+
+@drawer("interpolation_grid")
+def draw_interpolation_grid(meta: dict, arrays: dict) -> plt.Figure:
+    """The four test images (left) and the grid decoded on a bilinear interpolation between their latents (right):
+    its corners are the four images' reconstructions, so the pair shows what the latents keep of them."""
+    grid = arrays["traversal"]
     s = grid.shape[0]
-    fig, axes = plt.subplots(1, 2, figsize=(8.2, 6.0), layout="constrained", gridspec_kw={"width_ratios": [s, 2.2]})
-    tiles = image_grid(grid.reshape(-1, *grid.shape[2:]), s)
-    axes[0].imshow(tiles, cmap="gray" if tiles.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-    axes[0].set_title(f"decoded bilinear interpolation of the corner images' latents ({s} x {s})", fontsize=8)
-    corners = image_grid(p["corner_images"], 2)
-    axes[1].imshow(corners, cmap="gray" if corners.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-    axes[1].set_title("test images at\nthe corners", fontsize=8)
-    for ax in axes:
-        ax.axis("off")
-    fig.suptitle(f"{run['run']}: latent traversal", fontsize=9)
-    _save(fig, Path(path))
-    return True
+    side = PAGE_IN - 1.9
+    fig = plt.figure(figsize=(PAGE_IN, side + 0.55), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[1.45, side])
+    corners = left.subplots(4, 1)
+    names = ("top left", "top right", "bottom left", "bottom right")
+    for ax, image, name in zip(corners, arrays["corner_images"], names):
+        show_image(ax, image)
+        ax.set_ylabel(name)
+    left.suptitle("test images")
+    ax = right.subplots()
+    show_image(ax, image_grid(grid.reshape(-1, *grid.shape[2:]), s))
+    ax.set_title(f"decoded on a {s} x {s} bilinear grid between their latents\n(corners: their reconstructions)")
+    fig.suptitle(f"{meta['run']}: latent interpolation between four test images")
+    return fig
+
+
+FIGURES = {"uncertainty": (uncertainty_data, "uncertainty"),
+           "sample_uncertainty": (sample_uncertainty_data, "sample_uncertainty"),
+           "interpolation_grid": (interpolation_grid_data, "interpolation_grid")}
 
 
 def write_uncertainty_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
-    """Every run's uncertainty, sample-uncertainty and traversal figures, where its model has what they show."""
-    figures_dir = Path(figures_dir)
+    """Every run's uncertainty, sample-uncertainty and interpolation-grid figures, where its model has what they
+    show ({run}_{kind}.png, their data in figures/data/)."""
     for run in runs:
-        uncertainty_figure(run, figures_dir / f"{run['run']}_uncertainty.png")
-        sample_uncertainty_figure(run, figures_dir / f"{run['run']}_sample_uncertainty.png")
-        traversal_figure(run, figures_dir / f"{run['run']}_traversal.png")
+        for kind, (collect, _) in FIGURES.items():
+            data = collect(run)
+            if data is not None:
+                make(figures_dir, f"{run['run']}_{kind}", kind, *data)

@@ -1,5 +1,5 @@
-"""The export-report command: copy a report.md with its tables and the figures it shows (the committed example
-report)."""
+"""The export-report command: copy a report.md with its tables, the figures it shows and their data (the committed
+example report; `python -m pae report --from DEST` redraws its figures)."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,7 @@ def run(a: argparse.Namespace) -> None:
 
 
 def export_report(report_path: Path, dest: Path) -> list[Path]:
-    """Copy report.md with its tables and the figures it links to (the committed example report)."""
-    from pae.report import markdown
+    """Copy report.md with its tables, the figures it links to and their data (pae.report.export)."""
+    from pae.report.export import export
 
-    return markdown.export(report_path, dest)
+    return export(report_path, dest)

@@ -1,23 +1,12 @@
-"""The report's figures kept open for inspection instead of saved."""
+"""Figures drawn in a test are kept open to be checked; each test closes its own."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pytest
 
-from pae.report import figures, uncertainty
 
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures the report's functions would save, laid out (drawn once) and kept open instead."""
-    kept = []
-
-    def keep(fig, path):
-        fig.canvas.draw()
-        kept.append(fig)
-
-    for module in (figures, uncertainty):  # each holds its own name for _save
-        monkeypatch.setattr(module, "_save", keep)
+@pytest.fixture(autouse=True)
+def close_figures(monkeypatch):
     monkeypatch.setitem(plt.rcParams, "figure.max_open_warning", 0)
-    yield kept
+    yield
     plt.close("all")

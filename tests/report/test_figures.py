@@ -1,176 +1,368 @@
-"""Figures (pae/report/figures.py) drawn from small synthetic stage outputs: the posterior figure's grid (a row per
-image, a column per quantity, headers once, a colour bar for the std, the width filled), and every figure laid out
-by constrained_layout with no panel's labels over another's. Structure is checked, not pixels."""
+"""Figures (pae/report/figures.py, uncertainty.py) drawn from small synthetic stage outputs and checked as a referee
+would (tests/report/checks.py): text of at least 7 pt at the printed size, no curve hidden under another, one colour
+per model in every panel and figure, colour bars with a stated (and for the posterior a fixed) range, canvases without
+empty space; and every figure redrawn from its data alone. Structure is checked, not pixels."""
 from __future__ import annotations
 
-import itertools
 import json
+import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.colors import to_hex
 
-from pae.report import figures, summary
+from pae.report import figdata, figures, style, summary
+from pae.report.export import export
+from pae.stages.report import write_figures
+from tests.report import checks
 
-HEADERS = ["corrupted", "MAP", "sample 1", "sample 2", "sample 3", "sample 4", "posterior\nmean", "posterior\nstd",
-           "truth"]
-
-
-def _overlapping_panels(fig) -> list[tuple[str, str]]:
-    """Pairs of axes whose extents, titles, tick labels and axis labels included, overlap by more than a pixel."""
-    renderer = fig.canvas.get_renderer()
-    boxes = [(ax, ax.get_tightbbox(renderer)) for ax in fig.axes if ax.get_visible()]
-    out = []
-    for (a, ba), (b, bb) in itertools.combinations(boxes, 2):
-        w = min(ba.x1, bb.x1) - max(ba.x0, bb.x0)
-        h = min(ba.y1, bb.y1) - max(ba.y0, bb.y0)
-        if w > 1 and h > 1:
-            out.append(tuple(ax.get_title() or ax.get_ylabel() or ax.get_label() for ax in (a, b)))
-    return out
+MODELS = ("ae", "vae", "vad")
 
 
-def _write_panels(path, kinds=("left_half", "noise"), n=3, k=4, channels=1, size=8, method="mcmc", seed=0):
+def _samples(folder, rng, n=16, size=8):
+    with h5py.File(folder / "samples.h5", "w") as f:
+        for key in ("pae", "prior", "originals", "reconstructions"):
+            f[key] = rng.integers(0, 256, (n, 1, size, size), dtype=np.uint8)
+        f["interpolations"] = rng.integers(0, 256, (3, 6, 1, size, size), dtype=np.uint8)
+        f.attrs["temperature"] = 1.0
+
+
+def write_posterior_panels(path, kinds=("left_half", "noise"), n=2, k=4, channels=1, size=8, nuts=True, seed=0):
+    """Panels as pae.stages.posterior writes them (format 2): Laplace, and NUTS on the same images."""
     rng = np.random.default_rng(seed)
 
     def images(*shape):
         return rng.integers(0, 256, (*shape, channels, size, size), dtype=np.uint8)
 
+    methods = ["laplace", "mcmc"] if nuts else ["laplace"]
     with h5py.File(path, "w") as f:
-        for i, kind in enumerate(kinds):
+        f.attrs["format"] = "pae-posterior-panels/2"
+        for kind in kinds:
             g = f.create_group(kind)
-            g.attrs["samples_method"] = method
-            for name in ("truth", "corrupted", "map", "mean"):
+            g.attrs.update(methods=methods, noise_sigma=0.1 if kind == "noise" else 0.0)
+            for name in ("truth", "corrupted", "map"):
                 g[name] = images(n)
-            g["samples"] = images(n, k)
-            g["std"] = rng.integers(0, 20 + 20 * i, (n, channels, size, size), dtype=np.uint8)
-            g["mask"] = np.ones((n, 1, size, size), dtype=np.uint8)
+            mask = np.ones((n, 1, size, size), np.uint8)
+            if kind == "left_half":
+                mask[..., : size // 2] = 0
+            g["mask"] = mask
+            for m in methods:
+                g[f"{m}/samples"], g[f"{m}/mean"] = images(n, k), images(n)
+                g[f"{m}/std"] = rng.uniform(0, 0.3, (n, channels, size, size)).astype(np.float32)
     return path
 
 
-def _image_axes(fig):
-    return [ax for ax in fig.axes if ax.images]
-
-
-@pytest.mark.parametrize("channels, kinds, n", [(1, ("noise", "left_half"), 3), (3, ("left_half",), 1)])
-def test_posterior_figure_is_one_grid_with_headers_once_and_a_std_colour_bar(tmp_path, drawn, channels, kinds, n):
-    panels = _write_panels(tmp_path / "panels.h5", kinds=kinds, n=n, channels=channels)
-    figures.posterior_figure({"run": "d-ae-z4-s0", "files": {"posterior_panels": str(panels)}}, tmp_path / "p.png")
-    (fig,) = drawn
-    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
-    images = _image_axes(fig)
-    assert len(images) == len(kinds) * n * len(HEADERS)  # a row per image of each corruption, a column per quantity
-
-    # The grid: columns at the same x in every row, rows at the same y in every column, in reading order.
-    renderer = fig.canvas.get_renderer()
-    rows = [images[i:i + len(HEADERS)] for i in range(0, len(images), len(HEADERS))]
-    lefts = np.array([[ax.get_position().x0 for ax in row] for row in rows])
-    bottoms = np.array([[ax.get_position().y0 for ax in row] for row in rows])
-    assert np.ptp(lefts, axis=0).max() < 1e-3 and np.ptp(bottoms, axis=1).max() < 1e-3
-    assert (np.diff(lefts[0]) > 0).all() and (np.diff(bottoms[:, 0]) < 0).all()
-    # ... that fills the figure's width (the old figure drew each corruption as a strip a fifth of it)
-    x0 = min(ax.get_window_extent(renderer).x0 for ax in images)
-    x1 = max(ax.get_window_extent(renderer).x1 for ax in images)
-    assert (x1 - x0) / fig.bbox.width > 0.85
-
-    # Column headers once, on the first row; a y-label per corruption panel, in the schema's order.
-    assert [ax.get_title() for ax in rows[0]] == HEADERS
-    assert all(ax.get_title() == "" for row in rows[1:] for ax in row)
-    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
-    assert labels == ["left half missing", "noise"][:len(kinds)]
-
-    # The std: one map per image on one colour scale, with its colour bar.
-    std_column = [row[HEADERS.index("posterior\nstd")] for row in rows]
-    assert all(ax.images[0].get_array().ndim == 2 for ax in std_column)
-    with h5py.File(panels) as f:
-        vmax = max(f[kind]["std"][...].mean(axis=1).max() for kind in f) / 255
-    assert all(ax.images[0].get_clim() == pytest.approx((0, vmax)) for ax in std_column)
-    (bar,) = [c for ax in fig.axes for c in (ax, *ax.child_axes) if getattr(c, "_colorbar", None)]
-    assert bar.get_xlabel() == "posterior std" and bar._colorbar.mappable in [ax.images[0] for ax in std_column]
-    # ... under the std column, within its width
-    renderer = fig.canvas.get_renderer()
-    box, column = bar.get_window_extent(renderer), std_column[-1].get_window_extent(renderer)
-    assert column.x0 <= box.x0 < box.x1 <= column.x1 and box.y1 < column.y0
-    assert fig.get_suptitle() == "d-ae-z4-s0: posterior samples by NUTS"
-    assert not _overlapping_panels(fig)
-
-
-def test_posterior_figure_names_each_panels_sampler_and_aligns_panels_with_fewer_samples(tmp_path, drawn):
-    path = _write_panels(tmp_path / "panels.h5", kinds=("left_half",), n=2, k=2)
-    with h5py.File(path, "a") as f:
-        src = f["left_half"]
-        g = f.create_group("sparse")
-        for name in src:
-            g[name] = src[name][:, :1] if name == "samples" else src[name][...]  # one sample where the other has 2
-        g.attrs["samples_method"] = "laplace"
-    figures.posterior_figure({"run": "r", "files": {"posterior_panels": str(path)}}, tmp_path / "p.png")
-    (fig,) = drawn
-    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == \
-        ["left half missing\n(NUTS samples)", "sparse pixels\n(Laplace samples)"]
-    assert fig.get_suptitle() == "r"
-    images = _image_axes(fig)
-    assert len(images) == 2 * 7 + 2 * 6  # the missing sample's cell stays empty, the columns stay aligned
-    assert [ax.get_title() for ax in images[:7]] == ["corrupted", "MAP", "sample 1", "sample 2", "posterior\nmean",
-                                                    "posterior\nstd", "truth"]
-    left = {round(ax.get_position().x0, 4) for ax in images}
-    assert len(left) == 7
-
-
-def _run(tmp_path, name, dataset="fashion_mnist", model="ae", z=4, seed=0):
+def write_uncertainty_panels(path, likelihood="gaussian_pixel", model="vae", seed=0, k=3, m=5, d=6, s=4):
     rng = np.random.default_rng(seed)
+
+    def images(n):
+        return rng.integers(0, 256, (n, 1, 8, 8), dtype=np.uint8)
+
+    varies = likelihood in ("gaussian_pixel", "gaussian_image", "bernoulli")
+    with h5py.File(path, "w") as f:
+        f["traversal"] = rng.integers(0, 256, (s, s, 1, 8, 8), dtype=np.uint8)
+        f["corner_images"], f["corner_index"] = images(4), np.arange(4)
+        if likelihood:
+            f["originals"], f["reconstructions"] = images(k), images(k)
+            f["latents"] = rng.normal(size=(k, d)).astype(np.float32)
+            std = rng.uniform(0, 0.3, (k, 1, 8, 8)) if varies else np.full((k, 1, 8, 8), 0.1)
+            f["std"] = std.astype(np.float32)
+        if varies:
+            for name in ("prior", "pae"):
+                f[f"{name}_samples"] = images(m)
+                f[f"{name}_std"] = rng.uniform(0, 0.4, (m, 1, 8, 8)).astype(np.float32)
+        f.attrs.update(format="pae-uncertainty-panels/1", model=model, likelihood=likelihood, beta_nll=0.0,
+                       scale_varies=varies, gaussian=likelihood != "bernoulli")
+    return path
+
+
+def make_run(tmp_path, dataset="fashion_mnist", model="ae", z=4, seed=0, identical_scores=True):
+    """A run's stage outputs, small and synthetic: samples, histories, OoD scores (recon_mse and elbo rank the
+    images alike when `identical_scores`, and the flow separates MNIST almost perfectly), posterior and
+    uncertainty panels."""
+    name = f"{dataset}-{model}-z{z}-s{seed}"
+    rng = np.random.default_rng(abs(hash(name)) % 2 ** 32)
     folder = tmp_path / name
     folder.mkdir()
-    with h5py.File(folder / "samples.h5", "w") as f:
-        for key in ("pae", "prior", "originals", "reconstructions"):
-            f[key] = rng.integers(0, 256, (16, 1, 8, 8), dtype=np.uint8)
-        f["interpolations"] = rng.integers(0, 256, (2, 5, 1, 8, 8), dtype=np.uint8)
-        f.attrs["temperature"] = 1.0
-    (folder / "history.json").write_text(json.dumps({"epochs": [{"epoch": e, "val_mse": 0.1 / e} for e in (1, 2)]}))
-    (folder / "flow.json").write_text(json.dumps({"epochs": [{"epoch": e, "val_logp": -5 + e} for e in (1, 2)]}))
-    n = 50
-    sets = np.repeat(["in", "mnist", "hflip", "vflip"], n)
-    scores = {"set": sets, "index": np.tile(np.arange(n), 4), "flow_logp": rng.normal(size=4 * n),
-              "recon_mse": rng.normal(size=4 * n) + (sets != "in")}
+    _samples(folder, rng)
+    scale = (1 + MODELS.index(model) / 4) * z ** -0.3  # every run its own curve
+    (folder / "history.json").write_text(json.dumps({"epochs": [{"epoch": e, "val_mse": 0.1 * scale / e}
+                                                                for e in (1, 2, 3)]}))
+    (folder / "flow.json").write_text(json.dumps({"epochs": [{"epoch": e, "val_logp": -5.0 * z * scale / e}
+                                                                     for e in (1, 2)]}))
+    n = 200
+    sets = np.repeat(["in", "mnist", "hflip"], n)
+    shift = (sets != "in").astype(float)
+    recon = rng.normal(size=3 * n) + shift
+    scores = {"set": sets, "index": np.tile(np.arange(n), 3), "flow_logp": rng.normal(size=3 * n) + 6 * (sets == "mnist"),
+              "recon_mse": recon}
+    if model != "ae":
+        scores["elbo"] = 2 * recon + 1 if identical_scores else rng.normal(size=3 * n) + shift
     pd.DataFrame(scores).to_csv(folder / "ood_scores.csv", index=False)
+    write_posterior_panels(folder / "posterior_panels.h5")
+    write_uncertainty_panels(folder / "uncertainty.h5", "" if model == "ae" else "gaussian_pixel", model)
     files = {"samples": folder / "samples.h5", "history": folder / "history.json",
-             "flow_history": folder / "flow.json", "ood_scores": folder / "ood_scores.csv"}
+             "flow_history": folder / "flow.json", "ood_scores": folder / "ood_scores.csv",
+             "posterior_panels": folder / "posterior_panels.h5", "uncertainty_panels": folder / "uncertainty.h5"}
     return {"run": name, "dataset": dataset, "model": model, "latent_dim": z, "seed": seed,
             "files": {k: str(v) for k, v in files.items()}}
 
 
-def _sampler_rows(runs):
+def sampler_rows(runs):
     rows = []
     for r in runs:
         grid = {k: r[k] for k in ("run", "dataset", "model", "latent_dim", "seed")}
-        for name, t, v in (("prior", None, 100.0), ("pae_T1.0", 1.0, 20.0), ("pae_T0.7", 0.7, 15.0),
-                           ("reconstructions", None, 5.0), ("train_vs_test", None, 0.5)):
-            rows.append({**grid, "set": name, "temperature": t, "domain_fd": v * r["latent_dim"] ** -0.5,
-                         "domain_fd_low": v * 0.9, "domain_fd_high": v * 1.1, "fid": 3 * v, "fid_low": 2 * v,
-                         "fid_high": 4 * v})
+        shift = MODELS.index(r["model"]) * 3 + 8 / r["latent_dim"]  # every model and latent size its own curve
+        for name, t, v in (("prior", None, 100.0), ("pae_T1.0", 1.0, 34.0), ("pae_T0.9", 0.9, 35.5),
+                           ("pae_T0.7", 0.7, 41.0), ("reconstructions", None, 30.0), ("train_vs_test", None, 2.5)):
+            v = v + shift
+            rows.append({**grid, "set": name, "temperature": t, "domain_fd": v / 5, "domain_fd_low": v / 5 - 0.3,
+                         "domain_fd_high": v / 5 + 0.3, "fid": v, "fid_low": v - 0.6, "fid_high": v + 0.6,
+                         "fid_minmax": v - 1, "fid_minmax_low": v - 1.6, "fid_minmax_high": v - 0.4})
     return rows
 
 
-def test_every_figure_uses_constrained_layout_and_no_labels_overlap(tmp_path, drawn):
-    runs = [_run(tmp_path, f"{d}-{m}-z{z}-s0", d, m, z) for d in ("fashion_mnist", "mnist") for m in ("ae", "vae")
-            for z in (4, 16)]
+def impute_rows(models_by_condition):
+    return [{"dataset": "fashion_mnist", "model": m, "latent_dim": 4, "train_missing": tm, "matched": tm != "clean",
+             "test_ratio": ratio, "method": method,
+             "mse_missing": 0.02 + ratio / 10 + 0.01 * i + (0.004 if method == "pae_map" else 0), "mse_low": 0.015,
+             "mse_high": 0.1, "mse_min": 0.02, "mse_max": 0.1, "n_seeds": 1, "n_images": 200}
+            for tm, models in models_by_condition.items() for i, m in enumerate(models)
+            for method in (("vad_infer",) if m == "vad" else ("encoder",)) + ("pae_map",) for ratio in (0.1, 0.5, 0.9)]
+
+
+REFS = [{"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 4, "metric": "fid",
+         "value": 28.0, "source": "the paper, Table 1", "cited_as": "paper", "n": None, "protocol": None},
+        {"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 4, "metric": "fid_minmax",
+         "value": 34.85, "source": "the authors' notebook ..., cell 15", "cited_as": "authors' notebook, cell 15",
+         "n": 10000, "protocol": "tensorflow, minmax"}]
+
+
+def test_references_are_labelled_lines_and_one_of_unknown_protocol_is_left_out(experiment):
+    """The notebook's min-max FID is drawn where its protocol is, named with its source; the paper's FID, whose n
+    and protocol are not stated, beside no FID of ours."""
+    runs, rows = experiment
+    colours = style.model_colours(r["model"] for r in runs)
+    for kind, data in (("temperature", figures.temperature_data(rows["samplers"], REFS, colours)),
+                       ("latent", figures.latent_data(rows["table1"], REFS, colours))):
+        fig = _drawn(kind, *data)
+        notes = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert any(t.startswith("authors' notebook, cell 15: 34.85") for t in notes), notes
+        assert not any("28" in t for t in notes), notes
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    """Synthetic runs of three models at two latent sizes (one seed), their tables' rows and a drawn report's
+    figures folder."""
+    runs = [make_run(tmp_path, "fashion_mnist", m, z) for m, z in (("ae", 4), ("ae", 16), ("vae", 4), ("vae", 16),
+                                                                    ("vad", 4))]
     for r in runs:
-        r["recon_mse"] = 0.01 * r["latent_dim"] ** -0.5
-    samplers = _sampler_rows(runs)
-    impute = [{"dataset": d, "model": m, "latent_dim": 4, "train_missing": tm, "matched": tm != "clean",
-               "test_ratio": ratio, "method": method, "mse_missing": 0.02 + ratio / 10, "mse_low": 0.01,
-               "mse_high": 0.1, "n_seeds": 1}
-              for d in ("fashion_mnist", "mnist") for m in ("ae", "vae") for method in ("encoder", "pae_map")
-              for tm in ("clean", "0.5/fixed") for ratio in (0.3, 0.7)]
-    figures.write_run_figures(runs, tmp_path / "figures")
-    figures.roc_figure(runs[0], tmp_path / "roc.png")
-    figures.samples_figure(runs, "fashion_mnist", tmp_path / "samples.png")
-    figures.temperature_figure(samplers, tmp_path / "t.png")
-    figures.latent_figure(summary.table1(runs, samplers, []), tmp_path / "z.png")
-    figures.impute_figure(impute, tmp_path / "impute.png")
-    panels = _write_panels(tmp_path / "panels.h5")
-    figures.posterior_figure({"run": "r", "files": {"posterior_panels": str(panels)}}, tmp_path / "p.png")
-    assert len(drawn) == 3 * len(runs) + 1 + 6
-    for fig in drawn:
-        assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine), fig.get_suptitle()
-        assert not _overlapping_panels(fig), (fig.get_suptitle(), _overlapping_panels(fig))
+        r["recon_mse"] = 0.01 * r["latent_dim"] ** -0.5 * (1 + MODELS.index(r["model"]) / 4)
+    samplers = sampler_rows(runs)
+    rows = {"samplers": samplers, "table1": summary.table1(runs, samplers, REFS),
+            "impute": impute_rows({"clean": ("ae", "vae", "vad"), "0.5/fixed": ("vad",)})}
+    return runs, rows
+
+
+def _drawn(kind, meta, arrays):
+    fig = figures.DRAWERS[kind](meta, arrays)
+    fig.canvas.draw()
+    return fig
+
+
+def test_every_figure_passes_the_referee(tmp_path, experiment, monkeypatch):
+    """Each kind of figure of a report: no text under 7 pt at the printed size, no wider than the page, no hidden
+    curve, no panels over each other; image figures fill their canvas."""
+    runs, rows = experiment
+    drawn = {}
+
+    def keep(fig, path):  # laid out as it would be saved, and kept open to be checked
+        fig.canvas.draw()
+        drawn[path.stem] = fig
+
+    monkeypatch.setattr(figures, "save", keep)
+    write_figures(runs, rows, REFS, tmp_path / "figures")
+    kinds = set()
+    for path in sorted((tmp_path / "figures" / "data").glob("*.h5")):
+        kind = figdata.load(path)[0]
+        kinds.add(kind)
+        fig = drawn[path.stem]
+        assert checks.referee(fig) == [], (path.name, checks.referee(fig))
+        if kind in ("samples", "posterior", "interpolation_grid", "reconstructions", "interpolations"):
+            assert checks.empty_fraction(fig) < 0.3, (path.name, checks.empty_fraction(fig))
+    assert kinds == {"samples", "reconstructions", "interpolations", "roc", "posterior", "uncertainty",
+                     "sample_uncertainty", "interpolation_grid", "training", "temperature", "latent", "impute"}
+
+
+def test_roc_draws_identical_curves_once_naming_both_and_a_log_axis_above_0_99(tmp_path):
+    """The VAE's -ELBO and reconstruction error can rank every image alike: one curve then, its legend entry naming
+    both (before, the second curve lay exactly under the first and the legend listed both). The flow separates
+    MNIST with AUROC > 0.99: the false-positive rate on a log axis down to 1 / n_in."""
+    run = make_run(tmp_path, model="vae", identical_scores=True)
+    fig = _drawn("roc", *figures.roc_data(run))
+    assert checks.hidden_lines(fig) == []
+    mnist, hflip = fig.axes[:2]
+    labels = [t.get_text() for t in mnist.get_legend().get_texts()]
+    assert any(style.SCORE_LABELS["recon_mse"] in t and style.SCORE_LABELS["elbo"] in t for t in labels), labels
+    assert len(labels) == 2
+    assert mnist.get_xscale() == "log" and mnist.get_xlim()[0] == pytest.approx(1 / 200)
+    assert hflip.get_xscale() == "linear"  # no AUROC above 0.99 there
+    assert "n = 200 in, 200 out" in mnist.get_title()
+
+    different = make_run(tmp_path, model="vad", identical_scores=False)
+    fig = _drawn("roc", *figures.roc_data(different))
+    assert len(fig.axes[0].get_legend().get_texts()) == 3
+
+
+def test_the_referee_check_finds_a_hidden_curve():
+    """The check itself: two labelled curves with the same points are reported."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 0.5, 1], [0, 0.8, 1], label="elbo")
+    ax.plot([0, 0.5, 1], [0, 0.8, 1], label="recon_mse")
+    assert checks.hidden_lines(fig) == [("elbo", "recon_mse")]
+    plt.close(fig)
+
+
+def test_one_colour_per_model_in_every_panel_and_figure(tmp_path, experiment):
+    """A model keeps one colour across the panels of a figure and across figures, even where a panel holds fewer
+    models (before, the imputation figure gave the VAD another colour in its panel of its own)."""
+    runs, rows = experiment
+    colours = style.model_colours(r["model"] for r in runs)
+    drawn = [_drawn("impute", *figures.impute_data(rows["impute"], colours)),
+             _drawn("temperature", *figures.temperature_data(rows["samplers"], REFS, colours)),
+             _drawn("latent", *figures.latent_data(rows["table1"], REFS, colours)),
+             _drawn("training", *figures.training_data(runs, colours))]
+    seen = checks.line_colours_by_gid(drawn)
+    assert set(seen) == set(MODELS)
+    assert all(seen[m] == {to_hex(colours[m])} for m in MODELS), seen
+    assert len({to_hex(c) for c in colours.values()}) == len(colours)
+    # the base models' colours do not depend on which other models a report has
+    assert style.model_colours(["vad"])["vad"] == colours["vad"]
+    named = style.model_colours(["vae", "vae-bernoulli", "vae-pixel"])
+    assert len(set(named.values())) == 3 and named["vae"] == colours["vae"]
+
+
+def test_posterior_figure_shows_laplace_and_nuts_on_one_fixed_std_scale(tmp_path):
+    """Truth | observed | MAP | Laplace samples, std | NUTS samples, std; one colour bar as tall as the images, on the
+    same 0 to STD_MAX scale in every figure, its range in its label; each block says its mask or noise sigma."""
+    meta, arrays = figures.posterior_data({"run": "r", "files": {
+        "posterior_panels": str(write_posterior_panels(tmp_path / "p.h5", n=2))}})
+    fig = _drawn("posterior", meta, arrays)
+    images = [ax for ax in fig.axes if ax.images]
+    headers = ["truth", "observed", "MAP", "Laplace\nsample 1", "Laplace\nsample 2", "Laplace\nstd",
+               "NUTS\nsample 1", "NUTS\nsample 2", "NUTS\nstd"]
+    assert [ax.get_title() for ax in images[:len(headers)]] == headers
+    assert len(images) == 2 * 2 * len(headers)
+    (bar,) = checks.colour_bars(fig)
+    assert bar._colorbar.mappable.get_clim() == (0, figures.STD_MAX)
+    assert f"0–{figures.STD_MAX:g}" in bar.get_ylabel()
+    std_axes = [ax for ax in images if ax.images[0].get_cmap().name == "magma"]
+    assert len(std_axes) == 2 * 2 * 2 and all(ax.images[0].get_clim() == (0, figures.STD_MAX) for ax in std_axes)
+    # as tall as the images it describes (within a row's height)
+    renderer = fig.canvas.get_renderer()
+    top = max(ax.get_window_extent(renderer).y1 for ax in images)
+    bottom = min(ax.get_window_extent(renderer).y0 for ax in images)
+    row = images[0].get_window_extent(renderer).height
+    box = bar.get_window_extent(renderer)
+    assert box.height > (top - bottom) - 2 * row
+    titles = [sf._suptitle.get_text() for sf in fig.subfigs[0].subfigs]  # the images' part, a block per corruption
+    assert titles[0].startswith("left half missing, 50% of pixels missing") and titles[1] == "Gaussian noise, σ = 0.1 (pixel range 1)"
+    assert checks.referee(fig) == []
+
+    laplace_only = figures.posterior_data({"run": "r", "files": {
+        "posterior_panels": str(write_posterior_panels(tmp_path / "l.h5", n=2, nuts=False))}})
+    fig = _drawn("posterior", *laplace_only)
+    assert [ax.get_title() for ax in fig.axes if ax.images][:6] == headers[:6]
+
+
+def test_uncertainty_figure_writes_a_constant_std_as_a_number(tmp_path):
+    """One sigma for all pixels: the std column holds its value, not six identical saturated squares; the latent
+    bars share one range and have dimension ticks; a VAD's latents are not called q(z | x)."""
+    from pae.report import uncertainty
+
+    for likelihood, flat in (("gaussian_learned", True), ("gaussian_pixel", False)):
+        run = {"run": "r", "files": {"uncertainty_panels": str(write_uncertainty_panels(
+            tmp_path / f"{likelihood}.h5", likelihood, model="vad"))}}
+        fig = _drawn("uncertainty", *uncertainty.uncertainty_data(run))
+        stds = fig.axes[3::4]
+        assert all(not ax.images for ax in stds) == flat
+        assert all(ax.texts[0].get_text() == "σ = 0.1" for ax in stds) if flat else checks.colour_bars(fig)
+        bars = fig.axes[1::4]
+        assert len({ax.get_ylim() for ax in bars}) == 1 and bars[-1].get_xticklabels()
+        assert "q(z | x)" not in fig.axes[1].get_title() and "VAD" in fig.axes[1].get_title()
+        assert checks.referee(fig) == []
+
+
+def test_a_report_folder_and_its_export_redraw_without_the_runs(tmp_path, experiment):
+    """`python -m pae report --from FOLDER` redraws every figure from figures/data/ alone; an export carries the
+    data of the figures it links to, so it redraws after the runs are gone."""
+    runs, rows = experiment
+    src = tmp_path / "results" / "exp"
+    write_figures(runs, rows, REFS, src / "figures")
+    (src / "tables").mkdir()
+    (src / "tables" / "runs.csv").write_text("run\n")
+    (src / "report.md").write_text("# r\n![t](figures/fd_vs_temperature.png)\n![p](figures/fashion_mnist-vae-z4-s0"
+                                   "_posterior.png)\n")
+    dest = tmp_path / "docs" / "exp"
+    written = export(src / "report.md", dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in written) == [
+        "figures/data/fashion_mnist-vae-z4-s0_posterior.h5", "figures/data/fd_vs_temperature.h5",
+        "figures/fashion_mnist-vae-z4-s0_posterior.png", "figures/fd_vs_temperature.png", "report.md",
+        "tables/runs.csv"]
+    for r in runs:  # no run left
+        shutil.rmtree(tmp_path / r["run"])
+    for png in dest.glob("figures/*.png"):
+        png.unlink()
+    out = subprocess.run([sys.executable, "-m", "pae", "report", "--from", str(dest)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "redrew 2 figures" in out.stdout
+    assert all((dest / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in
+               ("fd_vs_temperature.png", "fashion_mnist-vae-z4-s0_posterior.png"))
+
+    (src / "figures" / "data" / "fd_vs_temperature.h5").unlink()
+    with pytest.raises(Exception, match="figure data .*fd_vs_temperature.h5.* is missing"):
+        export(src / "report.md", dest)
+    empty = tmp_path / "empty"
+    (empty / "figures").mkdir(parents=True)
+    out = subprocess.run([sys.executable, "-m", "pae", "report", "--from", str(empty)], capture_output=True, text=True)
+    assert out.returncode != 0 and "no figure data to draw from" in out.stderr
+
+
+def test_export_copies_the_report_its_tables_and_only_linked_figures(tmp_path):
+    src = tmp_path / "results" / "exp"
+    (src / "figures" / "data").mkdir(parents=True)
+    (src / "tables").mkdir()
+    (src / "figures" / "a.png").write_bytes(b"a")
+    (src / "figures" / "data" / "a.h5").write_bytes(b"a")
+    (src / "figures" / "unlinked.png").write_bytes(b"u")
+    (src / "tables" / "runs.csv").write_text("run\n")
+    (src / "report.md").write_text("# r\n![a](figures/a.png)\n")
+    dest = tmp_path / "docs" / "example"
+    dest.mkdir(parents=True)
+    (dest / "stale.png").write_bytes(b"old")  # a previous export is replaced as a whole
+    export(src / "report.md", dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        "figures/a.png", "figures/data/a.h5", "report.md", "tables/runs.csv"]
+    (src / "report.md").write_text("![gone](figures/missing.png)\n")
+    with pytest.raises(Exception, match="links to missing figures"):
+        export(src / "report.md", dest)
+    with pytest.raises(Exception, match="no report to export"):
+        export(src / "nope.md", dest)
+
+
+def test_a_figure_data_file_of_another_kind_is_named(tmp_path):
+    path = tmp_path / "x.h5"
+    figdata.save(path, "no_such_kind", {})
+    with pytest.raises(Exception, match="figure kind 'no_such_kind' has no drawer"):
+        figures.draw_file(path, tmp_path / "x.png")
+    with h5py.File(tmp_path / "y.h5", "w") as f:
+        f["a"] = 1
+    with pytest.raises(Exception, match="y.h5: not a pae figure-data file"):
+        figdata.load(tmp_path / "y.h5")

@@ -84,28 +84,6 @@ def test_report_has_every_section_our_values_and_the_papers(tmp_path):
     assert "Inception weights" not in text
 
 
-def test_export_copies_the_report_its_tables_and_only_linked_figures(tmp_path):
-    src = tmp_path / "results" / "exp"
-    (src / "figures").mkdir(parents=True)
-    (src / "tables").mkdir()
-    (src / "figures" / "a.png").write_bytes(b"a")
-    (src / "figures" / "unlinked.png").write_bytes(b"u")
-    (src / "tables" / "runs.csv").write_text("run\n")
-    (src / "report.md").write_text("# r\n![a](figures/a.png)\n")
-    dest = tmp_path / "docs" / "example"
-    dest.mkdir(parents=True)
-    (dest / "stale.png").write_bytes(b"old")  # a previous export is replaced as a whole
-    written = markdown.export(src / "report.md", dest)
-    assert sorted(p.relative_to(dest).as_posix() for p in written) == ["figures/a.png", "report.md", "tables/runs.csv"]
-    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
-        "figures/a.png", "report.md", "tables/runs.csv"]
-    (src / "report.md").write_text("![gone](figures/missing.png)\n")
-    with pytest.raises(PaeError, match="links to missing figures"):
-        markdown.export(src / "report.md", dest)
-    with pytest.raises(PaeError, match="no report to export"):
-        markdown.export(src / "nope.md", dest)
-
-
 def test_ood_section_shows_the_runs_with_an_ood_stage_only(tmp_path):
     """A grid block may skip the ood stage (e.g. at latent sizes no OoD table needs): the ROC figure shown is that of
     a run that has one, and a report without any says so."""

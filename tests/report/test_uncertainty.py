@@ -2,15 +2,15 @@
 table and its report.md section, from synthetic stage outputs."""
 from __future__ import annotations
 
-import itertools
-
 import h5py
 import numpy as np
 import pytest
 
 from pae.io import PaeError, write_json
 from pae.report import markdown, uncertainty as figs
+from pae.report.figures import DRAWERS
 from pae.report.tables import uncertainty_table
+from tests.report import checks
 
 K, M, D, S = 3, 5, 6, 4
 
@@ -37,88 +37,86 @@ def _write_panels(path, likelihood="gaussian_pixel", beta_nll=0.5, channels=1, s
     return {"run": "mnist-vae-z6-s0-x", "files": {"uncertainty_panels": str(path)}}
 
 
-def _overlaps(fig) -> list[tuple[str, str]]:
-    """Pairs of axes whose extents, titles, tick labels and axis labels included, overlap by more than a pixel."""
-    renderer = fig.canvas.get_renderer()
-    boxes = [(ax, ax.get_tightbbox(renderer)) for ax in fig.axes if ax.get_visible()]
-    return [(a.get_title() or a.get_ylabel(), b.get_title() or b.get_ylabel())
-            for (a, ba), (b, bb) in itertools.combinations(boxes, 2)
-            if min(ba.x1, bb.x1) - max(ba.x0, bb.x0) > 1 and min(ba.y1, bb.y1) - max(ba.y0, bb.y0) > 1]
-
-
 def _images(ax):
     return ax.get_images()
 
 
-def test_uncertainty_figure_rows_bars_and_one_colour_bar(tmp_path, drawn):
+def _drawn(kind, data):
+    fig = DRAWERS[kind](*data)
+    fig.canvas.draw()
+    return fig
+
+
+def test_uncertainty_figure_rows_bars_and_one_colour_bar(tmp_path):
     run = _write_panels(tmp_path / "p.h5")
-    assert figs.uncertainty_figure(run, tmp_path / "u.png")
-    (fig,) = drawn
+    fig = _drawn("uncertainty", figs.uncertainty_data(run))
     panels, (colorbar,) = fig.axes[:4 * K], fig.axes[4 * K:]
-    assert [ax.get_title() for ax in panels[:4]] == ["test image", f"z ~ q(z | x) ({D} dims)",
-                                                     "reconstruction\n(mean at z)", "predicted std"]
+    assert [ax.get_title() for ax in panels[:4]] == ["test image", f"z: one draw from q(z | x), {D} dimensions",
+                                                     "likelihood\nmean at z", "predicted std"]
     for i in range(K):
         image, bars, recon, std = panels[4 * i:4 * i + 4]
         assert len(_images(image)) == len(_images(recon)) == 1 and len(bars.patches) == D
         (im,) = _images(std)
         assert im.get_clim() == (0, pytest.approx(0.3, abs=0.01))  # one scale for every row: the largest std
-        assert std.get_xlabel().startswith("mean ")
-    assert "predicted std sigma" in colorbar.get_ylabel()
+    lo, hi = _images(panels[3])[0].get_clim()
+    assert "predicted std σ" in colorbar.get_ylabel() and f"scale 0–{hi:.3g}" in colorbar.get_ylabel()
     assert fig._suptitle.get_text() == ("mnist-vae-z6-s0-x: Gaussian, a sigma per pixel (pixel-wise "
                                         "heteroscedastic), beta-NLL 0.5")
-    assert fig.get_layout_engine().__class__.__name__ == "ConstrainedLayoutEngine" and not _overlaps(fig)
+    assert checks.referee(fig) == []
 
 
-def test_constant_std_is_labelled_by_its_value(tmp_path, drawn):
+def test_constant_std_is_written_as_its_value(tmp_path):
     run = _write_panels(tmp_path / "p.h5", likelihood="gaussian_image", beta_nll=0.0)
     with h5py.File(tmp_path / "p.h5", "r+") as f:
         f["std"][...] = np.float32(0.0826)  # one sigma per image
-    figs.uncertainty_figure(run, tmp_path / "u.png")
-    assert [drawn[0].axes[4 * i + 3].get_xlabel() for i in range(K)] == ["0.0826"] * K
+    fig = _drawn("uncertainty", figs.uncertainty_data(run))
+    assert [fig.axes[4 * i + 3].texts[0].get_text() for i in range(K)] == ["σ = 0.0826"] * K
+    assert not checks.colour_bars(fig)
 
 
-def test_bernoulli_colour_bar_and_colour_images(tmp_path, drawn):
+def test_bernoulli_colour_bar_and_colour_images(tmp_path):
     run = _write_panels(tmp_path / "p.h5", likelihood="bernoulli", beta_nll=0.0, channels=3)
-    assert figs.uncertainty_figure(run, tmp_path / "u.png")
-    assert "sqrt(p (1 - p))" in drawn[0].axes[-1].get_ylabel()
-    assert _images(drawn[0].axes[0])[0].get_array().shape == (8, 8, 3)  # an RGB image
-    assert _images(drawn[0].axes[3])[0].get_array().shape == (8, 8)  # its std: rms over channels
-    assert drawn[0]._suptitle.get_text().endswith(": Bernoulli")
+    fig = _drawn("uncertainty", figs.uncertainty_data(run))
+    assert "sqrt(p (1 − p))" in fig.axes[-1].get_ylabel()
+    assert _images(fig.axes[0])[0].get_array().shape == (8, 8, 3)  # an RGB image
+    assert _images(fig.axes[3])[0].get_array().shape == (8, 8)  # its std: rms over channels
+    assert fig._suptitle.get_text().endswith(": Bernoulli")
 
 
-def test_sample_uncertainty_figure_rows_and_colour_bar(tmp_path, drawn):
+def test_sample_uncertainty_figure_rows_and_colour_bar(tmp_path):
     run = _write_panels(tmp_path / "p.h5")
-    assert figs.sample_uncertainty_figure(run, tmp_path / "s.png")
-    (fig,) = drawn
+    fig = _drawn("sample_uncertainty", figs.sample_uncertainty_data(run))
     assert len(fig.axes) == 4 * M + 1
     labels = [fig.axes[r * M].get_ylabel() for r in range(4)]
-    assert labels == ["z ~ N(0, I):\nmean", "std", "PAE (flow, T=1):\nmean", "std"]
+    assert labels == ["N(0, I):\nmean", "N(0, I):\nstd", "flow, T = 1:\nmean", "flow, T = 1:\nstd"]
     clims = {_images(fig.axes[r * M + j])[0].get_clim() for r in (1, 3) for j in range(M)}
-    assert len(clims) == 1 and not _overlaps(fig)  # both std rows on one scale
+    assert len(clims) == 1 and checks.referee(fig) == []  # both std rows on one scale
 
 
-def test_no_uncertainty_figures_without_a_likelihood_and_a_traversal_always(tmp_path, drawn):
+def test_no_uncertainty_figures_without_a_likelihood_and_an_interpolation_grid_always(tmp_path):
     ae = _write_panels(tmp_path / "ae.h5", likelihood="", beta_nll=0.0, scale_varies=False)
     fixed = _write_panels(tmp_path / "fixed.h5", likelihood="gaussian_learned", beta_nll=0.0, scale_varies=False)
-    assert not figs.uncertainty_figure(ae, tmp_path / "a.png") and not figs.sample_uncertainty_figure(ae, tmp_path)
-    assert not figs.sample_uncertainty_figure(fixed, tmp_path / "f.png") and not drawn
-    assert figs.traversal_figure(ae, tmp_path / "t.png")
-    grid, corners = drawn[0].axes
+    assert figs.uncertainty_data(ae) is None and figs.sample_uncertainty_data(ae) is None
+    assert figs.sample_uncertainty_data(fixed) is None
+    fig = _drawn("interpolation_grid", figs.interpolation_grid_data(ae))
+    inputs, grid = fig.axes[:4], fig.axes[4]
+    assert [ax.get_ylabel() for ax in inputs] == ["top left", "top right", "bottom left", "bottom right"]
     assert _images(grid)[0].get_array().shape == (S * 9 + 1, S * 9 + 1)  # S x S tiles of 8 px, 1 px apart
-    assert _images(corners)[0].get_array().shape == (19, 19) and "latent traversal" in drawn[0]._suptitle.get_text()
-    assert not _overlaps(drawn[0])
+    assert "corners: their reconstructions" in grid.get_title()
+    assert checks.referee(fig) == [] and checks.empty_fraction(fig) < 0.3
 
 
-def test_figures_written_as_png_and_a_bad_file_named(tmp_path):
+def test_figures_written_as_png_with_their_data_and_a_bad_file_named(tmp_path):
     run = _write_panels(tmp_path / "p.h5")
     figs.write_uncertainty_figures([run], tmp_path / "figures")
-    for name in ("uncertainty", "sample_uncertainty", "traversal"):
+    for name in ("uncertainty", "sample_uncertainty", "interpolation_grid"):
         assert (tmp_path / "figures" / f"{run['run']}_{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / "figures" / "data" / f"{run['run']}_{name}.h5").is_file()
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as f:
         f["traversal"] = np.zeros((2, 2, 1, 4, 4), np.uint8)
     with pytest.raises(PaeError, match="not a complete uncertainty panels file.*rerun the uncertainty stage"):
-        figs.traversal_figure({"run": "r", "files": {"uncertainty_panels": str(bad)}}, tmp_path / "t.png")
+        figs.interpolation_grid_data({"run": "r", "files": {"uncertainty_panels": str(bad)}})
 
 
 def _result(likelihood, coverage):
@@ -156,8 +154,8 @@ def test_uncertainty_table_and_report_section(tmp_path):
     assert "| mnist | vae-px | 8 | gaussian_pixel (beta-NLL 0.5) | 1 | -500 | 0.7 | 0.9 | 0.7 | 0.9 | 0.1 | 0.12 |" \
         in text
     assert "| mnist | vae-b | 8 | bernoulli | 1 | -500 | n/a | n/a | n/a | n/a | 0.1 | 0.12 |" in text
-    # linked where drawn; a sample-uncertainty figure that was not drawn is left out, a missing traversal named
+    # linked where drawn; a sample-uncertainty figure that was not drawn is left out, a missing interpolation grid named
     assert markdown.FIGURE_LINK.findall(text) == ["figures/mnist-vae-px-z8-s0_uncertainty.png"]
-    assert "mnist-vae-px-z8-s0_sample_uncertainty" not in text and "(latent traversal, mnist-vae-b-z8-s0: not drawn)" \
+    assert "mnist-vae-px-z8-s0_sample_uncertainty" not in text and "(latent interpolation between four test images, mnist-vae-b-z8-s0: not drawn)" \
         in text
     assert "No model of this experiment has a likelihood" in "\n".join(markdown._uncertainty_section([], [], figures))

@@ -49,7 +49,9 @@ def test_tiny_workflow_end_to_end(tiny_workflow):
         assert float(row[f"time_{stage}_s"]) > 0
     figures = {p.name for p in (res / "figures").glob("*.png")}
     assert {f"{TINY_RUN}_samples.png", f"{TINY_RUN}_reconstructions.png", f"{TINY_RUN}_interpolations.png",
-            "training_curves.png", f"{TINY_RUN}_traversal.png"} <= figures
+            "training_curves.png", f"{TINY_RUN}_interpolation_grid.png"} <= figures
+    # every figure with the data it is drawn from, so that `python -m pae report --from` redraws it
+    assert {p.stem for p in (res / "figures" / "data").glob("*.h5")} == {name[:-len(".png")] for name in figures}
     assert f"{TINY_RUN}_uncertainty.png" not in figures  # an AE has no likelihood: no uncertainty figure nor row
     # its table has its header and no row (a file pandas reads as an empty table)
     assert (res / "tables" / "uncertainty.csv").read_text().splitlines() == [",".join(UNCERTAINTY_COLUMNS)]
@@ -258,7 +260,7 @@ def test_model_zoo_workflow(fashion_mnist_dir, tmp_path):
     assert methods == {("ae", "encoder"), ("vae", "encoder"), ("beta_vae", "encoder"), ("vad", "vad_infer")} | \
         {(m, "pae_map") for m in rows}
     # The decoder's uncertainty: a row per model with a likelihood, its coverages in [0, 1]; its uncertainty figure
-    # but no sample-uncertainty figure (one learned sigma: the std is constant); every model's traversal.
+    # but no sample-uncertainty figure (one learned sigma: the std is constant); every model's interpolation grid.
     res = tmp_path / "results" / "zoo"
     uncertainty = {r["model"]: r for r in csv.DictReader(open(res / "tables" / "uncertainty.csv"))}
     assert set(uncertainty) == {"vae", "beta_vae", "vad"}
@@ -267,7 +269,7 @@ def test_model_zoo_workflow(fashion_mnist_dir, tmp_path):
         assert 0 < float(r["coverage68_sample"]) <= float(r["coverage95_sample"]) <= 1
         assert float(rows[model]["likelihood_coverage95"]) == float(r["coverage95_sample"])
     figures = {p.name for p in (res / "figures").glob("*.png")}
-    assert {f"fashion_mnist-{m}-z4-s0_traversal.png" for m in rows} <= figures
+    assert {f"fashion_mnist-{m}-z4-s0_interpolation_grid.png" for m in rows} <= figures
     assert {f"fashion_mnist-{m}-z4-s0_uncertainty.png" for m in uncertainty} <= figures
     assert "fashion_mnist-ae-z4-s0_uncertainty.png" not in figures
     assert not any(name.endswith("_sample_uncertainty.png") for name in figures)

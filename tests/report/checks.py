@@ -1,0 +1,98 @@
+"""What a referee checks in a figure, as functions over a drawn matplotlib figure (structure, not pixels)."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from matplotlib.colors import to_hex
+from matplotlib.lines import Line2D
+from matplotlib.text import Text
+
+from pae.report.style import MIN_FONT_PT, PAGE_IN
+
+
+def small_texts(fig) -> list[tuple[str, float]]:
+    """Visible, non-empty texts (titles, labels, ticks, legends, annotations) under MIN_FONT_PT at the figure's own
+    size, which is the printed one."""
+    out = []
+    for t in fig.findobj(Text):
+        if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT - 1e-9:
+            out.append((t.get_text(), t.get_fontsize()))
+    return out
+
+
+def too_wide(fig) -> bool:
+    return fig.get_figwidth() > PAGE_IN + 1e-9
+
+
+def hidden_lines(fig) -> list[tuple[str, str]]:
+    """Pairs of curves of one panel (labelled, or naming their model in their gid) drawn exactly on top of each
+    other: one hides the other, yet the legend lists both."""
+    out = []
+    for ax in fig.axes:
+        lines = [ln for ln in ax.get_lines() if ln.get_visible() and len(ln.get_xdata()) > 1
+                 and (not ln.get_label().startswith("_") or ln.get_gid())]
+        for a, b in itertools.combinations(lines, 2):
+            xa, ya = np.asarray(a.get_xdata(), float), np.asarray(a.get_ydata(), float)
+            xb, yb = np.asarray(b.get_xdata(), float), np.asarray(b.get_ydata(), float)
+            if xa.shape == xb.shape and np.array_equal(xa, xb) and np.array_equal(ya, yb):
+                out.append((a.get_gid() or a.get_label(), b.get_gid() or b.get_label()))
+    return out
+
+
+def line_colours_by_gid(figs) -> dict[str, set[str]]:
+    """Model -> the colours its curves have, over every panel of every figure (curves name their model in their
+    gid, "model/method")."""
+    out: dict[str, set[str]] = {}
+    for fig in figs:
+        for ln in fig.findobj(Line2D):
+            gid = ln.get_gid()
+            if gid and "/" in gid:
+                out.setdefault(gid.split("/")[0], set()).add(to_hex(ln.get_color()))
+    return out
+
+
+def empty_fraction(fig, cells: int = 100) -> float:
+    """The share of the canvas that no visible axes (with its labels) covers, on a cells x cells raster."""
+    renderer = fig.canvas.get_renderer()
+    covered = np.zeros((cells, cells), bool)
+    w, h = fig.bbox.width, fig.bbox.height
+    for ax in fig.axes:
+        if not ax.get_visible() or not ax.axison and not ax.images and not ax.texts:
+            continue
+        box = ax.get_tightbbox(renderer)
+        if box is None:
+            continue
+        x0, x1 = (np.clip([box.x0 / w, box.x1 / w], 0, 1) * cells).astype(int)
+        y0, y1 = (np.clip([box.y0 / h, box.y1 / h], 0, 1) * cells).astype(int)
+        covered[y0:y1, x0:x1] = True
+    return 1 - covered.mean()
+
+
+def colour_bars(fig) -> list:
+    """The colour bars of a figure (their axes)."""
+    return [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+
+
+def overlapping_panels(fig) -> list[tuple[str, str]]:
+    """Pairs of axes whose extents, titles, tick labels and axis labels included, overlap by more than a pixel."""
+    renderer = fig.canvas.get_renderer()
+    boxes = [(ax, ax.get_tightbbox(renderer)) for ax in fig.axes if ax.get_visible()]
+    out = []
+    for (a, ba), (b, bb) in itertools.combinations(boxes, 2):
+        if ba is None or bb is None:
+            continue
+        w = min(ba.x1, bb.x1) - max(ba.x0, bb.x0)
+        h = min(ba.y1, bb.y1) - max(ba.y0, bb.y0)
+        if w > 1 and h > 1:
+            out.append(tuple(ax.get_title() or ax.get_ylabel() or ax.get_label() for ax in (a, b)))
+    return out
+
+
+def referee(fig) -> list[str]:
+    """Every general defect of a figure, in words (empty for a figure that passes)."""
+    problems = [f"text under {MIN_FONT_PT} pt: {t!r} at {s:g} pt" for t, s in small_texts(fig)]
+    problems += [f"{fig.get_figwidth():.2f} in wide, wider than the page"] if too_wide(fig) else []
+    problems += [f"curves {a!r} and {b!r} drawn on top of each other" for a, b in hidden_lines(fig)]
+    problems += [f"panels {a!r} and {b!r} overlap" for a, b in overlapping_panels(fig)]
+    return problems
