@@ -31,6 +31,9 @@ import functools
 import numpy as np
 import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
+from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from torch_fidelity.metric_prc import KEY_METRIC_F_SCORE, KEY_METRIC_PRECISION, KEY_METRIC_RECALL, \
+    prc_features_to_metric
 from tqdm import tqdm
 
 from pae.io import PaeError, progress_kwargs
@@ -168,3 +171,42 @@ def frechet_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int, leve
         low, high = (torch.quantile(reps, q) - bias).tolist()
         out.update(low=max(low, 0.0), high=high, bootstrap_bias=bias)  # a distance: the shift may cross zero
     return out
+
+
+# KID and precision / recall, in the same features as the FID (no second pass), by torch-fidelity's own functions,
+# with its defaults: KID (Bińkowski et al. 2018) is the unbiased MMD^2 with the kernel k(x, y) = (x.y / D + 1)^3,
+# averaged over 100 random subsets of 1,000 images of each set (fewer where a set is smaller): unbiased, so it
+# compares across n, where the FID is biased upwards at small n. Precision and recall (Kynkäänniemi et al. 2019): the
+# share of generated images inside the real images' manifold (the union of balls reaching each real image's k-th
+# nearest real neighbour, k = 3) and of real images inside the generated images' manifold: fidelity and coverage,
+# which the FID mixes into one number.
+KID_SUBSETS, KID_SUBSET_SIZE, PRC_NEIGHBOURHOOD = 100, 1000, 3
+COVERAGE_PROTOCOL = {
+    "kid": f"unbiased MMD^2, kernel (x.y / D + 1)^3, mean (and std) over {KID_SUBSETS} random subsets of "
+           f"min({KID_SUBSET_SIZE}, n) images of each set (torch-fidelity's kid_features_to_metric)",
+    "precision_recall": f"k-NN manifolds, k = {PRC_NEIGHBOURHOOD} (Kynkäänniemi et al. 2019): precision = share of "
+                        "generated images within some real image's k-NN radius, recall = share of real images within "
+                        "some generated image's (torch-fidelity's prc_features_to_metric)"}
+
+
+def kid(generated: np.ndarray, real: np.ndarray, seed: int, subsets: int = KID_SUBSETS,
+        subset_size: int = KID_SUBSET_SIZE) -> dict:
+    """Kernel Inception Distance of feature sets (N, D) and (M, D): {"value" (the mean over subsets), "std" (over
+    subsets), "subsets", "subset_size", "n_a", "n_b"}; subsets drawn with `seed`."""
+    size = min(subset_size, len(generated), len(real))
+    out = kid_features_to_metric(torch.from_numpy(np.ascontiguousarray(generated)),
+                                 torch.from_numpy(np.ascontiguousarray(real)), kid_subsets=subsets,
+                                 kid_subset_size=size, kid_kernel="poly", kid_kernel_poly_degree=3,
+                                 kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1, rng_seed=seed, verbose=False)
+    return {"value": out[KEY_METRIC_KID_MEAN], "std": out[KEY_METRIC_KID_STD], "subsets": subsets,
+            "subset_size": size, "n_a": len(generated), "n_b": len(real)}
+
+
+def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = PRC_NEIGHBOURHOOD) -> dict:
+    """Precision and recall of generated against real feature sets: {"precision", "recall", "f_score", "k", "n_a",
+    "n_b"} (torch-fidelity: features_1 generated, features_2 real)."""
+    out = prc_features_to_metric(torch.from_numpy(np.ascontiguousarray(generated)),
+                                 torch.from_numpy(np.ascontiguousarray(real)), prc_neighborhood=k,
+                                 prc_batch_size=10000, save_cpu_ram=True, verbose=False)
+    return {"precision": out[KEY_METRIC_PRECISION], "recall": out[KEY_METRIC_RECALL],
+            "f_score": out[KEY_METRIC_F_SCORE], "k": k, "n_a": len(generated), "n_b": len(real)}

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from pae.io import PaeError, read_json
 from pae.report import figdata
-from pae.report.style import (COLUMN_IN, PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
+from pae.report.style import (PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
                               model_label, save, styled)
 from pae.report.summary import over_seeds
 
@@ -426,7 +426,8 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
         left = bar_fig.bbox.x0 / fig.bbox.width
         cax = fig.add_axes([left + 0.01, bottom, 0.018, top - bottom])
         bar = fig.colorbar(shown, cax=cax, extend="max")
-        bar.set_label(f"posterior std per pixel (pixels on [−0.5, 0.5]),\nfixed scale 0–{STD_MAX:g} in every figure")
+        bar.set_label(f"posterior std per pixel (pixels on [−0.5, 0.5]),\n"
+                      f"fixed scale 0–{STD_MAX:g} in every figure")
         bar.set_ticks(np.linspace(0, STD_MAX, 6))
     fig.suptitle(f"{meta['run']}: posterior of corrupted test images under the flow prior")
     return fig

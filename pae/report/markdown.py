@@ -8,7 +8,7 @@ import re
 import statistics
 from pathlib import Path
 
-from pae.io import PaeError, atomic_path
+from pae.io import atomic_path
 from pae.report import summary
 from pae.report.summary import GROUP, over_seeds
 
@@ -126,11 +126,59 @@ def _quality_section(t1: list[dict], fid_note: str, figures: Path) -> list[str]:
     if fid_rows:
         lines += [table(["dataset", "model", "latent", "seeds", "protocol", "FID n", "PAE T=1", "PAE best T",
                          "N(0, I)", "reconstructions", "floor"], fid_rows), ""]
+    lines += _coverage_section(t1)
     return lines + [
         _figure(figures, "fd_vs_latent.png", "distance and reconstruction error vs latent size"), "",
         _figure(figures, "fd_vs_temperature.png", "distance vs flow temperature"), "",
         *[_figure(figures, f"samples_{d}.png", f"samples, {d}") + "\n" for d in datasets],
     ]
+
+
+COVERAGE_SETS = {"pae_T1": "flow (PAE), T = 1", "prior": "N(0, I)", "recon": "reconstructions",
+                 "floor": "training images (floor)"}
+
+
+def _coverage_section(t1: list[dict]) -> list[str]:
+    """KID, precision and recall beside every FID (fid.json), a row per model x protocol x sampler, and whether the
+    flow's samples cover more of the test images (recall) than N(0, I) samples and than the other models' samples,
+    as the PAE paper claims for its flow ("ensures the entire data space is covered")."""
+    rows, fidelity = [], {}
+    for r in t1:
+        for distance in ("fid", "fid_minmax"):
+            for s, label in COVERAGE_SETS.items():
+                if r.get(f"{distance}_recall_{s}") is None:
+                    continue
+                rows.append([r["dataset"], r["model"], str(r["latent_dim"]), str(r["n_seeds"]),
+                             _protocol_words(r.get(f"{distance}_protocol")), _count(r.get("fid_n")), label,
+                             _cell(r, f"{distance}_{s}", 4), _cell(r, f"{distance}_kid_{s}", 3),
+                             _cell(r, f"{distance}_precision_{s}", 3), _cell(r, f"{distance}_recall_{s}", 3)])
+                fidelity.setdefault((r["dataset"], r["latent_dim"], distance), {})[(r["model"], s)] = r
+    if not rows:
+        return []
+    lines = ["*Fidelity and coverage*, in the same Inception features as each FID: KID (Bińkowski et al. 2018; "
+             "unbiased, so it compares across n, unlike the FID; mean over 100 subsets of up to 1,000 images), "
+             "precision (the share of generated images inside the test images' k-NN manifold, k = 3: fidelity) and "
+             "recall (the share of test images inside the generated images' manifold: coverage; Kynkäänniemi et al. "
+             "2019), computed as torch-fidelity does.", "",
+             table(["dataset", "model", "latent", "seeds", "protocol", "n", "images", "FID", "KID", "precision",
+                    "recall"], rows), ""]
+    for (dataset, z, distance), by in fidelity.items():
+        flows = {m: r[f"{distance}_recall_pae_T1"] for (m, s), r in by.items() if s == "pae_T1"}
+        others = {f"{m}: {COVERAGE_SETS[s]}": r[f"{distance}_recall_{s}"] for (m, s), r in by.items()
+                  if s in ("prior", "pae_T1") and not (m == "ae" and s == "pae_T1")}
+        if "ae" not in flows or not others:
+            continue
+        more = [f"{k} ({v:.3f})" for k, v in others.items() if v < flows["ae"]]
+        less = [f"{k} ({v:.3f})" for k, v in others.items() if v >= flows["ae"]]
+        protocol = _protocol_words(by[("ae", "pae_T1")].get(f"{distance}_protocol"))
+        lines.append(f"Coverage, {dataset} latent {z}, {protocol}: "
+                     f"the PAE's samples (AE + flow, T = 1) have recall {flows['ae']:.3f}"
+                     + (f", more than {', '.join(more)}" if more else "")
+                     + (f"; not more than {', '.join(less)}" if less else "")
+                     + (" (one seed each: no interval)." if by[("ae", "pae_T1")]["n_seeds"] == 1 else
+                        f" (means over {by[('ae', 'pae_T1')]['n_seeds']} seeds; intervals in the table)."))
+        lines.append("")
+    return lines
 
 
 def _ood_section(t2: list[dict], runs_rows: list[dict], figures: Path) -> list[str]:

@@ -75,13 +75,14 @@ def _summarise(rows: list[dict], metric: str, out_name: str | None = None) -> di
     lows = [r.get(f"{metric}_low") for r in have]
     highs = [r.get(f"{metric}_high") for r in have]
     mean, low, high, _ = interval([r[metric] for r in have], lows, highs)
-    # A t interval over few seeds can leave the metric's range: clipped to it (every metric here is >= 0; rates
-    # and probabilities are <= 1).
-    top = 1.0 if metric.startswith(PROBABILITIES) else float("inf")
+    # A t interval over few seeds can leave the metric's range: clipped to it (every metric here is >= 0 but the
+    # KID, an unbiased estimate that can be negative; rates and probabilities are <= 1).
+    top = 1.0 if metric.startswith(PROBABILITIES) or "_precision" in metric or "_recall" in metric else float("inf")
+    bottom = -float("inf") if "_kid" in metric else 0.0
     values = [r[metric] for r in have]
     # the runs' own intervals over images, averaged over the seeds (none where a run has none)
     own = all(lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi) for lo, hi in zip(lows, highs))
-    return {name: mean, f"{name}_low": min(max(low, 0.0), top), f"{name}_high": min(max(high, 0.0), top),
+    return {name: mean, f"{name}_low": min(max(low, bottom), top), f"{name}_high": min(max(high, bottom), top),
             f"{name}_min": min(values), f"{name}_max": max(values),
             f"{name}_images_low": float(np.mean(lows)) if own else None,
             f"{name}_images_high": float(np.mean(highs)) if own else None}
@@ -288,6 +289,8 @@ def _per_run_quality(runs_rows: list[dict], samplers_rows: list[dict]) -> list[d
             if name:
                 row.update({f"{metric}_{name}": s.get(metric), f"{metric}_{name}_low": s.get(f"{metric}_low"),
                             f"{metric}_{name}_high": s.get(f"{metric}_high")})
+                if metric in SCALINGS:
+                    row.update({f"{metric}_{c}_{name}": s.get(f"{metric}_{c}") for c in COVERAGE})
             if s["temperature"] is not None and s.get(metric) is not None:
                 best = row.get(f"{metric}_pae_best")
                 if best is None or s[metric] < best:
@@ -298,6 +301,7 @@ def _per_run_quality(runs_rows: list[dict], samplers_rows: list[dict]) -> list[d
 
 
 QUALITY_SETS = ("pae_T1", "pae_best", "prior", "recon", "floor")
+COVERAGE = ("kid", "precision", "recall")  # beside each FID, in its features (fid.json kid, precision_recall)
 
 
 def _joined(values) -> str | None:
@@ -310,7 +314,9 @@ def _joined(values) -> str | None:
 def table1(runs_rows: list[dict], samplers_rows: list[dict], refs: list[dict]) -> list[dict]:
     """Table 1 style rows (see the module docstring). Images: recon_n (the test images of the MSE), fid_n (per set,
     every FID; FID depends on n) and domain_fd_n; fid_protocol / fid_minmax_protocol: how the images entered
-    Inception ("preprocessing, scaling"). References: ref_fid (PAE samples at T = 1), ref_fid_minmax, ref_recon_mse and any other at the row's
+    Inception ("preprocessing, scaling"). Beside each FID, {fid|fid_minmax}_{kid|precision|recall}_{set}: the KID,
+    precision and recall in its features. References: ref_fid (PAE samples at T = 1), ref_fid_minmax, ref_recon_mse
+    and any other at the row's
     coordinates, each with its source and verdict (`verdict`)."""
     rows = []
     for (dataset, model, z), rs in _groups(_per_run_quality(runs_rows, samplers_rows), GROUP).items():
@@ -322,6 +328,9 @@ def table1(runs_rows: list[dict], samplers_rows: list[dict], refs: list[dict]) -
         for metric in DISTANCES:
             for name in QUALITY_SETS:
                 row.update(_summarise(rs, f"{metric}_{name}"))
+                if metric in SCALINGS and name != "pae_best":
+                    for c in COVERAGE:
+                        row.update(_summarise(rs, f"{metric}_{c}_{name}"))
             temps = [r[f"{metric}_pae_best_T"] for r in rs if r.get(f"{metric}_pae_best_T") is not None]
             row[f"{metric}_pae_best_T"] = ",".join(f"{t:g}" for t in sorted(set(temps))) or None
             if metric in SCALINGS:

@@ -28,7 +28,7 @@ import h5py
 import pandas as pd
 
 from pae.io import PaeError, atomic_path, read_json
-from pae.report.summary import DISTANCES, TABLE2_COLUMNS, interval
+from pae.report.summary import DISTANCES, SCALINGS, TABLE2_COLUMNS, interval
 
 STAGES = ("prepare", "train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute", "uncertainty")
 
@@ -232,7 +232,8 @@ def ood_table(runs: list[dict]) -> list[dict]:
 def samplers_table(runs: list[dict]) -> list[dict]:
     """One row per run x image set of fid.json (prior, pae_T{T}, reconstructions, train_vs_test): the domain Fréchet
     distance (on n_generated vs n_real images) and, when Inception was run, the FID (on fid_n images per set, the
-    images entering Inception by fid_preprocessing) and the min-max FID, each with its bootstrap interval."""
+    images entering Inception by fid_preprocessing) and the min-max FID, each with its bootstrap interval, and beside
+    each FID the KID (mean and std over its subsets), precision and recall in the same features."""
     rows = []
     for run in runs:
         result = read_json(run["files"]["fid"])
@@ -246,6 +247,11 @@ def samplers_table(runs: list[dict]) -> list[dict]:
                 row.update({key: f and f["value"], f"{key}_low": f and f["low"], f"{key}_high": f and f["high"]})
                 if key == "fid":
                     row["fid_n"] = f and f["n_a"]
+                if key in SCALINGS:  # KID, precision and recall in the same features as that FID
+                    k = ((result.get("kid") or {}).get(key) or {}).get(name)
+                    pr = ((result.get("precision_recall") or {}).get(key) or {}).get(name)
+                    row.update({f"{key}_kid": k and k["value"], f"{key}_kid_std": k and k["std"],
+                                f"{key}_precision": pr and pr["precision"], f"{key}_recall": pr and pr["recall"]})
             rows.append(row)
     return rows
 

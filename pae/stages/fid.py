@@ -15,13 +15,18 @@ the form the real images are stored in, so both sets pass through the same quant
 Layout of fid.json:
   protocol         n_real, n_generated {set: n}, n_fid {real, generated}, seed, reference, sets {set: description},
                    image_conversion {domain_fd, fid, fid_minmax}, pixel_normalisation, bootstrap {n_boot, level,
-                   method}, classifier {file, test_accuracy, ...}, inception {mode, weights: {path, sha256, obtained,
-                   source, source_sha256, max_abs_diff} or null}, nonfinite_latents {set: count}
+                   method}, kid, precision_recall (what they are), classifier {file, test_accuracy, ...},
+                   inception {mode, weights: {path, sha256, obtained, source, source_sha256, max_abs_diff} or null},
+                   nonfinite_latents {set: count}
   domain_fd        {set: {value, low, high, bootstrap_bias, n_boot, level, n_a, n_b}}: the Fréchet distance in the
                    domain classifier's features (never an FID: not comparable with published figures)
   fid              the same for pytorch-fid's Inception pool3 features on the first eval.fid.fid_samples images of
                    each set (n_a, n_b say how many), or null when Inception was not run
   fid_minmax       the same with each image min-max stretched first (eval.fid.scalings has minmax), else null
+  kid              {fid | fid_minmax: {set: {value, std, subsets, subset_size, n_a, n_b}}}: the Kernel Inception
+                   Distance in the same features as that FID (unbiased at small n), or null without Inception
+  precision_recall {fid | fid_minmax: {set: {precision, recall, f_score, k, n_a, n_b}}}: precision (fidelity) and
+                   recall (coverage) of the set against the real images in those features, or null
   fid_unavailable  why the FID is null (the missing-weights message, or the config's inception: never), else null
   temperatures     the PAE temperatures, in config order
 
@@ -289,6 +294,7 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
         if key == "fid":  # computed or read back from its piece: the stretched pass reuses it
             features.remember(real[:n_fid], real_features[key])
     results: dict[str, dict] = {key: {} for key in extractors}
+    coverage: dict[str, dict] = {"kid": {}, "precision_recall": {}}  # {metric: {fid | fid_minmax: {set: ...}}}
     n_generated, nonfinite = {}, {}
     sets = _image_sets(model, flow, mspec.latent_dim, test_z[chosen], data.split("train")[0], spec, dev, nonfinite)
     for name, make in sets:
@@ -301,21 +307,33 @@ def fid(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_
                 if plain is not None:
                     features.remember(images[:n_fid], plain)
             set_features = finished.array(f"features-{name}-{key}", lambda: extractors[key](images))
-            return {"n_generated": len(images), "nonfinite": nonfinite.get(name),
+            done = {"n_generated": len(images), "nonfinite": nonfinite.get(name),
                     "distance": fid_lib.frechet_bootstrap(set_features, real_features[key],
                                                           spec["bootstrap"], seed, LEVEL, dev)}
+            if key != "domain_fd":  # beside every FID, in the same Inception features
+                done["kid"] = fid_lib.kid(set_features, real_features[key], seed)
+                done["precision_recall"] = fid_lib.precision_recall(set_features, real_features[key])
+            return done
         for key in extractors:  # pieces per set and distance: a stop loses at most one Inception pass
             done = finished.result(f"set-{name}-{key}", lambda key=key: compute(key))
             results[key][name] = done["distance"]
+            if key != "domain_fd":
+                coverage["kid"].setdefault(key, {})[name] = done["kid"]
+                coverage["precision_recall"].setdefault(key, {})[name] = done["precision_recall"]
         finished.discard([f"features-{name}-{key}" for key in extractors])
         n_generated[name] = done["n_generated"]
         if done["nonfinite"] is not None:
             nonfinite[name] = done["nonfinite"]
         log.info("%-16s %s", name, "; ".join(_describe(key, results[key][name]) for key in extractors))
+        for key in coverage["kid"]:
+            k, pr = coverage["kid"][key][name], coverage["precision_recall"][key][name]
+            log.info("%-16s %s: KID %.4g (std %.2g over %d subsets of %d), precision %.3f, recall %.3f", name, key,
+                     k["value"], k["std"], k["subsets"], k["subset_size"], pr["precision"], pr["recall"])
 
     write_json(out, {
         "protocol": _protocol(spec, len(real), n_fid, n_generated, nonfinite, classifier_path, cmeta, weights),
         "domain_fd": results["domain_fd"], "fid": results.get("fid"), "fid_minmax": results.get("fid_minmax"),
+        "kid": coverage["kid"] or None, "precision_recall": coverage["precision_recall"] or None,
         "fid_unavailable": fid_unavailable,
         "temperatures": [float(t) for t in spec["temperatures"]]})
     finished.remove()
@@ -345,6 +363,7 @@ def _protocol(spec: dict, n_real: int, n_fid: int, n_generated: dict, nonfinite:
         "preprocessing": spec["preprocessing"],
         "n_fid": {"real": min(n_real, n_fid), "generated": {k: min(v, n_fid) for k, v in n_generated.items()}},
         "bootstrap": {"n_boot": spec["bootstrap"], "level": LEVEL, "method": BOOTSTRAP},
+        **fid_lib.COVERAGE_PROTOCOL,
         "classifier": {"file": str(classifier_path), "test_accuracy": cmeta.get("test_accuracy"),
                        "val_accuracy": cmeta.get("val_accuracy"), "features": cmeta.get("features"),
                        "n_classes": cmeta.get("n_classes"),

@@ -136,3 +136,45 @@ def test_inception_features_preprocess_as_the_tensorflow_graph_did():
     torch.testing.assert_close(2 * seen[1].double() - 1, tf_graph, rtol=0, atol=1e-5)  # float32, |values| <= 1
     with pytest.raises(ValueError, match="preprocessing='bicubic'"):
         inception_features(Probe(), images, preprocessing="bicubic")
+
+
+def _unbiased_mmd2_cubic(x: np.ndarray, y: np.ndarray) -> float:
+    """The unbiased MMD^2 of two samples with the kernel (x.y / D + 1)^3, written out (Bińkowski et al. 2018)."""
+    d = x.shape[1]
+    kxx, kyy, kxy = (((a @ b.T) / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+    m, n = len(x), len(y)
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2 * kxy.mean())
+
+
+def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
+    """With one subset holding every image, the KID is the formula written out, up to float32 features' round-off
+    (the kernel sums 2,500 products of numbers of order 1: ~1e-6 relative, far below the tolerance); and it is
+    unbiased: two samples of one Gaussian give a KID near 0 (within two standard deviations of the subsets' KIDs; the
+    subsets overlap, so their mean varies about as much as one of them), which the biased FID is not."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 16)).astype(np.float32)
+    y = (rng.normal(size=(50, 16)) + 0.5).astype(np.float32)
+    one = fid_lib.kid(x, y, seed=0, subsets=1, subset_size=50)
+    assert one["value"] == pytest.approx(_unbiased_mmd2_cubic(x.astype(np.float64), y.astype(np.float64)), rel=1e-4)
+    assert (one["subset_size"], one["n_a"], one["n_b"], one["std"]) == (50, 50, 50, 0.0)
+
+    a = rng.normal(size=(400, 8)).astype(np.float32)
+    b = rng.normal(size=(400, 8)).astype(np.float32)
+    same = fid_lib.kid(a, b, seed=1, subsets=50, subset_size=200)
+    assert abs(same["value"]) < 2 * same["std"]
+    assert fid_lib.kid(a, b + 1.0, seed=1, subsets=50, subset_size=200)["value"] > 20 * abs(same["value"]) + 0.01
+    assert fid_lib.kid(a[:30], b, seed=1)["subset_size"] == 30  # subsets no larger than the smaller set
+
+
+def test_precision_is_fidelity_and_recall_is_coverage():
+    """Generated features clustered on one half of the real ones: every generated image lies in the real manifold
+    (precision 1), but the real half far from them is not covered (recall about 1/2). The swap of the roles mirrors
+    it: torch-fidelity's argument order (generated first) is the one used."""
+    rng = np.random.default_rng(0)
+    real = np.concatenate([rng.normal(size=(200, 4)), rng.normal(size=(200, 4)) + 20]).astype(np.float32)
+    generated = real[:200] + rng.normal(scale=0.05, size=(200, 4)).astype(np.float32)
+    pr = fid_lib.precision_recall(generated, real)
+    assert pr["precision"] == 1.0 and 0.4 <= pr["recall"] <= 0.55 and pr["k"] == 3
+    swapped = fid_lib.precision_recall(real, generated)
+    assert swapped["recall"] == 1.0 and 0.4 <= swapped["precision"] <= 0.55

@@ -98,7 +98,8 @@ def make_run(tmp_path, dataset="fashion_mnist", model="ae", z=4, seed=0, identic
     sets = np.repeat(["in", "mnist", "hflip"], n)
     shift = (sets != "in").astype(float)
     recon = rng.normal(size=3 * n) + shift
-    scores = {"set": sets, "index": np.tile(np.arange(n), 3), "flow_logp": rng.normal(size=3 * n) + 6 * (sets == "mnist"),
+    scores = {"set": sets, "index": np.tile(np.arange(n), 3),
+              "flow_logp": rng.normal(size=3 * n) + 6 * (sets == "mnist"),
               "recon_mse": recon}
     if model != "ae":
         scores["elbo"] = 2 * recon + 1 if identical_scores else rng.normal(size=3 * n) + shift
@@ -273,7 +274,8 @@ def test_posterior_figure_shows_laplace_and_nuts_on_one_fixed_std_scale(tmp_path
     box = bar.get_window_extent(renderer)
     assert box.height > (top - bottom) - 2 * row
     titles = [sf._suptitle.get_text() for sf in fig.subfigs[0].subfigs]  # the images' part, a block per corruption
-    assert titles[0].startswith("left half missing, 50% of pixels missing") and titles[1] == "Gaussian noise, σ = 0.1 (pixel range 1)"
+    assert titles[0].startswith("left half missing, 50% of pixels missing")
+    assert titles[1] == "Gaussian noise, σ = 0.1 (pixel range 1)"
     assert checks.referee(fig) == []
 
     laplace_only = figures.posterior_data({"run": "r", "files": {

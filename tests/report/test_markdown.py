@@ -1,10 +1,7 @@
-"""report.md (pae/report/markdown.py): the sections, our values beside the papers', links only to drawn figures,
-and the export of a report with exactly the files it shows."""
+"""report.md (pae/report/markdown.py): the sections, our values beside the papers' and links only to drawn figures
+(the export: tests/report/test_figures.py)."""
 from __future__ import annotations
 
-import pytest
-
-from pae.io import PaeError
 from pae.report import markdown, summary
 
 REFS = [{"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 8, "metric": "fid",
@@ -160,3 +157,28 @@ def test_posterior_section_gives_each_row_its_images(tmp_path):
     assert "| left_half | all (30) | map | 1 | 0.05 |" in posterior
     assert "| left_half | NUTS's (8) | laplace | 1 | 0.04 |" in posterior
     assert "| left_half | NUTS's (8) | mcmc | 1 | 0.03 |" in posterior
+
+
+def test_kid_precision_and_recall_beside_every_fid_and_the_coverage_claim_judged(tmp_path):
+    """Table 1's fidelity-and-coverage table: a row per sampler with its FID, KID, precision and recall; and the
+    PAE paper's coverage claim stated from the recalls (the PAE's flow samples against N(0, I) and the VAE's)."""
+    from pae.report import summary
+
+    runs, samplers = [], []
+    for model, recalls in (("ae", {"pae_T1.0": 0.6, "prior": 0.2}), ("vae", {"pae_T1.0": 0.7, "prior": 0.4})):
+        run = {"run": f"fashion_mnist-{model}-z32-s0", "dataset": "fashion_mnist", "model": model, "latent_dim": 32,
+               "seed": 0, "recon_mse": 0.006, "fid_preprocessing": "tensorflow", "fid_n": 10000}
+        runs.append(run)
+        for name, t in (("prior", None), ("pae_T1.0", 1.0), ("reconstructions", None), ("train_vs_test", None)):
+            samplers.append({**{k: run[k] for k in ("run", "dataset", "model", "latent_dim", "seed")}, "set": name,
+                             "temperature": t, "n_generated": 10000, "n_real": 10000, "domain_fd": 5.0,
+                             "domain_fd_low": 4.0, "domain_fd_high": 6.0, "fid": 30.0, "fid_low": 29.0,
+                             "fid_high": 31.0, "fid_kid": 0.012, "fid_kid_std": 0.001, "fid_precision": 0.8,
+                             "fid_recall": recalls.get(name, 0.5)})
+    t1 = summary.table1(runs, samplers, [])
+    text = "\n".join(markdown._coverage_section(t1))
+    assert ("| fashion_mnist | ae | 32 | 1 | tensorflow, uint8 (pixels as they are) | 10,000 | flow (PAE), T = 1 | "
+            "30 [29, 31] | 0.012 | 0.8 | 0.6 |") in text
+    assert ("the PAE's samples (AE + flow, T = 1) have recall 0.600, more than ae: N(0, I) (0.200), vae: N(0, I) "
+            "(0.400); not more than vae: flow (PAE), T = 1 (0.700) (one seed each: no interval).") in text
+    assert markdown._coverage_section(summary.table1(runs, [{**r, "fid_recall": None} for r in samplers], [])) == []

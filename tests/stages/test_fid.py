@@ -91,6 +91,7 @@ def test_fid_stage_without_inception_weights(inputs, tmp_path, no_inception_weig
     result = _run(inputs, tmp_path / "fid.json")
     assert torch.equal(torch.random.get_rng_state(), state)  # seeded by its own generators
     assert result["fid"] is None and result["fid_minmax"] is None
+    assert result["kid"] is None and result["precision_recall"] is None  # they live in Inception's features
     assert str(no_inception_weights / inception.PYTORCH_FID_NAME) in result["fid_unavailable"]
     assert inception.TORCHSCRIPT_PIN in result["fid_unavailable"]
     assert set(result["domain_fd"]) == SETS and result["temperatures"] == [1.0, 0.5]
@@ -127,6 +128,15 @@ def test_fid_stage_with_an_inception_stand_in(inputs, tmp_path, stand_in_weights
         "path": str(stand_in_weights), "sha256": inception.sha256(stand_in_weights),
         "obtained": "config (eval.fid.weights)", "source": None, "source_sha256": None, "max_abs_diff": None}
     assert result["fid"] != result["domain_fd"] and result["fid_minmax"] != result["fid"]
+    # KID, precision and recall beside every FID, in its features (4 vs 4 images: KID's subsets hold all 4)
+    for metric in ("kid", "precision_recall"):
+        assert set(result[metric]) == {"fid", "fid_minmax"} and all(set(v) == sets for v in result[metric].values())
+    for key in ("fid", "fid_minmax"):
+        for name in sets:
+            k, pr = result["kid"][key][name], result["precision_recall"][key][name]
+            assert (k["subset_size"], k["n_a"], k["n_b"], k["subsets"]) == (4, 4, 4, 100) and k["std"] >= 0
+            assert 0 <= pr["precision"] <= 1 and 0 <= pr["recall"] <= 1 and pr["k"] == 3
+    assert "unbiased MMD^2" in p["kid"] and "Kynkäänniemi" in p["precision_recall"]
     assert p["preprocessing"] == "pytorch" and "pytorch-fid's InceptionV3 resizes" in p["image_conversion"]["fid"]
 
     # The TensorFlow graph's path: the same images and domain FDs, other Inception inputs and so other FIDs
