@@ -51,16 +51,46 @@ def draw_file(data_file: str | os.PathLike, png: str | os.PathLike) -> Path:
     return Path(png)
 
 
-def redraw(folder: str | os.PathLike) -> list[Path]:
-    """Every figure of a report folder (results/{exp}/ or an export) drawn again from figures/data/*.h5."""
+def redraw(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """Every figure of a report folder (results/{exp}/ or an export) drawn again from figures/data/*.h5. The figures
+    drawn from the tables (against the temperature, the latent size and the missing ratio) get their data from
+    tables/*.csv where an older export has none. Returns (the figures drawn, the PNGs left as they were: no data)."""
     from pae.report import uncertainty  # noqa: F401  (registers its drawers)
 
-    figures_dir = Path(folder) / "figures"
+    folder = Path(folder)
+    figures_dir = folder / "figures"
+    _table_figures_data(folder)
     files = sorted((figures_dir / figdata.DATA_DIR).glob("*.h5"))
     if not files:
         raise PaeError(f"{figures_dir / figdata.DATA_DIR}: no figure data to draw from (export the report with "
                        "`python -m pae export-report`, which copies it, or rerun the report stage)")
-    return [draw_file(f, figures_dir / f"{f.stem}.png") for f in files]
+    drawn = [draw_file(f, figures_dir / f"{f.stem}.png") for f in files]
+    left = sorted(p for p in figures_dir.glob("*.png") if p not in drawn)
+    return drawn, left
+
+
+TABLE_FIGURES = {"fd_vs_temperature": ("temperature", "samplers"), "fd_vs_latent": ("latent", "table1"),
+                 "impute_mse_vs_ratio": ("impute", "impute")}
+
+
+def _table_figures_data(folder: Path) -> None:
+    """figures/data/ of the figures drawn from the tables, from tables/*.csv, for each such figure of the folder
+    that has none (an export made before figures kept their data)."""
+    from pae.report.style import model_colours
+    from pae.report.summary import load_references
+
+    for name, (kind, table) in TABLE_FIGURES.items():
+        csv = folder / "tables" / f"{table}.csv"
+        if figdata.data_path(folder / "figures", name).exists() or not (folder / "figures" / f"{name}.png").exists() \
+                or not csv.exists():
+            continue
+        frame = pd.read_csv(csv)
+        rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        colours = model_colours(sorted({r["model"] for r in rows}))
+        collect = {"temperature": lambda: temperature_data(rows, load_references(), colours),
+                   "latent": lambda: latent_data(rows, load_references(), colours),
+                   "impute": lambda: impute_data(rows, colours)}[kind]
+        figdata.save(figdata.data_path(folder / "figures", name), kind, *collect())
 
 
 # ---- Shared pieces ----
@@ -439,12 +469,14 @@ METRIC_LABELS = {"domain_fd": "domain FD\n(classifier features; not FID)", "fid"
                  "fid_minmax": "FID\n(each image min-max stretched)"}
 
 
-def _references(refs: list[dict], dataset: str, metric: str, sampler: str = "") -> list[dict]:
-    """References of table1 for this dataset and metric ("fid", or "fid_prior" with sampler "prior")."""
+def _references(refs: list[dict], dataset: str, metric: str, present: set, sampler: str = "") -> list[dict]:
+    """References of table1 for this dataset and metric ("fid", or "fid_prior" with sampler "prior") at a model and
+    latent size the figure has (`present`: {(model, latent_dim)})."""
     name = f"{metric}_{sampler}" if sampler else metric
     return [{"value": r["value"], "model": r["model"], "latent_dim": r["latent_dim"],
              "label": _reference_label(r)} for r in refs
-            if r["table"] == "table1" and r["dataset"] == dataset and r["metric"] == name and _comparable(r)]
+            if r["table"] == "table1" and r["dataset"] == dataset and r["metric"] == name and _comparable(r)
+            and (r["model"], r["latent_dim"]) in present]
 
 
 def _comparable(ref: dict) -> bool:
@@ -468,8 +500,9 @@ def temperature_data(samplers_rows: list[dict], refs: list[dict], colours: dict)
     metrics = ["domain_fd"] + [m for m in ("fid", "fid_minmax") if any(r.get(m) is not None for r in samplers_rows)]
     summary = over_seeds(samplers_rows, ("dataset", "model", "latent_dim", "set", "temperature"), tuple(metrics))
     datasets = sorted({r["dataset"] for r in summary})
+    present = {(r["model"], r["latent_dim"]) for r in summary}
     return {"metrics": metrics, "rows": summary, "colours": colours,
-            "references": {d: {m: _references(refs, d, m) for m in metrics} for d in datasets}}, {}
+            "references": {d: {m: _references(refs, d, m, present) for m in metrics} for d in datasets}}, {}
 
 
 def _band(ax, x, rows, metric, color, **style):
@@ -541,14 +574,14 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
                     label = f"{model_label(model)}, latent {z}: {method_label(method)}"
                     handles.setdefault(label, ax.axhline(value, color=colours[model], lw=0.9, label=label,
                                                          ls=method_style(method)["ls"], gid=f"{model}/{method}"))
-            for r in refs:
-                ax.axhline(r["value"], color="0.35", lw=0.8, ls=(0, (1, 1)))
-                ax.annotate(f"{r['label']}\n(latent {r['latent_dim']}, T = 1)", (0.03, r["value"]),
-                            xycoords=("axes fraction", "data"), va="bottom", fontsize=7, color="0.3")
+            for r in refs:  # a dotted line in the model's colour, named in the legend with its source
+                label = f"{model_label(r['model'])}, latent {r['latent_dim']}, T = 1: {r['label']}"
+                handles.setdefault(label, ax.axhline(r["value"], color=colours[r["model"]], lw=1.0,
+                                                     ls=(0, (1, 1.5)), label=label))
             ax.set_ylim(lo, hi)
             ax.set(xlabel="flow temperature T", ylabel=METRIC_LABELS.get(metric, metric),
                    title=dataset_label(dataset))
-    fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(len(handles), 3))
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(len(handles), 2))
     fig.suptitle(f"Flow samples against the temperature T; {band_label(n_seeds)}")
     return fig
 
@@ -561,10 +594,11 @@ def latent_data(table1_rows: list[dict], refs: list[dict], colours: dict) -> tup
     cols += [f"recon_mse{b}" for b in ("", "_low", "_high", "_min", "_max")]
     rows = [{k: r.get(k) for k in (*keep, *cols)} for r in table1_rows]
     datasets = sorted({r["dataset"] for r in rows})
-    references = {d: {f"{m}_{s}": _references(refs, d, m, "" if s == "pae_T1" else s)
+    present = {(r["model"], r["latent_dim"]) for r in rows}
+    references = {d: {f"{m}_{s}": _references(refs, d, m, present, "" if s == "pae_T1" else s)
                       for m in metrics for s in ("pae_T1", "prior")} for d in datasets}
     for d in datasets:
-        references[d]["recon_mse"] = _references(refs, d, "recon_mse")
+        references[d]["recon_mse"] = _references(refs, d, "recon_mse", present)
     return {"metrics": metrics, "rows": rows, "colours": colours, "references": references}, {}
 
 
@@ -582,13 +616,14 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
     handles: dict[str, object] = {}
     for i, dataset in enumerate(datasets):
         mine = [r for r in rows if r["dataset"] == dataset]
-        sizes = sorted({r["latent_dim"] for r in mine})
         models = [m for m in colours if any(r["model"] == m for r in mine)]
-        one = len(sizes) == 1
         for j, panel in enumerate(panels):
             ax = axes[i, j]
             series = [("pae_T1", "flow"), ("prior", "prior")] if panel != "recon_mse" else [("", "recon")]
-            k = 0
+            columns = [f"{panel}_{s}" if s else panel for s, _ in series]
+            sizes = sorted({r["latent_dim"] for r in mine if any(r.get(c) is not None for c in columns)})
+            one = len(sizes) <= 1  # the sizes this panel has a value at
+            k, where = 0, {}
             for model in models:
                 rs = sorted((r for r in mine if r["model"] == model), key=lambda r: r["latent_dim"])
                 for sampler, method in series:
@@ -606,26 +641,31 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
                         bars.lines[0].set_gid(f"{model}/{method}")
                         if sampler:
                             handles.setdefault(label, bars)
+                        where[(model, sampler)] = k
                         k += 1
                     else:
                         line = _band(ax, [r["latent_dim"] for r in rs], rs, col, colours[model], label=label,
                                      gid=f"{model}/{method}", **style)
                         if line is not None and sampler:  # the MSE's curves take their model's colour alone
                             handles.setdefault(label, line)
-            for s_, _ in series:  # a reference holds at its latent size: a line with one size, else a star there
+            for s_, method in series:  # a reference: a star in its model's colour beside ours, its source in the legend
                 for r in meta["references"].get(dataset, {}).get(f"{panel}_{s_}" if s_ else panel, []):
+                    x = where.get((r["model"], s_), None) if one else r["latent_dim"]
+                    if x is None:
+                        continue
+                    what = f": {method_label(method)}" if s_ else ": test MSE"
+                    label = f"{model_label(r['model'])}{what}, latent {r['latent_dim']}: {r['label']}"
+                    star, = ax.plot([x + 0.25 if one else x], [r["value"]], marker="*", ms=8, ls="none",
+                                    color=colours.get(r["model"], "0.2"), markeredgecolor="0.1", mew=0.4,
+                                    label=label)
+                    handles.setdefault(label, star)
                     if one:
-                        ax.axhline(r["value"], color="0.35", lw=0.8, ls=(0, (1, 1)))
-                        ax.annotate(r["label"], (0.03, r["value"]), xycoords=("axes fraction", "data"),
-                                    va="bottom", fontsize=7, color="0.3")
-                    else:
-                        ax.plot([r["latent_dim"]], [r["value"]], marker="*", ms=7, color="0.2", ls="none")
-                        ax.annotate(r["label"], (r["latent_dim"], r["value"]), xytext=(4, -3),
-                                    textcoords="offset points", va="top", fontsize=7, color="0.3")
+                        ax.set_xlim(-0.6, max(k, 1) - 0.3)
             if one:
                 ax.set_xticks([])
-                ax.set_xlim(-0.6, max(k, 1) - 0.4)
-                ax.set_xlabel(f"latent {sizes[0]}")
+                if ax.get_xlim()[1] < max(k, 1) - 0.3:
+                    ax.set_xlim(-0.6, max(k, 1) - 0.4)
+                ax.set_xlabel(f"latent {sizes[0]}" if sizes else "")
             else:
                 ax.set_xscale("log")
                 ax.set_xticks(sizes, [str(z) for z in sizes])
@@ -635,7 +675,7 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
                           METRIC_LABELS.get(panel, panel))
             ax.set_title(dataset_label(dataset))
     fig.legend(handles=list(handles.values()), labels=list(handles), loc="outside lower center",
-               ncols=min(len(handles), 3))
+               ncols=min(len(handles), 2), title="★ = a reference value, with its source")
     what = band_label(n_seeds) if not any(len({r["latent_dim"] for r in rows if r["dataset"] == d}) == 1
                                           for d in datasets) else band_label(n_seeds).replace("band", "bars, bands")
     fig.suptitle(f"Samples and reconstructions against the latent size; {what}")

@@ -32,9 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> None:
     if a.redraw is not None:
         from pae.report.figures import redraw
-        drawn = redraw(a.redraw)
-        log.info("redrew %d figures in %s from their data", len(drawn), a.redraw / "figures")
-        print(f"redrew {len(drawn)} figures in {a.redraw / 'figures'}")
+        drawn, left = redraw(a.redraw)
+        print(f"redrew {len(drawn)} figures in {a.redraw / 'figures'} from their data")
+        if left:
+            print(f"left as they were (no data to redraw them from; rerun the report stage of their experiment): "
+                  f"{', '.join(p.name for p in left)}")
         return
     missing = [f"--{k.replace('_', '-')}" for k in ("config", "tables_dir", "figures_dir") if getattr(a, k) is None]
     if missing:

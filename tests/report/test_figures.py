@@ -144,15 +144,15 @@ REFS = [{"table": "table1", "dataset": "fashion_mnist", "model": "ae", "latent_d
 
 
 def test_references_are_labelled_lines_and_one_of_unknown_protocol_is_left_out(experiment):
-    """The notebook's min-max FID is drawn where its protocol is, named with its source; the paper's FID, whose n
-    and protocol are not stated, beside no FID of ours."""
+    """The notebook's min-max FID is drawn where its protocol is, in its model's colour and named in the legend with
+    its source; the paper's FID, whose n and protocol are not stated, beside no FID of ours."""
     runs, rows = experiment
     colours = style.model_colours(r["model"] for r in runs)
     for kind, data in (("temperature", figures.temperature_data(rows["samplers"], REFS, colours)),
                        ("latent", figures.latent_data(rows["table1"], REFS, colours))):
         fig = _drawn(kind, *data)
-        notes = [t.get_text() for ax in fig.axes for t in ax.texts]
-        assert any(t.startswith("authors' notebook, cell 15: 34.85") for t in notes), notes
+        notes = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+        assert any(t.startswith("AE") and t.endswith("authors' notebook, cell 15: 34.85") for t in notes), notes
         assert not any("28" in t for t in notes), notes
 
 
@@ -324,7 +324,7 @@ def test_a_report_folder_and_its_export_redraw_without_the_runs(tmp_path, experi
         png.unlink()
     out = subprocess.run([sys.executable, "-m", "pae", "report", "--from", str(dest)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "redrew 2 figures" in out.stdout
+    assert "redrew 2 figures" in out.stdout and "left as they were" not in out.stdout
     assert all((dest / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in
                ("fd_vs_temperature.png", "fashion_mnist-vae-z4-s0_posterior.png"))
 
@@ -368,3 +368,25 @@ def test_a_figure_data_file_of_another_kind_is_named(tmp_path):
         f["a"] = 1
     with pytest.raises(Exception, match="y.h5: not a pae figure-data file"):
         figdata.load(tmp_path / "y.h5")
+
+
+def test_an_export_without_figure_data_redraws_the_figures_of_its_tables(tmp_path, experiment):
+    """An export made before figures kept their data: the figures drawn from tables (here the temperature figure,
+    from tables/samplers.csv) are redrawn from the tables; an image figure without data is left as it was, and
+    named."""
+    runs, rows = experiment
+    folder = tmp_path / "old-export"
+    (folder / "figures").mkdir(parents=True)
+    (folder / "tables").mkdir()
+    pd.DataFrame(rows["samplers"]).to_csv(folder / "tables" / "samplers.csv", index=False)
+    (folder / "figures" / "fd_vs_temperature.png").write_bytes(b"old")
+    (folder / "figures" / "samples_fashion_mnist.png").write_bytes(b"old")
+    out = subprocess.run([sys.executable, "-m", "pae", "report", "--from", str(folder)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert "redrew 1 figures" in out.stdout and "left as they were" in out.stdout and \
+        "samples_fashion_mnist.png" in out.stdout
+    assert (folder / "figures" / "fd_vs_temperature.png").read_bytes()[:4] == b"\x89PNG"
+    assert (folder / "figures" / "samples_fashion_mnist.png").read_bytes() == b"old"
+    kind, meta, _ = figdata.load(folder / "figures" / "data" / "fd_vs_temperature.h5")
+    assert kind == "temperature" and {r["model"] for r in meta["rows"]} == set(MODELS)
