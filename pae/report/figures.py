@@ -675,7 +675,9 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
                           METRIC_LABELS.get(panel, panel))
             ax.set_title(dataset_label(dataset))
     fig.legend(handles=list(handles.values()), labels=list(handles), loc="outside lower center",
-               ncols=min(len(handles), 2), title="★ = a reference value, with its source")
+               ncols=min(len(handles), 2),
+               title="★ = a reference value, with its source" if any(h.get_marker() == "*" for h in handles.values()
+                                                                    if isinstance(h, Line2D)) else None)
     what = band_label(n_seeds) if not any(len({r["latent_dim"] for r in rows if r["dataset"] == d}) == 1
                                           for d in datasets) else band_label(n_seeds).replace("band", "bars, bands")
     fig.suptitle(f"Samples and reconstructions against the latent size; {what}")
@@ -698,8 +700,8 @@ def impute_data(rows: list[dict], colours: dict) -> tuple[dict, dict]:
     return {"rows": [{k: r.get(k) for k in keep} for r in rows], "colours": colours}, {}
 
 
-IMPUTE_TITLES = {"clean": "trained on whole images", "fixed": "trained at the test ratio, fixed masks",
-                 "random": "trained at the test ratio, random masks"}
+IMPUTE_TITLES = {"clean": "trained on whole images", "fixed": "trained with fixed masks\n(at the test ratio)",
+                 "random": "trained with random masks\n(at the test ratio)"}
 
 
 @drawer("impute")
@@ -734,9 +736,11 @@ def draw_impute(meta: dict, arrays: dict) -> plt.Figure:
                 band = ("mse_min", "mse_max") if pts[0]["n_seeds"] > 1 else ("mse_low", "mse_high")
                 ax.fill_between(x, [p[band[0]] for p in pts], [p[band[1]] for p in pts], color=colours[model],
                                 alpha=0.15, lw=0)
-            ax.set(xlabel="missing ratio r", title=f"{dataset_label(dataset)}, latent {z}:\n{IMPUTE_TITLES[kind]}")
+            ax.set_xlabel("missing ratio r")
+            if i == 0:
+                ax.set_title(IMPUTE_TITLES[kind])
             if j == 0:
-                ax.set_ylabel("MSE per missing pixel\n(pixels on [−0.5, 0.5])")
+                ax.set_ylabel(f"{dataset_label(dataset)}, latent {z}:\nMSE per missing pixel\n(pixels on [−0.5, 0.5])")
     handles = [Line2D([], [], color=colours[m], lw=2, label=model_label(m)) for m in colours
                if any(r["model"] == m for r in rows)]
     methods = {method_label(m): m for m in dict.fromkeys(k[1] for k in keys)}
@@ -744,5 +748,5 @@ def draw_impute(meta: dict, arrays: dict) -> plt.Figure:
     n_images = max((r.get("n_images") or 0 for r in rows), default=0)
     bands = band_label(n_seeds).replace("bootstrap interval over images", "interval over images (±1.96 se)")
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
-               title=f"{bands}; {n_images} test images per point" if n_images else bands)
+               title=f"{bands}; {n_images:,} test images per point" if n_images else bands)
     return fig

@@ -166,7 +166,7 @@ def experiment(tmp_path):
         r["recon_mse"] = 0.01 * r["latent_dim"] ** -0.5 * (1 + MODELS.index(r["model"]) / 4)
     samplers = sampler_rows(runs)
     rows = {"samplers": samplers, "table1": summary.table1(runs, samplers, REFS),
-            "impute": impute_rows({"clean": ("ae", "vae", "vad"), "0.5/fixed": ("vad",)})}
+            "impute": impute_rows({"clean": ("ae", "vae", "vad"), "0.5/fixed": ("vad",), "0.5/random": ("vae",)})}
     return runs, rows
 
 
