@@ -740,7 +740,8 @@ def draw_impute(meta: dict, arrays: dict) -> plt.Figure:
             if i == 0:
                 ax.set_title(IMPUTE_TITLES[kind])
             if j == 0:
-                ax.set_ylabel(f"{dataset_label(dataset)}, latent {z}:\nMSE per missing pixel\n(pixels on [−0.5, 0.5])")
+                ax.set_ylabel(f"{dataset_label(dataset)}, latent {z}:\n"
+                              "MSE per missing pixel\n(pixels on [−0.5, 0.5])")
     handles = [Line2D([], [], color=colours[m], lw=2, label=model_label(m)) for m in colours
                if any(r["model"] == m for r in rows)]
     methods = {method_label(m): m for m in dict.fromkeys(k[1] for k in keys)}
