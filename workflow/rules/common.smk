@@ -10,6 +10,7 @@ import sys
 
 import pae.config
 import pae.launch
+import pae.lock
 from pae.io import PaeError
 from pae.report import TABLES as REPORT_TABLES
 
@@ -185,3 +186,14 @@ def get_config_json(wildcards):
 
 def get_configfile_args(wildcards):
     return " ".join(f"--configfile {shlex.quote(_shown_path(f))}" for f in workflow.configfiles)
+
+
+# ---- Before the first job ----
+# snakemake calls this in a real run only, once its DAG is built and before its first job: not for a dry run (-n),
+# --unlock, --report, --list-*, --summary and the like, nor when nothing is to be done, nor in the jobs it spawns.
+onstart:
+    # One run per experiment (pae.lock): snakemake's own locks vanish when any snakemake in this directory exits.
+    try:
+        pae.lock.hold(config["results_dir"], EXP)
+    except PaeError as e:
+        sys.exit(f"error: {e}")
