@@ -1,8 +1,9 @@
 """One run per experiment: the workflow's own lock on an experiment's results folder.
 
 snakemake's locks (.snakemake/locks) do not keep two runs of an experiment apart: snakemake 9 deletes the whole folder
-when any snakemake started in the same directory exits, even a dry run that did nothing, and a run started from
-another directory (or another host, on a shared filesystem) never sees them. Two live runs of one experiment then
+when any real run started in the same directory ends, whatever it ran (another experiment, a target that failed at
+once), and on --unlock; and a run started from another directory (or another host, on a shared filesystem) never
+sees them. Two live runs of one experiment then
 train the same model and write the same files. So the workflow (its `onstart` handler, workflow/rules/common.smk)
 takes an flock on RESULTS_DIR/EXPERIMENT/.pae-run.lock before its first job and holds it until snakemake exits: the
 kernel releases it then, however snakemake ends (an error, Ctrl-C, kill -9), so a lock file left behind never blocks

@@ -11,11 +11,15 @@ import sys
 import pae.config
 import pae.launch
 import pae.lock
+import pae.preflight
 from pae.io import PaeError
 from pae.report import TABLES as REPORT_TABLES
 
 try:
     _resolved = pae.config.resolve(config, source="workflow config (configfile and --config overrides)")
+    # A file where an output folder should be stops snakemake while it builds its DAG, dry runs too, with a
+    # traceback: named here instead (nothing is written; the full check of the folders is in onstart, below).
+    pae.preflight.check_writable(pae.preflight.output_folders(_resolved), create=False)
 except PaeError as e:
     sys.exit(f"error: {e}")
 config.clear()
@@ -192,8 +196,20 @@ def get_configfile_args(wildcards):
 # snakemake calls this in a real run only, once its DAG is built and before its first job: not for a dry run (-n),
 # --unlock, --report, --list-*, --summary and the like, nor when nothing is to be done, nor in the jobs it spawns.
 onstart:
-    # One run per experiment (pae.lock): snakemake's own locks vanish when any snakemake in this directory exits.
     try:
+        # Every folder the jobs write into can be written (a read-only or misplaced folder otherwise fails the
+        # first job with snakemake's traceback), then one run per experiment (pae.lock: snakemake's own locks
+        # vanish when any real run in this directory ends, or on --unlock).
+        pae.preflight.check_writable(pae.preflight.output_folders(config))
         pae.lock.hold(config["results_dir"], EXP)
     except PaeError as e:
         sys.exit(f"error: {e}")
+    # Room for what the jobs about to run will write: a warning from an estimate (pae.preflight.space_needed).
+    pending = {}
+    for job in workflow.dag.needrun_jobs():
+        if "run" in job.wildcards_dict:
+            pending.setdefault(job.wildcards_dict["run"], set()).add(job.rule.name)
+    estimate = pae.preflight.space_needed(config, RUNS, pending)
+    warning = pae.preflight.space_warning(f"{config['results_dir']}/{EXP}", estimate)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
