@@ -20,7 +20,6 @@ import ast
 import copy
 import dataclasses
 import difflib
-import json
 import re
 import shlex
 from pathlib import Path
@@ -279,119 +278,46 @@ def check_jobs(profile: dict, overrides) -> None:
 # --------------------------------------------------------------------------------- the file, comments kept
 
 
-class _Unsupported(Exception):
-    """A line or layout the comment-keeping editor does not handle (the profile is then written by yaml.dump)."""
+def render(base_text: str, base: dict, overrides, header: str, source: Path) -> str:
+    """The profile's text with the overrides merged in, through ruamel.yaml's round trip: the lines it does not
+    change stay as they were (comments, blank lines, quoting, flow mappings); a changed value keeps its line's
+    comment (in its column, or a space after a longer value); a new key goes at the end of its mapping (after the
+    comment lines that close it), a new mapping at the end of its parent. Strings are written double-quoted, the
+    profiles' style for snakemake's Python expressions ("'slurm'")."""
+    import io
 
-
-def _split(line: str):
-    """(indent, key, value, comment column, comment) of a `key: value  # comment` line; None for a blank or comment
-    line; _Unsupported for anything else (list items, flow mappings spanning lines, ...)."""
-    stripped = line.lstrip(" ")
-    if not stripped.strip() or stripped.startswith("#"):
-        return None
-    indent = len(line) - len(stripped)
-    m = re.match(r"([A-Za-z0-9_.-]+)[ \t]*:(?=\s|$)", stripped)
-    if not m:
-        raise _Unsupported(line)
-    rest_at = indent + m.end()
-    rest = line[rest_at:]
-    body = rest.lstrip()
-    at = rest_at + len(rest) - len(body)
-    if body[:1] in ("'", '"'):
-        quote, i = body[0], 1
-        while i < len(body):
-            if quote == '"' and body[i] == "\\":
-                i += 2
-                continue
-            if body[i] == quote:
-                if quote == "'" and body[i + 1:i + 2] == "'":
-                    i += 2
-                    continue
-                break
-            i += 1
-        end = i + 1
-        tail = body[end:]
-        if tail.strip() and not tail.lstrip().startswith("#"):
-            raise _Unsupported(line)
-        value = body[:end]
-    else:
-        hit = re.search(r"(^|\s)#", body)
-        end = hit.start() if hit else len(body)
-        value = body[:end].rstrip()
-        if value[:1] in ("{", "[", "|", ">", "&", "*", "!"):
-            raise _Unsupported(line)
-    hit = re.search(r"#", line[at + len(value):])
-    column = at + len(value) + hit.start() if hit else None
-    return indent, m.group(1), value, column, line[column:] if column is not None else ""
-
-
-def _yaml_scalar(value: Any) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)  # a double-quoted YAML scalar
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
-
-
-def edit(text: str, path: tuple[str, ...], value: Any) -> str:
-    """`text` with the key at `path` set to `value`: its line's value replaced (its comment kept in its column), or
-    the key's lines added at the end of its parent mapping."""
-    lines = text.split("\n")
-    start, end, indent = 0, len(lines), 0
-    for depth, key in enumerate(path):
-        hit, last = None, start - 1
-        for i in range(start, end):
-            parsed = _split(lines[i])
-            if parsed is None:
-                continue
-            if parsed[0] < indent:
-                raise _Unsupported(lines[i])
-            if parsed[0] == indent and parsed[1] == key:
-                hit = i
-            last = i
-        if hit is None:
-            new = [" " * (indent + 2 * d) + f"{k}:" for d, k in enumerate(path[depth:-1])]
-            new.append(" " * (indent + 2 * (len(path) - depth - 1)) + f"{path[-1]}: {_yaml_scalar(value)}")
-            lines[last + 1:last + 1] = new
-            return "\n".join(lines)
-        ind, _, old, column, comment = _split(lines[hit])
-        if depth == len(path) - 1:
-            line = " " * ind + f"{key}: {_yaml_scalar(value)}"
-            if comment:
-                line += " " * max(column - len(line), 1) + comment
-            lines[hit] = line
-            return "\n".join(lines)
-        if old:
-            raise _Unsupported(lines[hit])  # a value where the mapping of the next key should be
-        start, end = hit + 1, len(lines)
-        child = None
-        for i in range(start, len(lines)):
-            parsed = _split(lines[i])
-            if parsed is None:
-                continue
-            if parsed[0] <= ind:
-                end = i
-                break
-            child = parsed[0] if child is None else child
-        indent = child if child is not None else ind + 2
-    raise AssertionError("unreachable")
-
-
-def render(base_text: str, base: dict, overrides, header: str) -> str:
-    """The profile's text with the overrides merged in, comments kept; yaml.dump of the merged mapping when the
-    text has a layout the editor does not follow (what snakemake reads is the same either way: checked here)."""
     import yaml
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-    merged = merge(base, overrides)
-    text = base_text
+    rt = YAML()  # typ="rt", the round trip
+    rt.preserve_quotes = True
+    rt.width = 4096  # long lines stay as they are, not folded
     try:
-        for path, value, _ in overrides:
-            text = edit(text, path, value)
-        if yaml.safe_load(text) != merged:
-            raise _Unsupported("the edited text reads differently")
-    except _Unsupported:
-        text = ("# (the original's comments could not be kept: its layout is beyond install-profile's editor)\n"
-                + yaml.safe_dump(merged, sort_keys=False))
+        doc = rt.load(base_text)
+    except YAMLError as e:  # a MarkedYAMLError says what and where; its str() spans a dozen lines
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None) or str(e)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise PaeError(f"install-profile: {source}{where}: ruamel.yaml cannot read it: {problem}") from None
+    doc = CommentedMap() if doc is None else doc
+    for path, value, _ in overrides:
+        node = doc
+        for key in path[:-1]:
+            if node.get(key) is None:
+                node[key] = CommentedMap()
+            node = node[key]  # a mapping: merge() has refused anything else
+        node[path[-1]] = DoubleQuotedScalarString(value) if isinstance(value, str) else value
+    out = io.StringIO()
+    rt.dump(doc, out)
+    text = out.getvalue()
+    # snakemake reads profiles with PyYAML (YAML 1.1), ruamel.yaml writes YAML 1.2: what snakemake will read is
+    # checked against the merged profile
+    if yaml.safe_load(text) != merge(base, overrides):
+        raise PaeError(f"install-profile: {source}: the profile written with the overrides would not read as the "
+                       "original with them merged in (ruamel.yaml's round trip changed a value); edit a copy of it "
+                       "by hand instead")
     return header + text.rstrip("\n") + "\n"
 
 
@@ -449,7 +375,7 @@ def install_profile(name: str | None = None, source: str = "slurm", set_resource
                       "# To change it, edit it, or run the command again with other values and --force:\n",
                       f"#   {' '.join([command, *options])} --force\n",
                       "# Below: the original profile with its comments, the overrides merged in.\n#\n"])
-    text = render(base_text, base, overrides, header)
+    text = render(base_text, base, overrides, header, src)
 
     target = Path(folder if folder is not None else profile_dirs()[0]).expanduser() / name / "config.yaml"
     others = sorted(p.name for p in target.parent.glob("*.yaml") if PROFILE_FILE.fullmatch(p.name)

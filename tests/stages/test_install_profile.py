@@ -61,13 +61,27 @@ def test_a_profile_without_the_section_gets_it(tmp_path):
     assert yaml.safe_load(path.read_text()) == {**packaged("local"), "set-resources": {"train": {"tasks_per_node": 2}}}
 
 
-def test_a_layout_the_editor_does_not_follow_is_dumped(tmp_path):
+def test_a_profile_of_another_layout_keeps_it(tmp_path):
+    """A flow mapping and YAML 1.1's yes (true for snakemake's PyYAML) stay as written; only the value changes."""
     own = tmp_path / "own"
     own.mkdir()
-    (own / "config.yaml").write_text("cores: 4  # mine\nset-resources: {train: {runtime: 10, mem_mb: 100}}\n")
+    (own / "config.yaml").write_text("cores: 4  # mine\nkeep-going: yes\n"
+                                     "set-resources: {train: {runtime: 10, mem_mb: 100}}\n")
     path, _ = install_profile("mine", source=str(own), set_resources=["train:runtime=20"], folder=tmp_path / "out")
-    assert yaml.safe_load(path.read_text()) == {"cores": 4, "set-resources": {"train": {"runtime": 20, "mem_mb": 100}}}
-    assert f"from the profile {own / 'config.yaml'}" in path.read_text()
+    text = path.read_text()
+    assert yaml.safe_load(text) == {"cores": 4, "keep-going": True,
+                                    "set-resources": {"train": {"runtime": 20, "mem_mb": 100}}}
+    assert f"from the profile {own / 'config.yaml'}" in text
+    assert text.endswith("#\ncores: 4  # mine\nkeep-going: yes\nset-resources: {train: {runtime: 20, mem_mb: 100}}\n")
+
+
+def test_a_profile_ruamel_cannot_read_is_named(tmp_path):
+    own = tmp_path / "own.yaml"
+    own.write_text("cores: 4\ncores: 5\n")  # a duplicate key: PyYAML takes the last, ruamel.yaml refuses
+    with pytest.raises(PaeError, match=re.escape(f"install-profile: {own}, line 2: ruamel.yaml cannot read it: found "
+                                                 'duplicate key "cores" with value "5" (original value: "4")') + "$"):
+        install_profile("x", source=str(own), settings=["cores=2"], folder=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("kwargs, message", [
