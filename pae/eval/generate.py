@@ -31,6 +31,16 @@ def encode_images(model: nn.Module, images: torch.Tensor, device: torch.device, 
     return torch.cat([model.encode(x, m).float().cpu() for x, m in batches])
 
 
+def latents(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(z, posterior params or None) of uint8 images, as the encode stage finds them: the encoder's latent of an AE;
+    for a VAE, beta-VAE or VAD the posterior once (a VAD optimises it) and its mean as z."""
+    if hasattr(model, "posterior"):
+        params = posterior_params(model, images, device, batch_size)
+        return model.posterior.mean(params), params
+    return encode_images(model, images, device, batch_size), None
+
+
 @torch.no_grad()
 def posterior_params(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000,
                      mask_fn: MaskFn | None = None) -> torch.Tensor:
@@ -77,18 +87,28 @@ def decode_to_uint8(model: nn.Module, z: torch.Tensor, device: torch.device) -> 
 
 
 @torch.no_grad()
+def flow_latents(flow: LatentFlow, n: int, temperature: float, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """n latents of the PAE's sampler, on `device`: u ~ N(0, T^2 I) (a CPU generator seeded with `seed`, so the draws
+    are the same on every device) -> flow inverse."""
+    return flow.to(device).sample(n, temperature, generator=torch.Generator().manual_seed(seed))
+
+
+def prior_latents(latent_dim: int, n: int, seed: int = 0) -> torch.Tensor:
+    """n latents z ~ N(0, I) on the CPU, from a generator seeded with `seed`."""
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
 def pae_samples(model: nn.Module, flow: LatentFlow, n: int, temperature: float, device: torch.device,
                 seed: int = 0) -> torch.Tensor:
     """PAE samples: u ~ N(0, T^2 I) -> flow inverse -> decoder (Böhm & Seljak 2022, sec. 2.3)."""
-    z = flow.to(device).sample(n, temperature, generator=torch.Generator().manual_seed(seed))
-    return decode_to_uint8(model, z, device)
+    return decode_to_uint8(model, flow_latents(flow, n, temperature, device, seed), device)
 
 
 @torch.no_grad()
 def prior_samples(model: nn.Module, latent_dim: int, n: int, device: torch.device, seed: int = 0) -> torch.Tensor:
     """z ~ N(0, I) through the decoder: what a plain AE gives without a density on its latents (for contrast)."""
-    z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
-    return decode_to_uint8(model, z, device)
+    return decode_to_uint8(model, prior_latents(latent_dim, n, seed), device)
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -56,40 +57,57 @@ def _latent(model: nn.Module, method: str, x: torch.Tensor, mask: torch.Tensor) 
         return model.encode(x, mask)
 
 
-def impute_batch(model: nn.Module, flow: LatentFlow, x: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor,
-                 restarts: int, steps: int, lr: float, generator: torch.Generator | None = None
-                 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Reconstructions (N, C, H, W) of one batch by every method of `methods_for(model)`, and the seconds each took
-    (pae_map's includes the latent it starts from); x is the clean batch (float, [-0.5, 0.5]); methods see it only
-    through the mask."""
-    observed = x * mask
+def impute_batch(model: nn.Module, flow: LatentFlow | None, x: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor,
+                 restarts: int, steps: int, lr: float, generator: torch.Generator | None = None,
+                 methods: list[str] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Reconstructions (N, C, H, W) of one batch by the `methods` (default: every method of `methods_for(model)`),
+    and the seconds each took (pae_map's includes the latent it starts from); x is the clean batch (float,
+    [-0.5, 0.5]); methods see it only through the mask. flow None: pae_map's prior is N(0, I)."""
     own, _ = methods_for(model)
+    methods = methods_for(model) if methods is None else methods
+    observed = x * mask
     t0 = time.perf_counter()
     z0 = _latent(model, own, observed, mask)
     t1 = time.perf_counter()
-    z_map, _ = map_estimate(model, flow, observed, mask, sigma, restarts=restarts, steps=steps, lr=lr, init=z0,
-                            generator=generator)
-    t2 = time.perf_counter()
+    z, took = {own: z0}, {own: t1 - t0}
+    if "pae_map" in methods:
+        z["pae_map"], _ = map_estimate(model, flow, observed, mask, sigma, restarts=restarts, steps=steps, lr=lr,
+                                       init=z0, generator=generator)
+        took["pae_map"] = time.perf_counter() - t0
     with torch.no_grad():
-        return {own: model.decode(z0), "pae_map": model.decode(z_map)}, {own: t1 - t0, "pae_map": t2 - t0}
+        return {m: model.decode(z[m]) for m in methods}, {m: took[m] for m in methods}
 
 
-def impute_sweep(model: nn.Module, flow: LatentFlow, images: torch.Tensor, items: torch.Tensor, ratios: list[float],
-                 sigma: torch.Tensor, *, seed: int, restarts: int, steps: int, lr: float, batch_size: int,
-                 device: torch.device) -> list[dict]:
+def impute_batches(model: nn.Module, flow: LatentFlow | None, images: torch.Tensor, masks: torch.Tensor,
+                   sigma: torch.Tensor, *, seed: int, restarts: int, steps: int, lr: float, batch_size: int,
+                   device: torch.device, methods: list[str] | None = None
+                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, float]]]:
+    """impute_batch over uint8 images (N, C, H, W) with their masks (N, 1, H, W), `batch_size` at a time: per batch
+    (the clean batch x, its mask, reconstructions by method, seconds by method), on `device`. The MAP's prior draws
+    of the batch starting at image i come from a generator seeded with seed + i. The impute stage (impute_sweep) and
+    pae.api's impute call this one function."""
+    model.eval()
+    for i in range(0, len(images), batch_size):
+        x = to_float(images[i:i + batch_size]).to(device)
+        mask = masks[i:i + batch_size].to(device)
+        recons, took = impute_batch(model, flow, x, mask, sigma, restarts, steps, lr,
+                                    generator=torch.Generator().manual_seed(seed + i), methods=methods)
+        yield x, mask, recons, took
+
+
+def impute_sweep(model: nn.Module, flow: LatentFlow | None, images: torch.Tensor, items: torch.Tensor,
+                 ratios: list[float], sigma: torch.Tensor, *, seed: int, restarts: int, steps: int, lr: float,
+                 batch_size: int, device: torch.device) -> list[dict]:
     """For each ratio and method: the mean over images of the missing-pixel MSE, its standard error and the seconds
     taken. images: uint8 test images (N, C, H, W); items: their positions in the test split (mask keys)."""
-    model.eval()
     rows = []
     for ratio in ratios:
         errs = {m: [] for m in methods_for(model)}
         errs_all = {m: [] for m in errs}
         seconds = dict.fromkeys(errs, 0.0)
-        for i in range(0, len(images), batch_size):
-            x = to_float(images[i:i + batch_size]).to(device)
-            mask = imputation_masks(seed, items[i:i + batch_size], tuple(x.shape[2:]), ratio).to(device)
-            recons, took = impute_batch(model, flow, x, mask, sigma, restarts, steps, lr,
-                                        generator=torch.Generator().manual_seed(seed + i))
+        masks = imputation_masks(seed, items, tuple(images.shape[2:]), ratio)
+        for x, mask, recons, took in impute_batches(model, flow, images, masks, sigma, seed=seed, restarts=restarts,
+                                                    steps=steps, lr=lr, batch_size=batch_size, device=device):
             for method, recon in recons.items():
                 errs[method].append(missing_mse(recon, x, mask).cpu())
                 errs_all[method].append(missing_mse(recon, x, torch.zeros_like(mask)).cpu())  # all pixels

@@ -37,7 +37,9 @@ from pae.data.images import list_images, load_images
 from pae.data.loader import to_float
 from pae.data.store import open_dataset, pick
 from pae.eval import generate
+from pae.eval.generate import latents
 from pae.eval.density import pae_log_marginal
+from pae.eval.residuals import residual_sigma
 from pae.flows import LatentFlow
 from pae.flows.latent_flow import log_probs
 from pae.io import PaeError, progress_kwargs
@@ -55,7 +57,10 @@ SCORES = {
                     "per-pixel sigma of validation residuals (nats per image)",
     "elbo": f"-ELBO with {ELBO_SAMPLES} posterior draws (nats per image; models with a posterior)",
 }
+FLOW_SCORES = ("flow_logp", "pae_density", "pae_marginal")  # the scores that need the flow
+JACOBIAN_SCORES = ("pae_density", "pae_marginal")  # the scores that need the decoder's Jacobian
 NONFINITE_SCORE = 1e30  # what an infinite or NaN score becomes (NaN and +inf: +1e30, -inf: -1e30)
+SIGMA_IMAGES = 2000  # validation images that estimate pae_marginal's per-pixel sigma (marginal_sigma)
 
 
 def fpr_at_tpr(labels: np.ndarray, scores: np.ndarray, tpr: float = 0.95) -> float:
@@ -155,16 +160,26 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     raise PaeError(f"cannot convert {c}-channel images to {channels} channels (only RGB <-> grey)")
 
 
+def read_image_files(paths: list[Path], image_shape: tuple[int, int, int], desc: str = "reading images"
+                     ) -> torch.Tensor:
+    """Image files as uint8 images (N, C, H, W) of the run's shape: centre-cropped to a square, resized (bilinear) to
+    the run's size and converted to its channels (to_channels)."""
+    c, h, w = image_shape
+    if h != w:
+        raise PaeError(f"image files are cropped to squares, but the run's images are {h} x {w}")
+    return to_channels(torch.from_numpy(load_images(paths, size=h, crop=None, desc=desc)), c)
+
+
 def folder_set(folder: str | os.PathLike, image_shape: tuple[int, int, int], max_images: int) -> ImageSet:
     """At most `max_images` image files found under `folder`, centre-cropped, resized and converted to the run's
     shape (only the drawn files are decoded)."""
-    c, h, w = image_shape
-    if h != w:
-        raise PaeError(f"{folder}: folder images are cropped to squares, but the run's images are {h} x {w}")
     paths = list_images(folder, recursive=True)
     index = pick(len(paths), max_images)
-    rgb = torch.from_numpy(load_images([paths[i] for i in index], size=h, crop=None, desc=f"reading {folder}"))
-    return ImageSet(to_channels(rgb, c), index, len(paths), f"{folder} (image files)")
+    try:
+        images = read_image_files([paths[i] for i in index], image_shape, desc=f"reading {folder}")
+    except PaeError as e:
+        raise PaeError(f"{folder}: {e}") from None
+    return ImageSet(images, index, len(paths), f"{folder} (image files)")
 
 
 def build_sets(in_images: torch.Tensor, run_data: str | os.PathLike, ood_data: dict[str, Path],
@@ -181,11 +196,19 @@ def build_sets(in_images: torch.Tensor, run_data: str | os.PathLike, ood_data: d
     return in_set, sets
 
 
-def score_names(model: nn.Module, jacobian: bool) -> list[str]:
+def score_names(model: nn.Module, jacobian: bool, with_flow: bool = True) -> list[str]:
     """The scores computed for `model`: pae_density and pae_marginal only with the Jacobian, elbo only with a
-    posterior."""
-    return [k for k in SCORES if (k not in ("pae_density", "pae_marginal") or jacobian)
-            and (k != "elbo" or hasattr(model, "posterior"))]
+    posterior, the FLOW_SCORES only with a flow."""
+    return [k for k in SCORES if (k not in JACOBIAN_SCORES or jacobian) and (k != "elbo" or hasattr(model, "posterior"))
+            and (k not in FLOW_SCORES or with_flow)]
+
+
+@torch.no_grad()
+def marginal_sigma(model: nn.Module, val_images: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    """pae_marginal's per-pixel likelihood sigma (C, H, W): the residuals of the first SIGMA_IMAGES validation images
+    (uint8) at their latents (encoded here, `batch_size` at a time)."""
+    val = val_images[:SIGMA_IMAGES]
+    return residual_sigma(model, val, latents(model, val, device, batch_size)[0], device)
 
 
 def pae_log_densities(model: nn.Module, flow: LatentFlow, z: torch.Tensor, images: torch.Tensor, sigma: torch.Tensor,
@@ -198,35 +221,37 @@ def pae_log_densities(model: nn.Module, flow: LatentFlow, z: torch.Tensor, image
     return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
 
 
-def image_scores(model: nn.Module, flow: LatentFlow, images: torch.Tensor, device: torch.device,
-                 batch_size: int = 250, jacobian: bool = True, sigma: torch.Tensor | None = None
-                 ) -> dict[str, torch.Tensor]:
-    """The scores of score_names(model, jacobian) for uint8 images (N, C, H, W): name -> (N,) float64 on the CPU,
-    higher = more OoD, possibly non-finite (see finite_scores). Model and flow on `device`. sigma: the per-pixel
-    likelihood sigma (C, H, W) of pae_marginal (needed with jacobian)."""
+def image_scores(model: nn.Module, flow: LatentFlow | None, images: torch.Tensor, device: torch.device,
+                 batch_size: int = 250, jacobian: bool = True, sigma: torch.Tensor | None = None,
+                 names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The scores `names` (default: score_names(model, jacobian, flow is not None)) of uint8 images (N, C, H, W):
+    name -> (N,) float64 on the CPU in SCORES' order, higher = more OoD, possibly non-finite (see finite_scores). Model
+    and flow on `device` (flow None: no FLOW_SCORES). sigma: the per-pixel likelihood sigma (C, H, W) of pae_marginal
+    (marginal_sigma). The ood stage, `python -m pae score` and pae.api's score call this one function."""
+    names = score_names(model, jacobian, flow is not None) if names is None else list(names)
+    unknown = [k for k in names if k not in SCORES]
+    if unknown:
+        raise ValueError(f"unknown scores {unknown}; known: {list(SCORES)}")
+    if flow is None and set(names) & set(FLOW_SCORES):
+        raise ValueError(f"the scores {[k for k in names if k in FLOW_SCORES]} need the flow")
+    if "elbo" in names and not hasattr(model, "posterior"):
+        raise ValueError("the elbo score needs a model with a posterior (VAE, beta-VAE, VAD)")
     model.eval()
     z, params = latents(model, images, device, batch_size)
-    scores = {"flow_logp": -log_probs(flow, z, batch_size).double(),
-              "recon_mse": generate.reconstruction_errors(model, images, z, device, batch_size).double()}
-    if jacobian:
+    scores = {}
+    if "flow_logp" in names:
+        scores["flow_logp"] = -log_probs(flow, z, batch_size).double()
+    if "recon_mse" in names:
+        scores["recon_mse"] = generate.reconstruction_errors(model, images, z, device, batch_size).double()
+    if set(names) & set(JACOBIAN_SCORES):
         if sigma is None:
             raise ValueError("the pae_marginal score needs the per-pixel sigma")
         manifold, marginal = pae_log_densities(model, flow, z, images, sigma, device, batch_size)
         scores["pae_density"], scores["pae_marginal"] = -manifold, -marginal
-    if params is not None:
+    if "elbo" in names:
         terms = generate.elbo(model, images, params, device, samples=ELBO_SAMPLES, batch_size=batch_size)
         scores["elbo"] = -terms["elbo"].double()
-    return scores
-
-
-def latents(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int
-            ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(z, posterior params or None): the encoder's latent of an AE; for a VAE, beta-VAE or VAD the posterior once
-    (a VAD optimises it) and its mean as z."""
-    if hasattr(model, "posterior"):
-        params = generate.posterior_params(model, images, device, batch_size)
-        return model.posterior.mean(params), params
-    return generate.encode_images(model, images, device, batch_size), None
+    return {k: scores[k] for k in SCORES if k in names}
 
 
 def finite_scores(scores: torch.Tensor) -> torch.Tensor:

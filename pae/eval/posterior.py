@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Callable, NamedTuple
 
 import torch
@@ -285,3 +286,115 @@ def coverage(truth: torch.Tensor, samples_decoded: torch.Tensor, sigma: torch.Te
         raise ValueError(f"no {region} pixels to compute the coverage on")
     distance = (cdf[selected] - 0.5).abs()
     return {level: (distance <= level / 2).double().mean().item() for level in levels}
+
+
+# ------------------------------------------------------------------ the posterior stage's methods, on given images
+# fit_posteriors is what the posterior stage runs on each corruption and what pae.api's posterior runs on a user's
+# images: one implementation, so that the two give the same numbers on the same inputs.
+
+METHODS = ("map", "laplace", "mcmc")  # in the order they are fitted; each starts from the ones before it
+LEVELS = (0.68, 0.95)  # the credible levels whose coverage the posterior stage reports
+
+
+class Fit(NamedTuple):
+    """One method's posterior: its predictive (decoded samples, their mean and std), its latent samples z (S, N, D)
+    (the MAP's: (1, N, D)) and its record (reconstruction, seconds and the method's own figures, as posterior.json
+    has them)."""
+    predictive: Predictive
+    z: torch.Tensor
+    record: dict
+
+
+def timed(fn: Callable, device: torch.device):
+    """(fn(), seconds), the device synchronised so that queued GPU work is counted."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    sync()
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - t0
+
+
+@torch.no_grad()
+def encoder_init(model: nn.Module, x: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+    """The model's latent of the corrupted image (the encoder; a VAD's test-time optimisation, on observed pixels),
+    seeded for a VAD's random posterior draws: the MAP's first start."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return model.encode(x, mask)
+
+
+def fit_posteriors(model: nn.Module, flow: LatentFlow | None, x: torch.Tensor, mask: torch.Tensor,
+                   sigma: torch.Tensor, spec: dict, device: torch.device, last: str = "mcmc"
+                   ) -> dict[str, Fit]:
+    """The posteriors of the observed images x (N, C, H, W) on [-0.5, 0.5] (missing pixels 0) with their mask
+    (N, 1, H, W), 1 = observed, and likelihood sigma (sigma_pix combined with any added noise), for the METHODS up to
+    `last`: method -> its Fit.
+
+    spec holds the eval.posterior settings: seed, restarts, map_steps, map_lr (the MAP from the encoder's latent and
+    restarts - 1 flow draws), laplace (the curvature), posterior_samples (Laplace and NUTS draws), mcmc_images (NUTS
+    on the first that many images, one joint chain), mcmc_warmup and mcmc_max_tree_depth. Every random draw is seeded
+    from spec["seed"]."""
+    if last not in METHODS:
+        raise ValueError(f"unknown posterior method {last!r}; known: {list(METHODS)}")
+    wanted = METHODS[:METHODS.index(last) + 1]
+    seed, n_samples = spec["seed"], spec["posterior_samples"]
+
+    def run_map():
+        return map_estimate(model, flow, x, mask, sigma, restarts=spec["restarts"], steps=spec["map_steps"],
+                            lr=spec["map_lr"], init=encoder_init(model, x, mask, seed),
+                            generator=torch.Generator().manual_seed(seed))
+    (z_map, nlp), t_map = timed(run_map, device)
+    out = {"map": Fit(predictive(model, z_map[None]), z_map[None], {
+        "reconstruction": "map", "seconds": t_map, "neg_log_post_mean": nlp.double().mean().item()})}
+    if "laplace" not in wanted:
+        return out
+
+    def run_laplace():
+        cov = laplace(model, flow, x, mask, sigma, z_map, curvature=spec["laplace"])
+        return cov, laplace_samples(z_map, cov, n_samples, torch.Generator().manual_seed(seed))
+    (cov, z_laplace), t_laplace = timed(run_laplace, device)
+    out["laplace"] = Fit(predictive(model, z_laplace), z_laplace, {
+        "reconstruction": "posterior_mean", "seconds": t_laplace, "curvature": spec["laplace"]})
+    if "mcmc" in wanted:
+        k = min(spec["mcmc_images"], len(x))  # NUTS on the first k images (one joint chain; see mcmc_images)
+        (z_mcmc, diagnostics), t_mcmc = timed(lambda: nuts(
+            model, flow, x[:k], mask[:k], sigma, z_map[:k], cov[:k], samples=n_samples, warmup=spec["mcmc_warmup"],
+            max_tree_depth=spec["mcmc_max_tree_depth"], seed=seed), device)
+        out["mcmc"] = Fit(predictive(model, z_mcmc), z_mcmc, {
+            "reconstruction": "posterior_mean", "seconds": t_mcmc, "n_images": k, **diagnostics})
+    return out
+
+
+def _mse(recon: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> float | None:
+    n = region.sum()
+    return ((recon - truth).pow(2) * region).sum().item() / n.item() if n > 0 else None
+
+
+def _mean_over(values: torch.Tensor, region: torch.Tensor) -> float | None:
+    n = region.sum()
+    return (values * region).sum().item() / n.item() if n > 0 else None
+
+
+def _coverage(truth, decoded, sigma_pix, mask, region: str, has_region: bool) -> dict | None:
+    if not has_region:
+        return None
+    return {f"{k:g}": v for k, v in coverage(truth, decoded, sigma_pix, mask, levels=LEVELS, region=region).items()}
+
+
+def method_metrics(truth: torch.Tensor, mask: torch.Tensor, pred: Predictive, sigma_pix: torch.Tensor) -> dict:
+    """The posterior stage's scores of one method's predictive against the clean truth (N, C, H, W) on [-0.5, 0.5]:
+    mse_missing, mse_all (per pixel; mse_missing None without missing pixels), posterior_std_missing / _all (mean
+    per-pixel std of the decoded samples) and coverage_missing / _all at LEVELS ({"0.68": fraction, ...}); the
+    reconstruction is pred.mean (for the MAP, decode(z_map))."""
+    missing = torch.broadcast_to(mask == 0, truth.shape).to(truth)
+    everywhere = torch.ones_like(truth)
+    has_missing = bool(missing.any())
+    return {"mse_missing": _mse(pred.mean, truth, missing), "mse_all": _mse(pred.mean, truth, everywhere),
+            "posterior_std_missing": _mean_over(pred.std, missing),
+            "posterior_std_all": _mean_over(pred.std, everywhere),
+            "coverage_missing": _coverage(truth, pred.samples, sigma_pix, mask, "missing", has_missing),
+            "coverage_all": _coverage(truth, pred.samples, sigma_pix, mask, "all", True)}

@@ -5,9 +5,12 @@ on data, not of any one of those methods.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
+from pae.data.latents import split_with_latents
 from pae.data.loader import BatchLoader
 
 # sigma_pix floor, on the [-0.5, 0.5] scale (about 2.5 grey levels of 255): pixels that are constant in the
@@ -29,3 +32,11 @@ def residual_sigma(model: nn.Module, images_u8: torch.Tensor, z: torch.Tensor, d
         mean = model.decode(z[i * batch_size:(i + 1) * batch_size].to(device))
         total += (mean.double() - x.double()).pow(2).sum(0)
     return (total / len(images_u8)).sqrt().clamp_min(floor).float()
+
+
+def validation_sigma(model: nn.Module, data, latents_path: str | os.PathLike, device: torch.device | str
+                     ) -> torch.Tensor:
+    """sigma_pix of a run: residual_sigma of its dataset's validation images (`data`, a pae.data.store.Dataset) at
+    their latents in the run's latents.h5 (the encode stage's); the likelihood sigma of the posterior and impute
+    stages and of pae.api's posterior and impute."""
+    return residual_sigma(model, *split_with_latents(latents_path, data, "val"), device)

@@ -3,8 +3,9 @@
 A run trained on complete images is tested at every ratio of eval.impute.ratios (train and test missingness
 mismatched); a run trained with missing pixels (a matched-imputation run, or a grid with train.missing) is tested at
 its own training ratio (matched). Layout of impute.json: {"train_missing": {"ratio", "mode"}, "matched": bool,
-"n_images", "seed", "sigma": {per-pixel likelihood sigma summary}, "map": {restarts, steps, lr}, "results": [{"ratio",
-"method", "mse_missing", "mse_missing_se", "n_images", "seconds"}]}; methods and the MSE: pae/eval/impute.py.
+"n_images", "seed", "sigma": {per-pixel likelihood sigma summary}, "map": {restarts, steps, lr}, "spec" (the
+eval.impute section it ran with: pae.api imputes with its settings), "results": [{"ratio", "method", "mse_missing",
+"mse_missing_se", "n_images", "seconds"}]}; methods and the MSE: pae/eval/impute.py.
 """
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ import logging
 from pathlib import Path
 
 from pae.config import default
-from pae.data.latents import split_with_latents
 from pae.data.store import pick
 from pae.eval.impute import impute_sweep
-from pae.eval.residuals import residual_sigma
+from pae.eval.residuals import validation_sigma
 from pae.io import write_json
 from pae.stages.args import add_run_inputs, json_object
 from pae.stages.common import load_run
@@ -38,7 +38,7 @@ def impute(spec: dict, model_path: Path, flow_path: Path, data_path: Path, laten
            out: Path, device: str) -> None:
     r = load_run(model_path, flow_path, data_path, device)
     model, flow, data, dev = r.model, r.flow, r.data, r.device
-    sigma = residual_sigma(model, *split_with_latents(latents_path, data, "val"), dev)
+    sigma = validation_sigma(model, data, latents_path, dev)
 
     test_images, _ = data.split("test")
     n = min(spec["n_images"], len(test_images))
@@ -57,4 +57,4 @@ def impute(spec: dict, model_path: Path, flow_path: Path, data_path: Path, laten
                      "sigma": {"median": sigma.median().item(), "min": sigma.min().item(), "max": sigma.max().item(),
                                "source": "per-pixel std of validation residuals"},
                      "map": {"restarts": spec["restarts"], "steps": spec["map_steps"], "lr": spec["map_lr"]},
-                     "pixel_scale": "[-0.5, 0.5]", "results": rows})
+                     "pixel_scale": "[-0.5, 0.5]", "spec": spec, "results": rows})

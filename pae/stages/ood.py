@@ -9,7 +9,8 @@ Layout of ood.json:
      "sets": {set: {"source", "n", "n_available", "nonfinite": {score: count}}},
      "scores": {score: one-line description},
      "metrics": {set: {score: {"auroc" | "aupr" | "fpr95": {"value", "low", "high", "n_boot", "level"}}}},
-     "model", "flow", "model_kind", "latent_dim", "max_images", "bootstrap", "convention"}
+     "model", "flow", "model_kind", "latent_dim", "max_images", "bootstrap", "convention",
+     "spec": the eval.ood section it ran with (pae.api scores new images with its batch_size and jacobian)}
 `nonfinite` counts the images whose score was infinite or NaN before it became +-NONFINITE_SCORE; low / high are the
 bootstrap interval (null with bootstrap 0).
 
@@ -27,16 +28,13 @@ from pathlib import Path
 
 import torch
 
-from pae.eval.ood import (NONFINITE_SCORE, SCORES, ImageSet, build_sets, finite_scores, image_scores, latents,
-                          metrics_table, score_names)
-from pae.eval.residuals import residual_sigma
+from pae.eval.ood import (NONFINITE_SCORE, SCORES, SIGMA_IMAGES, ImageSet, build_sets, finite_scores, image_scores,
+                          marginal_sigma, metrics_table, score_names)
 from pae.io import atomic_path, write_json
 from pae.stages.args import add_run_inputs, named_path
 from pae.stages.common import load_run
 
 log = logging.getLogger(__name__)
-
-SIGMA_IMAGES = 2000  # validation images that estimate pae_marginal's per-pixel sigma
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,9 +84,10 @@ def ood(spec: dict, model_path: Path, flow_path: Path, data_path: Path, ood_data
     names = score_names(model, spec["jacobian"])
     sigma = None
     if spec["jacobian"]:  # pae_marginal's pixel sigma: validation residuals at the model's latents
-        val = data.split("val")[0][:SIGMA_IMAGES]
-        sigma = residual_sigma(model, val, latents(model, val, dev, spec["batch_size"])[0], dev)
-        log.info("pixel sigma of pae_marginal from %d validation images: median %.4f", len(val), sigma.median())
+        val = data.split("val")[0]
+        sigma = marginal_sigma(model, val, dev, spec["batch_size"])
+        log.info("pixel sigma of pae_marginal from %d validation images: median %.4f", min(len(val), SIGMA_IMAGES),
+                 sigma.median())
     raw = {name: image_scores(model, flow, s.images, dev, spec["batch_size"], spec["jacobian"], sigma)
            for name, s in sets.items()}
     scores = {name: {k: finite_scores(v) for k, v in r.items()} for name, r in raw.items()}
@@ -109,7 +108,7 @@ def ood(spec: dict, model_path: Path, flow_path: Path, data_path: Path, ood_data
         "scores": {k: SCORES[k] for k in names},
         "metrics": metrics,
         "model": str(model_path), "flow": str(flow_path), "model_kind": mspec.kind, "latent_dim": mspec.latent_dim,
-        "max_images": spec["max_images"], "bootstrap": spec["bootstrap"],
+        "max_images": spec["max_images"], "bootstrap": spec["bootstrap"], "spec": spec,
         "convention": "OoD images are the positive class; a higher score means more out-of-distribution"})
     log.info("OoD detection, %d in-distribution test images; AUROC%s:\n%s", len(in_set.images),
              " [95% bootstrap interval]" if spec["bootstrap"] else "", _auroc_table(metrics, names))

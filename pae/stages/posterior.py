@@ -37,19 +37,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import torch
 
 from pae import threads
-from pae.data.latents import split_with_latents
 from pae.data.loader import to_float, to_uint8
 from pae.eval.corruptions import corrupt
-from pae.eval.posterior import Predictive, coverage, laplace, laplace_samples, map_estimate, nuts, predictive
-from pae.eval.residuals import SIGMA_FLOOR, residual_sigma
+from pae.eval.posterior import Predictive, fit_posteriors, method_metrics
+from pae.eval.residuals import SIGMA_FLOOR, validation_sigma
 from pae.io import atomic_path, write_json
 from pae.stages.args import add_run_inputs
 from pae.stages.common import load_run
@@ -58,7 +55,6 @@ log = logging.getLogger(__name__)
 
 PANELS_FORMAT = "pae-posterior-panels/2"
 FIGURE_SAMPLES = 4
-LEVELS = (0.68, 0.95)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,64 +66,10 @@ def run(a: argparse.Namespace) -> None:
     posterior(a.spec, a.model, a.flow, a.data, a.latents, a.out, a.panels_out, a.device)
 
 
-def _timed(fn: Callable, device: torch.device):
-    """(fn(), seconds), the device synchronised so that queued GPU work is counted."""
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    sync()
-    t0 = time.perf_counter()
-    out = fn()
-    sync()
-    return out, time.perf_counter() - t0
-
-
-def _sigma_pix(model, data, latents_path: Path, device: torch.device) -> torch.Tensor:
-    return residual_sigma(model, *split_with_latents(latents_path, data, "val"), device)
-
-
 def _sigma_summary(sigma: torch.Tensor) -> dict:
     s = sigma.double()
     return {"floor": SIGMA_FLOOR, "mean": s.mean().item(), "median": s.median().item(), "min": s.min().item(),
             "max": s.max().item(), "floored_fraction": (sigma <= SIGMA_FLOOR).double().mean().item()}
-
-
-@torch.no_grad()
-def _encoder_init(model, x: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
-    """The model's latent of the corrupted image (the encoder; a VAD's test-time optimisation, on observed pixels),
-    seeded for a VAD's random posterior draws."""
-    devices = [x.device] if x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return model.encode(x, mask)
-
-
-def _mse(recon: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> float | None:
-    n = region.sum()
-    return ((recon - truth).pow(2) * region).sum().item() / n.item() if n > 0 else None
-
-
-def _mean_over(values: torch.Tensor, region: torch.Tensor) -> float | None:
-    n = region.sum()
-    return (values * region).sum().item() / n.item() if n > 0 else None
-
-
-def _coverage(truth, decoded, sigma_pix, mask, region: str, has_region: bool) -> dict | None:
-    if not has_region:
-        return None
-    return {f"{k:g}": v for k, v in coverage(truth, decoded, sigma_pix, mask, levels=LEVELS, region=region).items()}
-
-
-def _method_metrics(truth: torch.Tensor, mask: torch.Tensor, pred: Predictive, sigma_pix: torch.Tensor) -> dict:
-    """Scores of one method's predictive; its reconstruction is pred.mean (for the MAP, decode(z_map))."""
-    missing = torch.broadcast_to(mask == 0, truth.shape).to(truth)
-    everywhere = torch.ones_like(truth)
-    has_missing = bool(missing.any())
-    return {"mse_missing": _mse(pred.mean, truth, missing), "mse_all": _mse(pred.mean, truth, everywhere),
-            "posterior_std_missing": _mean_over(pred.std, missing),
-            "posterior_std_all": _mean_over(pred.std, everywhere),
-            "coverage_missing": _coverage(truth, pred.samples, sigma_pix, mask, "missing", has_missing),
-            "coverage_all": _coverage(truth, pred.samples, sigma_pix, mask, "all", True)}
 
 
 def _log_method(kind: str, method: str, m: dict) -> None:
@@ -138,36 +80,6 @@ def _log_method(kind: str, method: str, m: dict) -> None:
              "all %s/%s; %.1f s", kind, method, fmt(m["mse_missing"]), fmt(m["mse_all"]),
              fmt(m["posterior_std_missing"]), fmt(cov_m.get("0.68"), ".3f"), fmt(cov_m.get("0.95"), ".3f"),
              fmt(cov_a["0.68"], ".3f"), fmt(cov_a["0.95"], ".3f"), m["seconds"])
-
-
-def _posteriors(spec: dict, model, flow, x: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor,
-                device: torch.device) -> dict[str, tuple[Predictive, dict]]:
-    """method -> (its predictive, its record: reconstruction, seconds and the method's own figures)."""
-    seed, n_samples = spec["seed"], spec["posterior_samples"]
-
-    def run_map():
-        return map_estimate(model, flow, x, mask, sigma, restarts=spec["restarts"], steps=spec["map_steps"],
-                            lr=spec["map_lr"], init=_encoder_init(model, x, mask, seed),
-                            generator=torch.Generator().manual_seed(seed))
-    (z_map, nlp), t_map = _timed(run_map, device)
-
-    def run_laplace():
-        cov = laplace(model, flow, x, mask, sigma, z_map, curvature=spec["laplace"])
-        return cov, laplace_samples(z_map, cov, n_samples, torch.Generator().manual_seed(seed))
-    (cov, z_laplace), t_laplace = _timed(run_laplace, device)
-
-    out = {"map": (predictive(model, z_map[None]), {"reconstruction": "map", "seconds": t_map,
-                                                   "neg_log_post_mean": nlp.double().mean().item()}),
-           "laplace": (predictive(model, z_laplace), {"reconstruction": "posterior_mean", "seconds": t_laplace,
-                                                       "curvature": spec["laplace"]})}
-    if spec["mcmc"]:
-        k = min(spec["mcmc_images"], len(x))  # NUTS on the first k images (one joint chain; see mcmc_images)
-        (z_mcmc, diagnostics), t_mcmc = _timed(lambda: nuts(
-            model, flow, x[:k], mask[:k], sigma, z_map[:k], cov[:k], samples=n_samples, warmup=spec["mcmc_warmup"],
-            max_tree_depth=spec["mcmc_max_tree_depth"], seed=seed), device)
-        out["mcmc"] = (predictive(model, z_mcmc), {"reconstruction": "posterior_mean", "seconds": t_mcmc,
-                                                   "n_images": k, **diagnostics})
-    return out
 
 
 def _first(pred: Predictive, k: int) -> Predictive:
@@ -182,22 +94,22 @@ def _analyse(kind: str, spec: dict, model, flow, truth: torch.Tensor, sigma_pix:
                              sparse_ratio=spec["sparse_ratio"], noise_sigma=spec["noise_sigma"], seed=spec["seed"])
     x, mask = x.to(device), mask.to(device)
     sigma = (sigma_pix.pow(2) + noise ** 2).sqrt()
-    fits = _posteriors(spec, model, flow, x, mask, sigma, device)
+    fits = fit_posteriors(model, flow, x, mask, sigma, spec, device, last="mcmc" if spec["mcmc"] else "laplace")
     methods = {}
-    for method, (pred, record) in fits.items():
+    for method, (pred, _, record) in fits.items():
         k = record.get("n_images", len(truth))  # mcmc may cover the first images only
-        methods[method] = record | _method_metrics(truth[:k], mask[:k], pred, sigma_pix)
+        methods[method] = record | method_metrics(truth[:k], mask[:k], pred, sigma_pix)
         if k < len(truth):  # the same images under the Laplace posterior, to compare like with like
-            methods[method]["laplace_same_images"] = _method_metrics(truth[:k], mask[:k], _first(fits["laplace"][0],
-                                                                                                  k), sigma_pix)
+            methods[method]["laplace_same_images"] = method_metrics(truth[:k], mask[:k],
+                                                                    _first(fits["laplace"].predictive, k), sigma_pix)
         _log_method(kind, method, methods[method])
     metrics = {"missing_fraction": 1 - mask.mean().item(), "noise_sigma": noise,
                "corrupted_mse_all": (x - truth).pow(2).mean().item(), "methods": methods}
     n_fig = min(spec["figure_images"], len(truth))
     if "mcmc" in fits:  # Laplace and NUTS side by side on the same images
-        n_fig = min(n_fig, fits["mcmc"][1]["n_images"])
-    panels = _panels(truth, x, mask, fits["map"][0].mean, {m: fits[m][0] for m in ("laplace", "mcmc") if m in fits},
-                     n_fig)
+        n_fig = min(n_fig, fits["mcmc"].record["n_images"])
+    panels = _panels(truth, x, mask, fits["map"].predictive.mean,
+                     {m: fits[m].predictive for m in ("laplace", "mcmc") if m in fits}, n_fig)
     return metrics, panels | {"attrs": {"methods": [m for m in ("laplace", "mcmc") if m in fits],
                                         "noise_sigma": noise}}
 
@@ -239,7 +151,7 @@ def posterior(spec: dict, model_path: Path, flow_path: Path, data_path: Path, la
 
 def _posterior(spec: dict, model, flow, data, latents_path: Path, out: Path, panels_out: Path, dev: torch.device,
                latent_dim: int) -> None:
-    sigma_pix = _sigma_pix(model, data, latents_path, dev)
+    sigma_pix = validation_sigma(model, data, latents_path, dev)
     summary = _sigma_summary(sigma_pix)
     log.info("sigma_pix from %d validation images: median %.4f, mean %.4f, range %.4f-%.4f, %.1f%% at the floor %g",
              len(data.splits["val"]), summary["median"], summary["mean"], summary["min"], summary["max"],
