@@ -56,7 +56,7 @@ def test_without_create_nothing_is_written(tmp_path):
 
 
 @pytest.mark.skipif(AS_ROOT, reason="permissions do not stop root from writing; "
-                                   "test_a_folder_that_cannot_be_created_stops_the_run covers root")
+                                   "test_a_folder_that_cannot_be_created_stops_the_run_before_any_job covers root")
 def test_a_read_only_results_tree_is_named(tmp_path):
     results = tmp_path / "results"
     (results / "tiny" / TINY_RUN).mkdir(parents=True)
