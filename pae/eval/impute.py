@@ -29,6 +29,10 @@ from pae.flows import LatentFlow
 
 log = logging.getLogger(__name__)
 
+# Images per batch of the impute stage: the batch's position seeds the MAP's prior draws (impute_batches), so pae.api
+# imputes in the same batches to give the stage's numbers.
+BATCH_SIZE = 250
+
 
 def methods_for(model: nn.Module) -> list[str]:
     """The imputation methods that apply to a model, the model's own first."""

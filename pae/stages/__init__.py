@@ -19,6 +19,8 @@ pae.eval, pae.report) and writes the outputs atomically.
   setup_data.py        setup-data: find or install the demo's and the tests' data (make data)
   check_config.py      check-config: a config with its defaults filled in
   install_profile.py   install-profile: a snakemake profile of pae's, with a site's resources merged in
+  score.py             score: a trained run's per-image OoD scores of the user's images (pae.api), not a stage
+  sample.py            sample: a trained run's samples (pae.api), not a stage
   common.py            load_run: the model, flow and dataset of a run, checked to belong together
   args.py              argument types shared by the parsers
 
@@ -55,6 +57,9 @@ STAGES: dict[str, tuple[str, str]] = {
     "check-config": ("check_config", "validate a config file and print it with defaults filled in"),
     "install-profile": ("install_profile", "install a snakemake profile of pae's (slurm, local) as "
                         "`snakemake --profile NAME`, with a site's resources merged in"),
+    # A trained run at the command line (pae.api), in the user's process: not workflow stages.
+    "score": ("score", "a trained run's OoD scores of your images (a folder, HDF5 or IDX file) -> CSV"),
+    "sample": ("sample", "samples of a trained run at a temperature -> .png grid, .npy or .npz"),
 }
 
 

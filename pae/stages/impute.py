@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pae.config import default
 from pae.data.store import pick
-from pae.eval.impute import impute_sweep
+from pae.eval.impute import BATCH_SIZE, impute_sweep
 from pae.eval.residuals import validation_sigma
 from pae.io import write_json
 from pae.stages.args import add_run_inputs, json_object
@@ -50,7 +50,7 @@ def impute(spec: dict, model_path: Path, flow_path: Path, data_path: Path, laten
     log.info("imputation on %d test images at missing ratios %s (%s: trained with %.0f%% missing)", n, ratios,
              "matched" if matched else "mismatched", 100 * trained_ratio)
     rows = impute_sweep(model, flow, test_images[items], items, ratios, sigma, seed=spec["seed"],
-                        restarts=spec["restarts"], steps=spec["map_steps"], lr=spec["map_lr"], batch_size=250,
+                        restarts=spec["restarts"], steps=spec["map_steps"], lr=spec["map_lr"], batch_size=BATCH_SIZE,
                         device=dev)
     write_json(out, {"train_missing": {"ratio": trained_ratio, "mode": train_missing["mode"]},
                      "matched": matched, "n_images": n, "seed": spec["seed"],
