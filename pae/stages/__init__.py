@@ -21,6 +21,7 @@ pae.eval, pae.report) and writes the outputs atomically.
   install_profile.py   install-profile: a snakemake profile of pae's, with a site's resources merged in
   score.py             score: a trained run's per-image OoD scores of the user's images (pae.api), not a stage
   sample.py            sample: a trained run's samples (pae.api), not a stage
+  inpaint.py           inpaint: the user's masked images filled in by a trained run's posterior (pae.api), not a stage
   common.py            load_run: the model, flow and dataset of a run, checked to belong together
   args.py              argument types shared by the parsers
 
@@ -60,6 +61,8 @@ STAGES: dict[str, tuple[str, str]] = {
     # A trained run at the command line (pae.api), in the user's process: not workflow stages.
     "score": ("score", "a trained run's OoD scores of your images (a folder, HDF5 or IDX file) -> CSV"),
     "sample": ("sample", "samples of a trained run at a temperature -> .png grid, .npy or .npz"),
+    "inpaint": ("inpaint", "the missing pixels of your images filled in by a trained run's posterior -> .png grid "
+                "or .npz"),
 }
 
 
