@@ -13,7 +13,7 @@ import torch
 from pae.data.sources import DEBIAN_FASHION_MNIST, FASHION_MNIST_INSTALL, debian_fashion_mnist_found
 from pae.data.store import write_dataset
 from pae.eval import inception
-from tests.helpers import require_real_data, synthetic_raw
+from tests.helpers import TINY_RUN, require_real_data, synthetic_raw, tiny_snakemake
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +83,20 @@ def no_inception_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
     monkeypatch.setattr(inception, "packaged_torchscript", lambda: None)
     return tmp_path / "torch_home" / "hub" / "checkpoints"
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow(fashion_mnist_dir, tmp_path_factory):
+    """The tiny workflow (tests/workflow/config.yaml) run once per session with snakemake: its directory and
+    snakemake's process. Every test that needs a trained run shares this one run (tests/workflow/test_workflow.py,
+    tests/test_api.py, the score and sample commands, docs/examples); they read it and write elsewhere."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    return workdir, tiny_snakemake(workdir)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tiny_workflow) -> Path:
+    """The run directory of the tiny workflow's one run (results/tiny/fashion_mnist-ae-z4-s0), every stage done."""
+    workdir, proc = tiny_workflow
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir / "results" / "tiny" / TINY_RUN

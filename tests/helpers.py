@@ -219,3 +219,10 @@ def write_run_files(tmp_path, data_path, kind: str, likelihood: str = "gaussian_
 
 TINY_CONFIG = REPO / "tests" / "workflow" / "config.yaml"
 TINY_RUN = "fashion_mnist-ae-z4-s0"
+
+
+def tiny_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """snakemake on the tiny workflow's config in `workdir` (2 cores), with `args`; its output captured."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
+           "--configfile", str(TINY_CONFIG), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)

@@ -16,19 +16,9 @@ import pytest
 
 from pae.report.tables import UNCERTAINTY_COLUMNS
 from tests.helpers import REPO, TINY_CONFIG, TINY_RUN, as_from_a_terminal
+from tests.helpers import tiny_snakemake as snakemake
 
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-           "--configfile", str(TINY_CONFIG), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def tiny_workflow(fashion_mnist_dir, tmp_path_factory):
-    """The tiny workflow run once: its directory and snakemake's process (the tests below share it)."""
-    workdir = tmp_path_factory.mktemp("tiny")
-    return workdir, snakemake(workdir)
+# tiny_workflow (tests/conftest.py): the tiny workflow run once per session, shared with the tests of pae.api
 
 
 @pytest.mark.integration
