@@ -27,7 +27,11 @@ images) and latents.h5; the dataset is found where the workflow's model.pt recor
 directory, which is searched for above the run directory), or given as `data`. A missing file is named with the stage
 that writes it.
 
-`python -m pae score` and `python -m pae sample` (pae/stages/score.py, sample.py) are this module at the command line.
+`python -m pae score`, `sample` and `inpaint` (pae/stages/score.py, sample.py, inpaint.py) are this module at the
+command line.
+
+A VAD has no encoder: its latents come from a test-time optimisation that draws from torch's global generator, so its
+scores and imputations vary from call to call (as in the stages) unless torch.manual_seed is set before each.
 """
 from __future__ import annotations
 
