@@ -315,8 +315,9 @@ def draw_roc(meta: dict, arrays: dict) -> plt.Figure:
     (down to 1 / n_in), which shows what a linear one hides."""
     sets, scores = meta["sets"], meta["scores"]
     width = min(PAGE_IN, 2.45 * len(sets))
-    fig, axes = plt.subplots(1, len(sets), figsize=(width, width / len(sets) + 1.6), squeeze=False,
-                             layout="constrained")
+    legend_in = 0.3 + 0.15 * len(scores)  # each panel's legend in a row under it: a title and a line per score
+    fig, axes = plt.subplots(2, len(sets), figsize=(width, width / len(sets) + 0.8 + legend_in), squeeze=False,
+                             layout="constrained", height_ratios=[width / len(sets), legend_in])
     for ax, name in zip(axes[0], sets):
         inside_n = len(arrays[f"in/{scores[0]}"])
         curves: list[tuple[np.ndarray, np.ndarray, float, list[str]]] = []
@@ -343,7 +344,9 @@ def draw_roc(meta: dict, arrays: dict) -> plt.Figure:
         n_out = len(arrays[f"{name}/{scores[0]}"])
         label = meta.get("set_labels", {}).get(name, dataset_label(name))
         ax.set_title(f"out: {label}\n(n = {inside_n:,} in, {n_out:,} out)")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), title="score: AUROC", handlelength=1.5)
+        below = axes[1, list(sets).index(name)]
+        below.axis("off")
+        below.legend(*ax.get_legend_handles_labels(), loc="upper center", title="score: AUROC", handlelength=1.5)
     fig.suptitle(f"{meta['run']}: OoD detection\n(in-distribution: {dataset_label(meta['dataset'])} test images)")
     return fig
 
@@ -413,10 +416,10 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
         columns += [(f"{METHOD_NAMES.get(m, m)}\nsample {i + 1}", f"{m}/sample{i}") for i in range(FIGURE_SAMPLES)]
         columns += [(f"{METHOD_NAMES.get(m, m)}\nstd", f"{m}/std")]
     n_rows = sum(len(arrays[f"{c['kind']}/truth"]) for c in blocks)
-    bar_w = 0.8  # the colour bar's column, inches, its label and ticks included
+    bar_w = 1.0  # the colour bar's column, inches, its label and ticks included
     cell = (PAGE_IN - bar_w - 0.2) / len(columns)
     title_h = 0.28  # a block title's height, inches
-    fig = plt.figure(figsize=(PAGE_IN, cell * n_rows + title_h * len(blocks) + 0.75), layout="constrained")
+    fig = plt.figure(figsize=(PAGE_IN, cell * n_rows + title_h * len(blocks) + 0.55), layout="constrained")
     fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
     images_fig, bar_fig = fig.subfigures(1, 2, width_ratios=[PAGE_IN - bar_w, bar_w])
     subfigs = images_fig.subfigures(len(blocks), 1, squeeze=False, height_ratios=[

