@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from pae.io import PaeError, read_json
 from pae.report import figdata
-from pae.report.style import (PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
+from pae.report.style import (BASE_MODELS, PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
                               model_label, save, styled)
 from pae.report.summary import over_seeds
 
@@ -138,8 +138,10 @@ def _read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise PaeError(f"{path}: not a complete samples file ({e}); rerun the evaluate stage") from None
 
 
-def _square_cols(n: int) -> int:
-    return int(np.ceil(np.sqrt(n)))
+def _model_order(model: str) -> tuple:
+    """The base models in their fixed order (AE, VAE, beta-VAE, VAD), named blocks' variants after their base."""
+    base = model.partition("-")[0]
+    return (BASE_MODELS.index(base) if base in BASE_MODELS else len(BASE_MODELS), model)
 
 
 # ---- Samples ----
@@ -164,7 +166,7 @@ def draw_samples(meta: dict, arrays: dict) -> plt.Figure:
     """A grid of sample grids: with one model, a column per sampler and a row per latent size; with several, a
     column per model and a row per latent size x sampler."""
     cells = meta["cells"]
-    models = list(dict.fromkeys(c["model"] for c in cells))
+    models = sorted(dict.fromkeys(c["model"] for c in cells), key=_model_order)
     sizes = sorted({c["latent_dim"] for c in cells})
     samplers = ("flow", "prior")
     if len(models) == 1:
@@ -185,13 +187,14 @@ def draw_samples(meta: dict, arrays: dict) -> plt.Figure:
                 ax.axis("off")
                 continue
             images = arrays[f"{k}/{sampler}"]
-            show_image(ax, image_grid(images, _square_cols(len(images))))
+            side = int(np.sqrt(len(images)))  # a full square grid: the first side^2 samples
+            show_image(ax, image_grid(images[:side * side], side))
             what = (f"flow, T = {cells[k]['temperature']:g}" if sampler == "flow" else "N(0, I)")
             if i == 0 or row_sampler:
                 ax.set_title(f"{model_label(model)}: {what}" if len(models) > 1 else what)
             if j == 0:
                 ax.set_ylabel(f"latent {z}")
-    n = cells[0]["n"] if cells else 0
+    n = int(np.sqrt(cells[0]["n"])) ** 2 if cells else 0
     fig.suptitle(f"{dataset_label(meta['dataset'])}: {n} samples per grid, not selected (lowest seed of each run)")
     return fig
 
@@ -468,8 +471,8 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
 
 # ---- Sample quality against the temperature and the latent size (from the tables) ----
 
-METRIC_LABELS = {"domain_fd": "domain FD\n(classifier features; not FID)", "fid": "FID\n(pixels as they are)",
-                 "fid_minmax": "FID\n(each image min-max stretched)"}
+METRIC_LABELS = {"domain_fd": "domain FD (not FID)", "fid": "FID, pixels as they are",
+                 "fid_minmax": "FID, min-max stretched"}
 
 
 def _references(refs: list[dict], dataset: str, metric: str, present: set, sampler: str = "") -> list[dict]:
@@ -536,12 +539,12 @@ def _latent_markers(sizes) -> dict[int, str]:
 def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
     """Distance of flow samples to the test images against the flow temperature T, a panel per dataset x metric, on
     a linear axis (it shows the rise the sweep is about); a colour per model and a marker per latent size, one
-    legend for all. References (at T = 1) are labelled lines. N(0, I) samples and the training-image floor, constants
-    far from these curves, are in Table 1 and the latent-size figure, drawn here only where they fall in the axis."""
+    legend for all. References (at T = 1) are labelled lines. N(0, I) samples and the training-image floor do not
+    depend on T: they are in Table 1 and the latent-size figure, not here (a line per model would bury the curves)."""
     rows, metrics, colours = meta["rows"], meta["metrics"], meta["colours"]
     datasets = sorted({r["dataset"] for r in rows})
     ncols = len(metrics)
-    fig, axes = plt.subplots(len(datasets), ncols, figsize=(min(PAGE_IN, 2.4 * ncols + 0.2), 2.4 * len(datasets) + 0.9),
+    fig, axes = plt.subplots(len(datasets), ncols, figsize=(min(PAGE_IN, 2.6 * ncols + 0.4), 2.6 * len(datasets) + 1.0),
                              squeeze=False, layout="constrained")
     n_seeds = max((r["n_seeds"] for r in rows), default=1)
     handles: dict[str, Line2D] = {}
@@ -551,7 +554,7 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
         markers = _latent_markers(z for _, z in groups)
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
-            ys, constants = [], []
+            ys = []
             for model, z in groups:
                 rs = [r for r in mine if (r["model"], r["latent_dim"]) == (model, z)]
                 flow = sorted((r for r in rs if r["temperature"] is not None), key=lambda r: r["temperature"])
@@ -561,8 +564,6 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
                 if line is not None:
                     handles.setdefault(label, line)
                     ys += [r[metric] for r in flow if r[metric] is not None]
-                constants += [(r["set"], r[metric], model, z) for r in rs
-                              if r["set"] in ("prior", "train_vs_test") and r.get(metric) is not None]
             refs = meta["references"].get(dataset, {}).get(metric, [])
             ys += [r["value"] for r in refs]
             if not ys:
@@ -571,12 +572,6 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
             lo, hi = min(ys), max(ys)
             pad = max(0.15 * (hi - lo), 0.03 * hi)
             lo, hi = lo - pad, hi + pad
-            for kind, value, model, z in constants:
-                method = "prior" if kind == "prior" else "floor"
-                if lo <= value <= hi:
-                    label = f"{model_label(model)}, latent {z}: {method_label(method)}"
-                    handles.setdefault(label, ax.axhline(value, color=colours[model], lw=0.9, label=label,
-                                                         ls=method_style(method)["ls"], gid=f"{model}/{method}"))
             for r in refs:  # a dotted line in the model's colour, named in the legend with its source
                 label = f"{model_label(r['model'])}, latent {r['latent_dim']}, T = 1: {r['label']}"
                 handles.setdefault(label, ax.axhline(r["value"], color=colours[r["model"]], lw=1.0,
@@ -584,8 +579,8 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
             ax.set_ylim(lo, hi)
             ax.set(xlabel="flow temperature T", ylabel=METRIC_LABELS.get(metric, metric),
                    title=dataset_label(dataset))
-    fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(len(handles), 2))
-    fig.suptitle(f"Flow samples against the temperature T; {band_label(n_seeds)}")
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(len(handles), 3))
+    fig.suptitle(f"Flow samples against the temperature T\n{band_label(n_seeds)}")
     return fig
 
 
@@ -683,7 +678,7 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
                                                                     if isinstance(h, Line2D)) else None)
     what = band_label(n_seeds) if not any(len({r["latent_dim"] for r in rows if r["dataset"] == d}) == 1
                                           for d in datasets) else band_label(n_seeds).replace("band", "bars, bands")
-    fig.suptitle(f"Samples and reconstructions against the latent size; {what}")
+    fig.suptitle(f"Samples and reconstructions against the latent size\n{what}")
     return fig
 
 

@@ -162,6 +162,7 @@ def experiment(tmp_path):
     figures folder."""
     runs = [make_run(tmp_path, "fashion_mnist", m, z) for m, z in (("ae", 4), ("ae", 16), ("vae", 4), ("vae", 16),
                                                                     ("vad", 4))]
+    runs.append(make_run(tmp_path, "mnist", "ae", 8))  # a second dataset: a second row of panels
     for r in runs:
         r["recon_mse"] = 0.01 * r["latent_dim"] ** -0.5 * (1 + MODELS.index(r["model"]) / 4)
     samplers = sampler_rows(runs)
