@@ -55,8 +55,8 @@ def test_without_create_nothing_is_written(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(AS_ROOT, reason="permissions do not stop root from writing; "
-                                   "test_a_folder_that_cannot_be_created_stops_the_run_before_any_job covers root")
+@pytest.mark.skipif(AS_ROOT, reason="permissions do not stop root from writing: run `make test` as another user "
+                                   "(test_a_folder_that_cannot_be_created_stops_the_run_before_any_job covers root)")
 def test_a_read_only_results_tree_is_named(tmp_path):
     results = tmp_path / "results"
     (results / "tiny" / TINY_RUN).mkdir(parents=True)
@@ -140,7 +140,8 @@ def test_files_in_the_folders_places_stop_the_workflow_and_its_dry_run(tmp_path)
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's /sys, where no one may create a folder")
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's /sys, where no one may create a folder: "
+                                                           "run `make test` on Linux")
 def test_a_folder_that_cannot_be_created_stops_the_run_before_any_job(tmp_path):
     # before: a WorkflowError "Failed to create output directory" once the first job started
     proc = snakemake(tmp_path, {"resources_dir": "/sys/pae-test-resources"})
