@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from pae.io import PaeError, read_json
 from pae.report import figdata
-from pae.report.style import (BASE_MODELS, PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
+from pae.report.style import (BASE_MODELS, COLUMN_IN, PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
                               model_label, save, styled)
 from pae.report.summary import over_seeds
 
@@ -123,9 +123,15 @@ def bare(ax) -> None:
         spine.set_visible(False)
 
 
-def band_label(n_seeds: int) -> str:
-    """What a shaded band is: the range over the seeds, or with one seed the run's own 95% interval."""
-    return f"band: range over {n_seeds} seeds" if n_seeds > 1 else "band: 95% bootstrap interval over images (1 seed)"
+def band_label(n_seeds: int | set) -> str:
+    """What a shaded band is: the range over the seeds, or with one seed the run's own 95% interval (a set of seed
+    counts: both, where the groups of a figure differ)."""
+    counts = n_seeds if isinstance(n_seeds, set) else {n_seeds}
+    if len(counts) > 1:
+        return (f"band: range over the seeds where there are {max(counts)}, the 95% bootstrap interval over images "
+                "where there is one")
+    n = next(iter(counts), 1)
+    return f"band: range over {n} seeds" if n > 1 else "band: 95% bootstrap interval over images (1 seed)"
 
 
 def _read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -546,7 +552,7 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
     ncols = len(metrics)
     fig, axes = plt.subplots(len(datasets), ncols, figsize=(min(PAGE_IN, 2.6 * ncols + 0.4), 2.6 * len(datasets) + 1.0),
                              squeeze=False, layout="constrained")
-    n_seeds = max((r["n_seeds"] for r in rows), default=1)
+    n_seeds = {r["n_seeds"] for r in rows} or {1}
     handles: dict[str, Line2D] = {}
     for i, dataset in enumerate(datasets):
         mine = [r for r in rows if r["dataset"] == dataset]
@@ -610,7 +616,7 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
     panels = [*metrics, "recon_mse"]
     fig, axes = plt.subplots(len(datasets), len(panels), figsize=(PAGE_IN, 2.3 * len(datasets) + 0.9),
                              squeeze=False, layout="constrained")
-    n_seeds = max((r["n_seeds"] for r in rows), default=1)
+    n_seeds = {r["n_seeds"] for r in rows} or {1}
     handles: dict[str, object] = {}
     for i, dataset in enumerate(datasets):
         mine = [r for r in rows if r["dataset"] == dataset]
@@ -704,9 +710,10 @@ IMPUTE_TITLES = {"clean": "trained on whole images", "fixed": "trained with fixe
 
 @drawer("impute")
 def draw_impute(meta: dict, arrays: dict) -> plt.Figure:
-    """MSE on the missing pixels against the missing ratio: a row of panels per dataset and latent size, a panel per
-    training condition; a colour per model (the same in every panel and figure), a line style per method (the
-    model's own inference solid, the PAE's latent MAP dashed)."""
+    """MSE on the missing pixels against the missing ratio: a panel per dataset and latent size and training
+    condition (a row per dataset and latent size, a column per condition; with one condition, the panels wrapped in
+    two columns); a colour per model (the same in every panel and figure), a line style per method (the model's own
+    inference solid, the PAE's latent MAP dashed)."""
     rows, colours = meta["rows"], meta["colours"]
 
     def condition(r: dict) -> str:
@@ -715,37 +722,44 @@ def draw_impute(meta: dict, arrays: dict) -> plt.Figure:
     conditions = [c for c in ("clean", "fixed", "random") if any(condition(r) == c for r in rows)]
     groups = sorted({(r["dataset"], r["latent_dim"]) for r in rows})
     keys = sorted({(r["model"], r["method"]) for r in rows}, key=lambda k: (list(colours).index(k[0]), k[1]))
-    ncols = max(len(conditions), 1)
-    fig, axes = plt.subplots(len(groups), ncols, figsize=(min(PAGE_IN, 2.4 * ncols + 1.6), 2.3 * len(groups) + 0.5),
-                             squeeze=False, sharey="row", layout="constrained")
-    n_seeds = max((r["n_seeds"] for r in rows), default=1)
-    for i, (dataset, z) in enumerate(groups):
-        for j, kind in enumerate(conditions):
-            ax = axes[i][j]
-            for model, method in keys:
-                pts = sorted((r for r in rows if (r["dataset"], r["latent_dim"], r["model"], r["method"],
-                                                  condition(r)) == (dataset, z, model, method, kind)),
-                             key=lambda r: r["test_ratio"])
-                if not pts:
-                    continue
-                x = [p["test_ratio"] for p in pts]
-                ax.plot(x, [p["mse_missing"] for p in pts], color=colours[model], gid=f"{model}/{method}",
-                        **method_style(method))
-                band = ("mse_min", "mse_max") if pts[0]["n_seeds"] > 1 else ("mse_low", "mse_high")
-                ax.fill_between(x, [p[band[0]] for p in pts], [p[band[1]] for p in pts], color=colours[model],
-                                alpha=0.15, lw=0)
-            ax.set_xlabel("missing ratio r")
-            if i == 0:
-                ax.set_title(IMPUTE_TITLES[kind])
-            if j == 0:
-                ax.set_ylabel(f"{dataset_label(dataset)}, latent {z}:\n"
-                              "MSE per missing pixel\n(pixels on [−0.5, 0.5])")
+    panels = [(g, c) for g in groups for c in conditions]
+    ncols = len(conditions) if len(conditions) > 1 else min(2, len(groups))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_IN if ncols > 1 else COLUMN_IN + 0.6, 2.3 * nrows + 0.8),
+                             squeeze=False, layout="constrained")
+    n_seeds = {r["n_seeds"] for r in rows} or {1}
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for k, ((dataset, z), kind) in enumerate(panels):
+        ax = axes.flat[k]
+        for model, method in keys:
+            pts = sorted((r for r in rows if (r["dataset"], r["latent_dim"], r["model"], r["method"],
+                                              condition(r)) == (dataset, z, model, method, kind)),
+                         key=lambda r: r["test_ratio"])
+            if not pts:
+                continue
+            x = [p["test_ratio"] for p in pts]
+            ax.plot(x, [p["mse_missing"] for p in pts], color=colours[model], gid=f"{model}/{method}",
+                    **method_style(method))
+            band = ("mse_min", "mse_max") if pts[0]["n_seeds"] > 1 else ("mse_low", "mse_high")
+            ax.fill_between(x, [p[band[0]] for p in pts], [p[band[1]] for p in pts], color=colours[model],
+                            alpha=0.15, lw=0)
+        ax.set_xlabel("missing ratio r")
+        if len(conditions) == 1:
+            ax.set_title(f"{dataset_label(dataset)}, latent {z}")
+        elif k < ncols:
+            ax.set_title(IMPUTE_TITLES[kind])
+        if len(conditions) == 1 or k % ncols == 0:
+            ax.set_ylabel(("" if len(conditions) == 1 else f"{dataset_label(dataset)}, latent {z}:\n")
+                          + "MSE per missing pixel\n(pixels on [−0.5, 0.5])")
+    if len(conditions) == 1:
+        fig.suptitle(f"Imputation of pixels missing at random, models {IMPUTE_TITLES[conditions[0]]}")
     handles = [Line2D([], [], color=colours[m], lw=2, label=model_label(m)) for m in colours
                if any(r["model"] == m for r in rows)]
     methods = {method_label(m): m for m in dict.fromkeys(k[1] for k in keys)}
     handles += [Line2D([], [], color="0.3", label=label, **method_style(m)) for label, m in methods.items()]
     n_images = max((r.get("n_images") or 0 for r in rows), default=0)
     bands = band_label(n_seeds).replace("bootstrap interval over images", "interval over images (±1.96 se)")
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3),
                title=f"{bands}; {n_images:,} test images per point" if n_images else bands)
     return fig
