@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pae.data.loader import BatchLoader
+from pae.data.loader import BatchLoader, to_float
 from pae.io import PaeError, progress_kwargs, torch_load, torch_save
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,20 @@ def accuracy(model: DomainClassifier, images: torch.Tensor, labels: torch.Tensor
     for x, idx in BatchLoader(images, batch_size, shuffle=False, device=device).batches(with_index=True):
         correct += (model(x).argmax(1) == labels[idx]).sum()
     return correct.item() / max(len(images), 1)
+
+
+@torch.no_grad()
+def class_counts(model: DomainClassifier, samples_u8: torch.Tensor, device: torch.device | str = "cpu",
+                 batch_size: int = 1000) -> torch.Tensor:
+    """(N, n_classes) counts of the most likely class over S samples of each of N images: uint8 samples
+    (S, N, C, H, W), as the posterior stage decodes them (the classifier reads uint8 images, as it was trained)."""
+    model.eval()
+    s, n = samples_u8.shape[:2]
+    flat = samples_u8.reshape(s * n, *samples_u8.shape[2:])
+    classes = torch.cat([model(to_float(flat[i:i + batch_size]).to(device)).argmax(1).cpu()
+                         for i in range(0, len(flat), batch_size)]).view(s, n)
+    n_classes = model.config["n_classes"]
+    return torch.stack([torch.bincount(classes[:, i], minlength=n_classes) for i in range(n)])
 
 
 def _check_labels(labels: torch.Tensor, n_classes: int, split: str) -> None:

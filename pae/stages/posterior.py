@@ -7,7 +7,8 @@ Likelihood sigma: sigma_pix (C, H, W) from the validation residuals of the run's
 clean truth with the predictive mixture of N(decode(z_s), sigma_pix^2) (see pae.eval.posterior).
 
 metrics/posterior.json:
-    n_images, latent_dim, pixel_scale, spec (the eval.posterior section),
+    n_images, latent_dim, pixel_scale, spec (the eval.posterior section), labels (the test images' labels, in order),
+    classifier (with --classifier: {file, test_accuracy, n_classes}, else null),
     sigma_pix: {floor, mean, median, min, max, floored_fraction},
     corruptions: {kind: {
         missing_fraction, noise_sigma, corrupted_mse_all (the observed image, missing pixels mid-grey, vs the truth),
@@ -23,7 +24,11 @@ metrics/posterior.json:
             map: neg_log_post_mean; laplace: curvature; mcmc: n_images (NUTS runs on the first
                 eval.posterior.mcmc_images images; its figures are over those), laplace_same_images (the Laplace
                 figures of the same images, when fewer than n_images), step_size, acceptance_rate, divergences,
-                grad_evals_per_iteration, n_eff_min, n_eff_median}}}}
+                grad_evals_per_iteration, n_eff_min, n_eff_median,
+            classes (with a classifier of the dataset's classes: per image, how many of the method's decoded
+                samples the domain classifier gives each class (map: its one image): whether a posterior spreads
+                over several classes, e.g. an inpainted digit compatible with a 3 and a 5 (the PAE paper's Fig. 6))
+            }}}}
 
 panels (HDF5, for the figure "truth | observed | MAP | Laplace samples, std | NUTS samples, std"), per corruption
 kind, the same first F images for every method: F = figure_images, or fewer where NUTS ran on fewer (mcmc_images), so
@@ -44,6 +49,7 @@ import torch
 
 from pae import threads
 from pae.data.loader import to_float, to_uint8
+from pae.eval.classifier import class_counts, load_classifier
 from pae.eval.corruptions import corrupt
 from pae.eval.posterior import Predictive, fit_posteriors, method_metrics
 from pae.eval.residuals import SIGMA_FLOOR, validation_sigma
@@ -60,10 +66,13 @@ FIGURE_SAMPLES = 4
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_inputs(p, "the eval.posterior config section", latents=True)
     p.add_argument("--panels-out", type=Path, required=True, help="HDF5 file of images for the figure")
+    p.add_argument("--classifier", type=Path, default=None,
+                   help="the dataset's domain classifier (train_classifier): the classes of each method's posterior "
+                        "samples are counted (posterior.json: classes)")
 
 
 def run(a: argparse.Namespace) -> None:
-    posterior(a.spec, a.model, a.flow, a.data, a.latents, a.out, a.panels_out, a.device)
+    posterior(a.spec, a.model, a.flow, a.data, a.latents, a.out, a.panels_out, a.device, a.classifier)
 
 
 def _sigma_summary(sigma: torch.Tensor) -> dict:
@@ -88,7 +97,7 @@ def _first(pred: Predictive, k: int) -> Predictive:
 
 
 def _analyse(kind: str, spec: dict, model, flow, truth: torch.Tensor, sigma_pix: torch.Tensor,
-             device: torch.device) -> tuple[dict, dict]:
+             device: torch.device, classifier=None) -> tuple[dict, dict]:
     """One corruption: (its metrics, its figure panels)."""
     x, mask, noise = corrupt(kind, truth.cpu(), box_fraction=spec["box_fraction"],
                              sparse_ratio=spec["sparse_ratio"], noise_sigma=spec["noise_sigma"], seed=spec["seed"])
@@ -102,6 +111,12 @@ def _analyse(kind: str, spec: dict, model, flow, truth: torch.Tensor, sigma_pix:
         if k < len(truth):  # the same images under the Laplace posterior, to compare like with like
             methods[method]["laplace_same_images"] = method_metrics(truth[:k], mask[:k],
                                                                     _first(fits["laplace"].predictive, k), sigma_pix)
+        if classifier is not None:
+            counts = class_counts(classifier, to_uint8(pred.samples), device)
+            methods[method]["classes"] = counts.tolist()
+            spread = int(((counts.float() / counts.sum(1, keepdim=True)) >= 0.1).sum(1).gt(1).sum())
+            log.info("%s, %s: the samples of %d of %d images take two or more classes (each >= 10%% of them)",
+                     kind, method, spread, len(counts))
         _log_method(kind, method, methods[method])
     metrics = {"missing_fraction": 1 - mask.mean().item(), "noise_sigma": noise,
                "corrupted_mse_all": (x - truth).pow(2).mean().item(), "methods": methods}
@@ -136,7 +151,7 @@ def _write_panels(path: Path, panels: dict[str, dict]) -> None:
 
 
 def posterior(spec: dict, model_path: Path, flow_path: Path, data_path: Path, latents_path: Path, out: Path,
-              panels_out: Path, device: str) -> None:
+              panels_out: Path, device: str, classifier_path: Path | None = None) -> None:
     """Inpainting and denoising with MAP, Laplace and (spec["mcmc"]) NUTS posteriors -> `out` (metrics JSON) and
     `panels_out` (HDF5 images for the figure); layouts in the module docstring. spec = config eval.posterior."""
     r = load_run(model_path, flow_path, data_path, device)
@@ -145,19 +160,29 @@ def posterior(spec: dict, model_path: Path, flow_path: Path, data_path: Path, la
         p.requires_grad_(False)  # gradients are taken with respect to the latents only
     # One thread for all of it: NUTS's tree decisions follow the last bits of every gradient, and its start (the
     # MAP) and sigma_pix carry the thread count's round-off, so only a fixed count makes the launcher not matter.
+    classifier, cinfo = None, None
+    if classifier_path is not None:
+        with torch.random.fork_rng(devices=[]):  # building the network draws initial weights: not the global RNG
+            classifier, cmeta = load_classifier(classifier_path, dev)
+        if cmeta.get("task", "classes") == "classes":
+            cinfo = {"file": str(classifier_path), "test_accuracy": cmeta.get("test_accuracy"),
+                     "n_classes": classifier.config["n_classes"]}
+        else:  # a dataset with one class: the classifier learnt rotations, which say nothing of the content
+            log.info("%s: trained on the rotation task (one class); no class counts", classifier_path)
+            classifier = None
     with threads.fixed():
-        _posterior(spec, model, flow, data, latents_path, out, panels_out, dev, mspec.latent_dim)
+        _posterior(spec, model, flow, data, latents_path, out, panels_out, dev, mspec.latent_dim, classifier, cinfo)
 
 
 def _posterior(spec: dict, model, flow, data, latents_path: Path, out: Path, panels_out: Path, dev: torch.device,
-               latent_dim: int) -> None:
+               latent_dim: int, classifier=None, cinfo: dict | None = None) -> None:
     sigma_pix = validation_sigma(model, data, latents_path, dev)
     summary = _sigma_summary(sigma_pix)
     log.info("sigma_pix from %d validation images: median %.4f, mean %.4f, range %.4f-%.4f, %.1f%% at the floor %g",
              len(data.splits["val"]), summary["median"], summary["mean"], summary["min"], summary["max"],
              100 * summary["floored_fraction"], SIGMA_FLOOR)
 
-    test_images, _ = data.split("test")
+    test_images, test_labels = data.split("test")
     n = min(spec["n_images"], len(test_images))
     if n < spec["n_images"]:
         log.warning("only %d test images; n_images=%d asked for", n, spec["n_images"])
@@ -165,8 +190,9 @@ def _posterior(spec: dict, model, flow, data, latents_path: Path, out: Path, pan
     truth = to_float(test_images[pick]).to(dev)
     results, panels = {}, {}
     for kind in spec["corruptions"]:
-        results[kind], panels[kind] = _analyse(kind, spec, model, flow, truth, sigma_pix, dev)
+        results[kind], panels[kind] = _analyse(kind, spec, model, flow, truth, sigma_pix, dev, classifier)
     write_json(out, {"n_images": n, "latent_dim": latent_dim, "pixel_scale": "[-0.5, 0.5]", "spec": spec,
-                     "sigma_pix": summary, "corruptions": results})
+                     "labels": test_labels[pick].tolist(), "classifier": cinfo, "sigma_pix": summary,
+                     "corruptions": results})
     _write_panels(panels_out, panels)
     log.info("wrote %s and %s (%d images, corruptions %s)", out, panels_out, n, ", ".join(spec["corruptions"]))

@@ -102,3 +102,35 @@ def test_latents_that_do_not_match_the_data_are_named(run_files, tmp_path):
     with pytest.raises(PaeError, match="short.h5: 3 val latents but .*synthetic.h5 has 20 val images"):
         posterior(SPEC, **run_files | {"latents_path": tmp_path / "short.h5"})
     assert not run_files["out"].exists() and not run_files["panels_out"].exists()
+
+
+def test_the_classes_of_each_methods_samples_are_counted_with_the_domain_classifier(run_files, tmp_path):
+    """With the dataset's domain classifier, posterior.json counts the classes the classifier gives each method's
+    decoded samples, per image (the PAE paper's Fig. 6 measure: a posterior spreading over several digits), and
+    records the images' labels; the counts add up to the samples (MAP: its one image); the other figures are those
+    of a run without the classifier."""
+    from pae.eval.classifier import DomainClassifier, save_classifier
+
+    torch.manual_seed(0)
+    classifier = DomainClassifier((1, 28, 28), n_classes=10, features=16)
+    save_classifier(tmp_path / "classifier.pt", classifier, {"test_accuracy": 0.5, "task": "classes"})
+    spec = SPEC | {"corruptions": ["center_box"]}
+    posterior(spec, **run_files)
+    without = json.loads(run_files["out"].read_text())
+    posterior(spec, **run_files, classifier_path=tmp_path / "classifier.pt")
+    metrics = json.loads(run_files["out"].read_text())
+    assert metrics["classifier"] == {"file": str(tmp_path / "classifier.pt"), "test_accuracy": 0.5, "n_classes": 10}
+    assert len(metrics["labels"]) == 4 and all(isinstance(v, int) for v in metrics["labels"])
+    methods = metrics["corruptions"]["center_box"]["methods"]
+    for method, n_images, n_samples in (("map", 4, 1), ("laplace", 4, 6), ("mcmc", 3, 6)):
+        counts = methods[method]["classes"]
+        assert len(counts) == n_images and all(len(c) == 10 and sum(c) == n_samples for c in counts), method
+        # the rest of the method's figures as without the classifier (its loading leaves the random streams alone)
+        assert {k: v for k, v in methods[method].items() if k not in ("classes", "seconds")} == \
+            {k: v for k, v in without["corruptions"]["center_box"]["methods"][method].items() if k != "seconds"}
+
+    rotation = tmp_path / "rotation.pt"  # a one-class dataset's classifier (rotations): nothing to count
+    save_classifier(rotation, DomainClassifier((1, 28, 28), n_classes=4, features=16), {"task": "rotation"})
+    posterior(spec, **run_files, classifier_path=rotation)
+    metrics = json.loads(run_files["out"].read_text())
+    assert metrics["classifier"] is None and "classes" not in metrics["corruptions"]["center_box"]["methods"]["map"]

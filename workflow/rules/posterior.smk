@@ -5,6 +5,7 @@ rule posterior:
         flow=PATHS["flow"],
         latents=PATHS["latents"],
         data=get_run_file("data"),
+        classifier=get_run_file("classifier"),
     output:
         metrics=PATHS["posterior"],
         panels=PATHS["posterior_panels"],
@@ -23,4 +24,4 @@ rule posterior:
     shell:
         pae_shell("posterior --spec {params.spec:q} --model {input.model:q} --flow {input.flow:q} "
                   "--data {input.data:q} --latents {input.latents:q} --out {output.metrics:q} "
-                  "--panels-out {output.panels:q} --device {params.device:q}")
+                  "--panels-out {output.panels:q} --classifier {input.classifier:q} --device {params.device:q}")
