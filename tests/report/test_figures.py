@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
 
+from pae.io import PaeError
 from pae.report import figdata, figures, style, summary
 from pae.report.export import export
 from pae.stages.report import write_figures
@@ -308,7 +309,11 @@ def test_a_report_folder_and_its_export_redraw_without_the_runs(tmp_path, experi
     data of the figures it links to, so it redraws after the runs are gone."""
     runs, rows = experiment
     src = tmp_path / "results" / "exp"
-    write_figures(runs, rows, REFS, src / "figures")
+    colours = style.model_colours(r["model"] for r in runs)  # the two figures the report links, made as the stage does
+    figures.make(src / "figures", "fd_vs_temperature", "temperature",
+                 *figures.temperature_data(rows["samplers"], REFS, colours))
+    vae = next(r for r in runs if r["run"] == "fashion_mnist-vae-z4-s0")
+    figures.make(src / "figures", f"{vae['run']}_posterior", "posterior", *figures.posterior_data(vae))
     (src / "tables").mkdir()
     (src / "tables" / "runs.csv").write_text("run\n")
     (src / "report.md").write_text("# r\n![t](figures/fd_vs_temperature.png)\n![p](figures/fashion_mnist-vae-z4-s0"
@@ -323,19 +328,17 @@ def test_a_report_folder_and_its_export_redraw_without_the_runs(tmp_path, experi
         shutil.rmtree(tmp_path / r["run"])
     for png in dest.glob("figures/*.png"):
         png.unlink()
-    out = subprocess.run([sys.executable, "-m", "pae", "report", "--from", str(dest)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "redrew 2 figures" in out.stdout and "left as they were" not in out.stdout
-    assert all((dest / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in
-               ("fd_vs_temperature.png", "fashion_mnist-vae-z4-s0_posterior.png"))
+    drawn, left = figures.redraw(dest)  # the command line's path: test_an_export_without_figure_data_...
+    assert sorted(p.name for p in drawn) == ["fashion_mnist-vae-z4-s0_posterior.png", "fd_vs_temperature.png"]
+    assert left == [] and all(p.read_bytes()[:4] == b"\x89PNG" for p in drawn)
 
     (src / "figures" / "data" / "fd_vs_temperature.h5").unlink()
     with pytest.raises(Exception, match="figure data .*fd_vs_temperature.h5.* is missing"):
         export(src / "report.md", dest)
     empty = tmp_path / "empty"
     (empty / "figures").mkdir(parents=True)
-    out = subprocess.run([sys.executable, "-m", "pae", "report", "--from", str(empty)], capture_output=True, text=True)
-    assert out.returncode != 0 and "no figure data to draw from" in out.stderr
+    with pytest.raises(PaeError, match="no figure data to draw from"):
+        figures.redraw(empty)
 
 
 def test_export_copies_the_report_its_tables_and_only_linked_figures(tmp_path):
