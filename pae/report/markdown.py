@@ -212,7 +212,38 @@ def _ood_section(t2: list[dict], runs_rows: list[dict], figures: Path) -> list[s
 IMAGE_SETS = {"all": "all", "nuts": "NUTS's"}
 
 
-def _posterior_section(posterior_rows: list[dict], showcase: list[dict], figures: Path) -> list[str]:
+def _classes_lines(class_rows: list[dict]) -> list[str]:
+    """The posterior's classes (posterior_classes.csv): per run and corruption, how many images' samples take two or
+    more classes under each method, and the images where NUTS's do, with every method's classes beside their label."""
+    if not class_rows:
+        return []
+    groups: dict[tuple, dict] = {}
+    for r in class_rows:
+        groups.setdefault((r["run"], r["corruption"]), {}).setdefault(r["method"], {})[r["image"]] = r
+    lines = ["*Classes of the posterior samples*: the dataset's domain classifier on each method's decoded samples "
+             "(tables/posterior_classes.csv); a posterior whose samples take two or more classes (each at least 10% "
+             "of them) spreads over several classes, as an ambiguous inpainting should (the PAE paper's Fig. 6: a "
+             "digit compatible with a 3 and a 5).", ""]
+    rows = []
+    for (run, corruption), by_method in groups.items():
+        counts = ", ".join(f"{name}: {sum(r['n_classes_10pct'] > 1 for r in by_method[m].values())} of "
+                           f"{len(by_method[m])}" for m, name in (("map", "MAP"), ("laplace", "Laplace"),
+                                                                  ("mcmc", "NUTS")) if m in by_method)
+        lines.append(f"- {run}, {corruption}: images whose samples take two or more classes: {counts}.")
+        for i, r in (by_method.get("mcmc") or {}).items():
+            if r["n_classes_10pct"] > 1:
+                rows.append([run, corruption, str(i), str(r["label"])]
+                            + [(by_method.get(m) or {}).get(i, {}).get("classes", "-") for m in ("map", "laplace",
+                                                                                             "mcmc")])
+    lines.append("")
+    if rows:
+        lines += [table(["run", "corruption", "image", "label", "MAP class", "Laplace classes (share)",
+                         "NUTS classes (share)"], rows), ""]
+    return lines
+
+
+def _posterior_section(posterior_rows: list[dict], showcase: list[dict], figures: Path,
+                       class_rows: list[dict] = ()) -> list[str]:
     keys = (*GROUP, "corruption", "image_set", "n_images", "method")
     # rows written before image_set and the per-method n existed: over all images, n unknown
     rows_in = [{"image_set": "all", "n_images": None, **r} for r in posterior_rows]
@@ -232,6 +263,7 @@ def _posterior_section(posterior_rows: list[dict], showcase: list[dict], figures
         "images, are the \"NUTS's\" rows; compare NUTS with those, not with the rows over all images.", "",
         table(["dataset", "model", "latent", "corruption", "images", "method", "seeds", "MSE missing", "MSE all",
                "coverage 68% (missing)", "coverage 95% (missing)", "coverage 95% (all)"], rows), "",
+        *_classes_lines(list(class_rows)),
         *[_figure(figures, f"{r['run']}_posterior.png", f"posterior panels, {r['run']}") + "\n" for r in showcase],
     ]
 
@@ -430,7 +462,7 @@ def write_report(path: str | os.PathLike, experiment: str, rows: dict[str, list[
              "the figures in `figures/`. " + _seeds_sentence(runs_rows), ""]
     lines += _quality_section(rows["table1"], fid_note, figures)
     lines += _ood_section(rows["table2"], runs_rows, figures)
-    lines += _posterior_section(rows["posterior"], showcase, figures)
+    lines += _posterior_section(rows["posterior"], showcase, figures, rows.get("posterior_classes", []))
     lines += _impute_section(rows["impute"], figures)
     lines += _uncertainty_section(rows.get("uncertainty", []), showcase, figures)
     lines += _times_section(runs_rows)

@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pandas as pd
 
 from pae.io import PaeError, atomic_path, read_json
@@ -289,6 +290,33 @@ def _posterior_row(run: dict, kind: str, c: dict, method: str, m: dict, image_se
     return row
 
 
+POSTERIOR_CLASSES_COLUMNS = ("run", "dataset", "model", "latent_dim", "seed", "corruption", "method", "image", "label",
+                             "n_samples", "top_class", "top_share", "n_classes_10pct", "classes")
+
+
+def posterior_classes_table(runs: list[dict]) -> list[dict]:
+    """One row per run x corruption x method x image of posterior.json's class counts (the domain classifier's
+    classes of the method's decoded samples; runs whose posterior stage had a classifier): the image's label, the
+    most frequent class and its share, how many classes hold at least 10% of the samples (2 or more: the posterior
+    spreads over several classes, the PAE paper's Fig. 6 case), and every class with at least 5% ("3: 0.55, 5: 0.4")."""
+    rows = []
+    for run in runs:
+        result = read_json(run["files"]["posterior"])
+        if not result.get("classifier"):
+            continue
+        for kind, c in result["corruptions"].items():
+            for method, m in c["methods"].items():
+                for i, counts in enumerate(m.get("classes") or []):
+                    shares = np.asarray(counts, float) / max(sum(counts), 1)
+                    order = np.argsort(-shares, kind="stable")
+                    rows.append({**_grid(run), "corruption": kind, "method": method, "image": i,
+                                 "label": result["labels"][i], "n_samples": int(sum(counts)),
+                                 "top_class": int(order[0]), "top_share": float(shares[order[0]]),
+                                 "n_classes_10pct": int((shares >= 0.1).sum()),
+                                 "classes": ", ".join(f"{k}: {shares[k]:.2g}" for k in order if shares[k] >= 0.05)})
+    return rows
+
+
 def posterior_table(runs: list[dict]) -> list[dict]:
     """One row per run x corruption x method (map, laplace, mcmc) x image set of posterior.json, each with the
     number of images its figures are over. NUTS runs on the first mcmc_images of the n_images images: its row has
@@ -340,4 +368,5 @@ def uncertainty_table(runs: list[dict]) -> list[dict]:
 
 
 # The header of each table that can have no rows (write_csv's `columns`).
-COLUMNS = {"ood": OOD_COLUMNS, "table2": TABLE2_COLUMNS, "uncertainty": UNCERTAINTY_COLUMNS}
+COLUMNS = {"ood": OOD_COLUMNS, "table2": TABLE2_COLUMNS, "uncertainty": UNCERTAINTY_COLUMNS,
+           "posterior_classes": POSTERIOR_CLASSES_COLUMNS}

@@ -54,7 +54,8 @@ def report(manifest: dict, tables_dir: Path, figures_dir: Path, report_path: Pat
     main = [r for r in runs if not r.get("matched_imputation")]
     refs = summary.load_references()
     rows = {"runs": tables.runs_table(main), "samplers": tables.samplers_table(main), "ood": tables.ood_table(main),
-            "posterior": tables.posterior_table(main), "impute": tables.impute_table(runs),
+            "posterior": tables.posterior_table(main), "posterior_classes": tables.posterior_classes_table(main),
+            "impute": tables.impute_table(runs),
             "uncertainty": tables.uncertainty_table(main)}
     rows["table1"] = summary.table1(rows["runs"], rows["samplers"], refs)
     rows["table2"] = summary.table2(rows["ood"], refs)

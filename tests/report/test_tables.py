@@ -138,3 +138,34 @@ def test_reconstruction_mse_has_its_interval_over_the_test_images():
     assert got["recon_n"] == 10000
     old = _recon_columns({"test_mse_per_pixel": 0.0065})
     assert (old["recon_mse"], old["recon_mse_low"], old["recon_mse_high"], old["recon_n"]) == (0.0065, None, None, None)
+
+
+def test_posterior_classes_table_and_its_report_lines(tmp_path):
+    """posterior.json's class counts (the domain classifier on each method's samples) become a row per image: its
+    label, top class and share, the classes holding >= 10% of the samples; the report counts the images whose samples
+    take two or more classes per method and lists those NUTS spreads, with every method's classes beside them."""
+    from pae.io import write_json
+    from pae.report import markdown
+    from pae.report.tables import posterior_classes_table
+
+    counts = {"map": [[0, 0, 0, 1, 0], [0, 1, 0, 0, 0]],
+              "laplace": [[0, 0, 0, 20, 0], [0, 20, 0, 0, 0]],
+              "mcmc": [[0, 0, 0, 11, 9], [0, 19, 1, 0, 0]]}
+    write_json(tmp_path / "posterior.json", {
+        "n_images": 2, "labels": [3, 1], "classifier": {"file": "c.pt", "test_accuracy": 0.98, "n_classes": 5},
+        "corruptions": {"left_half": {"methods": {m: {"classes": c} for m, c in counts.items()}}}})
+    run = {"run": "mnist-ae-z8-s0", "dataset": "mnist", "model": "ae", "latent_dim": 8, "seed": 0,
+           "files": {"posterior": str(tmp_path / "posterior.json")}}
+    rows = posterior_classes_table([run])
+    nuts = [r for r in rows if r["method"] == "mcmc"]
+    assert [(r["image"], r["label"], r["top_class"], r["n_classes_10pct"]) for r in nuts] == \
+        [(0, 3, 3, 2), (1, 1, 1, 1)]
+    assert nuts[0]["top_share"] == 0.55 and nuts[0]["classes"] == "3: 0.55, 4: 0.45"
+    assert nuts[1]["classes"] == "1: 0.95, 2: 0.05"  # every class with >= 5%; only >= 10% counts as spread
+    text = "\n".join(markdown._classes_lines(rows))
+    assert ("- mnist-ae-z8-s0, left_half: images whose samples take two or more classes: MAP: 0 of 2, Laplace: 0 of "
+            "2, NUTS: 1 of 2.") in text
+    assert "| mnist-ae-z8-s0 | left_half | 0 | 3 | 3: 1 | 3: 1 | 3: 0.55, 4: 0.45 |" in text
+    no_classifier = {**run, "files": {"posterior": str(tmp_path / "none.json")}}
+    write_json(tmp_path / "none.json", {"n_images": 1, "labels": [0], "classifier": None, "corruptions": {}})
+    assert posterior_classes_table([no_classifier]) == [] and markdown._classes_lines([]) == []
