@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pae.data.loader import BatchLoader, to_float
+from pae.data.loader import BatchLoader
 from pae.io import PaeError, progress_kwargs, torch_load, torch_save
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,8 @@ def class_counts(model: DomainClassifier, samples_u8: torch.Tensor, device: torc
     (S, N, C, H, W), as the posterior stage decodes them (the classifier reads uint8 images, as it was trained)."""
     model.eval()
     s, n = samples_u8.shape[:2]
-    flat = samples_u8.reshape(s * n, *samples_u8.shape[2:])
-    classes = torch.cat([model(to_float(flat[i:i + batch_size]).to(device)).argmax(1).cpu()
-                         for i in range(0, len(flat), batch_size)]).view(s, n)
+    loader = BatchLoader(samples_u8.reshape(s * n, *samples_u8.shape[2:]), batch_size, shuffle=False, device=device)
+    classes = torch.cat([model(x).argmax(1).cpu() for x in loader]).view(s, n)
     n_classes = model.config["n_classes"]
     return torch.stack([torch.bincount(classes[:, i], minlength=n_classes) for i in range(n)])
 

@@ -22,8 +22,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from pae.io import PaeError, read_json
 from pae.report import figdata
 from pae.report.style import (BASE_MODELS, COLUMN_IN, PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
-                              model_label, save, styled)
-from pae.report.summary import over_seeds
+                              model_colours, model_label, save, styled)
+from pae.report.summary import load_references, over_seeds
 
 DRAWERS: dict[str, Callable] = {}
 
@@ -76,9 +76,7 @@ TABLE_FIGURES = {"fd_vs_temperature": ("temperature", "samplers"), "fd_vs_latent
 def _table_figures_data(folder: Path) -> None:
     """figures/data/ of the figures drawn from the tables, from tables/*.csv, for each such figure of the folder
     that has none (an export made before figures kept their data)."""
-    from pae.report.style import model_colours
-    from pae.report.summary import load_references
-
+    refs = None
     for name, (kind, table) in TABLE_FIGURES.items():
         csv = folder / "tables" / f"{table}.csv"
         if figdata.data_path(folder / "figures", name).exists() or not (folder / "figures" / f"{name}.png").exists() \
@@ -87,10 +85,10 @@ def _table_figures_data(folder: Path) -> None:
         frame = pd.read_csv(csv)
         rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
         colours = model_colours(sorted({r["model"] for r in rows}))
-        collect = {"temperature": lambda: temperature_data(rows, load_references(), colours),
-                   "latent": lambda: latent_data(rows, load_references(), colours),
-                   "impute": lambda: impute_data(rows, colours)}[kind]
-        figdata.save(figdata.data_path(folder / "figures", name), kind, *collect())
+        refs = refs if refs is not None else load_references()
+        data = (temperature_data(rows, refs, colours) if kind == "temperature" else
+                latent_data(rows, refs, colours) if kind == "latent" else impute_data(rows, colours))
+        figdata.save(figdata.data_path(folder / "figures", name), kind, *data)
 
 
 # ---- Shared pieces ----
@@ -134,7 +132,12 @@ def band_label(n_seeds: int | set) -> str:
     return f"band: range over {n} seeds" if n > 1 else "band: 95% bootstrap interval over images (1 seed)"
 
 
-def _read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def std_map(std: np.ndarray) -> np.ndarray:
+    """(C, H, W) per-pixel std -> (H, W): the channel of a grey image, the rms over the channels of a colour one."""
+    return std[0] if std.shape[0] == 1 else np.sqrt((std.astype(np.float64) ** 2).mean(0))
+
+
+def read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         with h5py.File(path, "r") as f:
             out = {k: f[k][...] for k in ("pae", "prior", "originals", "reconstructions", "interpolations")}
@@ -152,14 +155,16 @@ def _model_order(model: str) -> tuple:
 
 # ---- Samples ----
 
-def samples_data(runs: list[dict], dataset: str, n: int = 64) -> tuple[dict, dict]:
-    """Flow and N(0, I) samples of each latent size x model of a dataset (its lowest seed), `n` of each."""
+def samples_data(runs: list[dict], dataset: str, n: int = 64, read=None) -> tuple[dict, dict]:
+    """Flow and N(0, I) samples of each latent size x model of a dataset (its lowest seed), `n` of each. `read`: a
+    run -> its samples.h5 contents (read_samples of its file by default)."""
+    read = read or (lambda run: read_samples(run["files"]["samples"]))
     first: dict[tuple, dict] = {}
     for r in sorted((r for r in runs if r["dataset"] == dataset), key=lambda r: r["seed"]):
         first.setdefault((r["latent_dim"], r["model"]), r)
     cells, arrays = [], {}
     for i, ((z, model), run) in enumerate(sorted(first.items())):
-        s = _read_samples(run["files"]["samples"])
+        s = read(run)
         k = min(n, len(s["pae"]), len(s["prior"]))
         cells.append({"latent_dim": z, "model": model, "run": run["run"], "seed": run["seed"],
                       "temperature": s["temperature"], "n": k})
@@ -207,8 +212,8 @@ def draw_samples(meta: dict, arrays: dict) -> plt.Figure:
 
 # ---- Per-run image figures ----
 
-def reconstructions_data(run: dict, n: int = 16) -> tuple[dict, dict]:
-    s = _read_samples(run["files"]["samples"])
+def reconstructions_data(run: dict, n: int = 16, samples: dict | None = None) -> tuple[dict, dict]:
+    s = samples or read_samples(run["files"]["samples"])
     k = min(n, len(s["originals"]))
     return {"run": run["run"]}, {"originals": s["originals"][:k], "reconstructions": s["reconstructions"][:k]}
 
@@ -225,8 +230,8 @@ def draw_reconstructions(meta: dict, arrays: dict) -> plt.Figure:
     return fig
 
 
-def interpolations_data(run: dict) -> tuple[dict, dict]:
-    s = _read_samples(run["files"]["samples"])
+def interpolations_data(run: dict, samples: dict | None = None) -> tuple[dict, dict]:
+    s = samples or read_samples(run["files"]["samples"])
     return {"run": run["run"]}, {"interpolations": s["interpolations"]}
 
 
@@ -293,7 +298,7 @@ SCORE_COLOURS = {"flow_logp": "#0072B2", "recon_mse": "#D55E00", "pae_density": 
                  "elbo": "#E69F00"}
 
 
-def roc_data(run: dict, ood_labels: dict | None = None) -> tuple[dict, dict]:
+def roc_data(run: dict) -> tuple[dict, dict]:
     """The OoD scores of one run (metrics/ood_scores.csv) by set and score, as float32."""
     scores_path = Path(run["files"]["ood_scores"])
     try:
@@ -306,8 +311,7 @@ def roc_data(run: dict, ood_labels: dict | None = None) -> tuple[dict, dict]:
     sets = [s for s in dict.fromkeys(table["set"]) if s != "in"]
     arrays = {f"{s}/{score}": table.loc[table["set"] == s, score].to_numpy(np.float32)
               for s in ["in", *sets] for score in scores}
-    return {"run": run["run"], "dataset": run["dataset"], "sets": sets, "scores": scores,
-            "set_labels": ood_labels or {}}, arrays
+    return {"run": run["run"], "dataset": run["dataset"], "sets": sets, "scores": scores}, arrays
 
 
 def roc_curves(inside: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -351,8 +355,7 @@ def draw_roc(meta: dict, arrays: dict) -> plt.Figure:
         ax.set(ylim=(0, 1.01), xlabel="false-positive rate" + (" (log)" if log_x else ""),
                ylabel="true-positive rate")
         n_out = len(arrays[f"{name}/{scores[0]}"])
-        label = meta.get("set_labels", {}).get(name, dataset_label(name))
-        ax.set_title(f"out: {label}\n(n = {inside_n:,} in, {n_out:,} out)")
+        ax.set_title(f"out: {dataset_label(name)}\n(n = {inside_n:,} in, {n_out:,} out)")
         below = axes[1, list(sets).index(name)]
         below.axis("off")
         below.legend(*ax.get_legend_handles_labels(), loc="upper center", title="score: AUROC", handlelength=1.5)
@@ -433,7 +436,7 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
     images_fig, bar_fig = fig.subfigures(1, 2, width_ratios=[PAGE_IN - bar_w, bar_w])
     subfigs = images_fig.subfigures(len(blocks), 1, squeeze=False, height_ratios=[
         len(arrays[f"{c['kind']}/truth"]) * cell + title_h for c in blocks])[:, 0]
-    shown, std_axes = None, []
+    shown = None
     for b, (sub, c) in enumerate(zip(subfigs, blocks)):
         k = c["kind"]
         n = len(arrays[f"{k}/truth"])
@@ -450,11 +453,9 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
                 elif method not in c["methods"]:
                     ax.axis("off")
                 elif what == "std":
-                    std = arrays[f"{k}/{method}/std"][i].astype(np.float64)
-                    std = std[0] if std.shape[0] == 1 else np.sqrt((std ** 2).mean(0))
+                    std = std_map(arrays[f"{k}/{method}/std"][i])
                     shown = ax.imshow(std, cmap="magma", vmin=0, vmax=STD_MAX, interpolation="nearest")
                     bare(ax)
-                    std_axes.append(ax)
                 else:
                     show_image(ax, arrays[f"{k}/{method}/samples"][i, int(what[len("sample"):])])
                 if b == 0 and i == 0:
@@ -499,13 +500,6 @@ def _comparable(ref: dict) -> bool:
 def _reference_label(ref: dict) -> str:
     """"paper: 28", "authors' notebook, cell 15: 34.85": the value with where it comes from (references.yaml)."""
     return f"{ref.get('cited_as') or 'reference'}: {ref['value']:g}"
-
-
-def _offscale_note(ax, entries: list[tuple[str, float]]) -> None:
-    """Constants outside the axis (N(0, I), the floor) named in the panel with their values."""
-    if entries:
-        ax.text(0.98, 0.98, "off the axis:\n" + "\n".join(f"{n}: {v:.3g}" for n, v in entries),
-                transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.3")
 
 
 def temperature_data(samplers_rows: list[dict], refs: list[dict], colours: dict) -> tuple[dict, dict]:

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pae.io import PaeError  # noqa: E402
-from pae.report.figures import bare, drawer, image_grid, make, show_image  # noqa: E402
+from pae.report.figures import bare, drawer, image_grid, make, show_image, std_map  # noqa: E402
 from pae.report.style import PAGE_IN  # noqa: E402
 
 PANELS_FORMAT = "pae-uncertainty-panels/1"  # the format pae.stages.uncertainty writes (no torch imported here)
@@ -55,11 +55,6 @@ def read_panels(path: str | os.PathLike) -> dict:
         raise PaeError(f"{path}: not a complete uncertainty panels file ({e}); rerun the uncertainty stage") from None
 
 
-def _std_map(std: np.ndarray) -> np.ndarray:
-    """(C, H, W) std -> (H, W): the channel for grey images, the rms over channels for colour ones."""
-    return std[0] if std.shape[0] == 1 else np.sqrt((std.astype(np.float64) ** 2).mean(0))
-
-
 def _constant(std: np.ndarray) -> bool:
     """A std map that is one number (one sigma for the image or for every image): shown as that number."""
     return float(np.ptp(std)) <= 1e-6 * max(float(std.max()), 1e-12)
@@ -83,14 +78,15 @@ def _vmax(*stds: np.ndarray) -> float:
     return max(max(float(s.max()) for s in stds), 1e-6)
 
 
-def _panels_data(run: dict, keys: tuple[str, ...]) -> tuple[dict, dict]:
-    p = read_panels(run["files"]["uncertainty_panels"])
+def _panels_data(run: dict, keys: tuple[str, ...], panels: dict | None) -> tuple[dict, dict]:
+    """The figure data of `keys` from the run's uncertainty.h5 (`panels`: read_panels of it, read here if None)."""
+    p = panels or read_panels(run["files"]["uncertainty_panels"])
     return {"run": run["run"], "attrs": p["attrs"]}, {k: p[k] for k in keys if k in p}
 
 
-def uncertainty_data(run: dict) -> tuple[dict, dict] | None:
+def uncertainty_data(run: dict, panels: dict | None = None) -> tuple[dict, dict] | None:
     """The uncertainty figure's data, or None for a model without a likelihood (an AE)."""
-    meta, arrays = _panels_data(run, ("originals", "latents", "reconstructions", "std"))
+    meta, arrays = _panels_data(run, ("originals", "latents", "reconstructions", "std"), panels)
     return (meta, arrays) if "std" in arrays else None
 
 
@@ -103,7 +99,7 @@ def draw_uncertainty(meta: dict, arrays: dict) -> plt.Figure:
     latents = arrays["latents"]
     dims = latents.shape[1]
     lim = 1.05 * max(float(np.abs(latents).max()), 1e-6)
-    stds = [_std_map(s) for s in arrays["std"]]
+    stds = [std_map(s) for s in arrays["std"]]
     flat = all(_constant(s) for s in stds)
     cell = 0.75
     fig, axes = plt.subplots(k, 4, figsize=(PAGE_IN if not flat else 5.6, cell * k + 0.9), squeeze=False,
@@ -141,9 +137,9 @@ def draw_uncertainty(meta: dict, arrays: dict) -> plt.Figure:
     return fig
 
 
-def sample_uncertainty_data(run: dict) -> tuple[dict, dict] | None:
+def sample_uncertainty_data(run: dict, panels: dict | None = None) -> tuple[dict, dict] | None:
     """The sample-uncertainty figure's data, or None unless the likelihood's scale varies."""
-    meta, arrays = _panels_data(run, ("prior_samples", "prior_std", "pae_samples", "pae_std"))
+    meta, arrays = _panels_data(run, ("prior_samples", "prior_std", "pae_samples", "pae_std"), panels)
     return (meta, arrays) if "prior_samples" in arrays else None
 
 
@@ -162,7 +158,7 @@ def draw_sample_uncertainty(meta: dict, arrays: dict) -> plt.Figure:
         for j in range(m):
             ax = axes[r, j]
             if key.endswith("_std"):
-                im = ax.imshow(_std_map(arrays[key][j]), cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+                im = ax.imshow(std_map(arrays[key][j]), cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
                 bare(ax)
             else:
                 show_image(ax, arrays[key][j])
@@ -173,8 +169,8 @@ def draw_sample_uncertainty(meta: dict, arrays: dict) -> plt.Figure:
     return fig
 
 
-def interpolation_grid_data(run: dict) -> tuple[dict, dict]:
-    return _panels_data(run, ("traversal", "corner_images"))
+def interpolation_grid_data(run: dict, panels: dict | None = None) -> tuple[dict, dict]:
+    return _panels_data(run, ("traversal", "corner_images"), panels)
 
 
 @drawer("interpolation_grid")
@@ -199,16 +195,16 @@ def draw_interpolation_grid(meta: dict, arrays: dict) -> plt.Figure:
     return fig
 
 
-FIGURES = {"uncertainty": (uncertainty_data, "uncertainty"),
-           "sample_uncertainty": (sample_uncertainty_data, "sample_uncertainty"),
-           "interpolation_grid": (interpolation_grid_data, "interpolation_grid")}
+FIGURES = {"uncertainty": uncertainty_data, "sample_uncertainty": sample_uncertainty_data,
+           "interpolation_grid": interpolation_grid_data}  # kind -> its data, None where the model has none
 
 
 def write_uncertainty_figures(runs: list[dict], figures_dir: str | os.PathLike) -> None:
     """Every run's uncertainty, sample-uncertainty and interpolation-grid figures, where its model has what they
     show ({run}_{kind}.png, their data in figures/data/)."""
     for run in runs:
-        for kind, (collect, _) in FIGURES.items():
-            data = collect(run)
+        panels = read_panels(run["files"]["uncertainty_panels"])
+        for kind, collect in FIGURES.items():
+            data = collect(run, panels)
             if data is not None:
                 make(figures_dir, f"{run['run']}_{kind}", kind, *data)

@@ -77,17 +77,19 @@ def write_figures(runs: list[dict], rows: dict[str, list[dict]], refs: list[dict
 
     colours = style.model_colours(r["model"] for r in runs)
     make = functools.partial(figures.make, figures_dir)
+    samples = {}  # each run's samples.h5, read once for its figures and its dataset's sample grids
     for run in runs:
         name = run["run"]
-        make(f"{name}_samples", "samples", *figures.samples_data([run], run["dataset"]))
-        make(f"{name}_reconstructions", "reconstructions", *figures.reconstructions_data(run))
-        make(f"{name}_interpolations", "interpolations", *figures.interpolations_data(run))
+        s = samples[name] = figures.read_samples(run["files"]["samples"])
+        make(f"{name}_samples", "samples", *figures.samples_data([run], run["dataset"], read=lambda _, s=s: s))
+        make(f"{name}_reconstructions", "reconstructions", *figures.reconstructions_data(run, samples=s))
+        make(f"{name}_interpolations", "interpolations", *figures.interpolations_data(run, samples=s))
         if "ood_scores" in run["files"]:
             make(f"{name}_ood_roc", "roc", *figures.roc_data(run))
         make(f"{name}_posterior", "posterior", *figures.posterior_data(run))
     uncertainty.write_uncertainty_figures(runs, figures_dir)
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
-        make(f"samples_{dataset}", "samples", *figures.samples_data(runs, dataset))
+        make(f"samples_{dataset}", "samples", *figures.samples_data(runs, dataset, read=lambda r: samples[r["run"]]))
     make("training_curves", "training", *figures.training_data(runs, colours))
     make("fd_vs_temperature", "temperature", *figures.temperature_data(rows["samplers"], refs, colours))
     make("fd_vs_latent", "latent", *figures.latent_data(rows["table1"], refs, colours))
