@@ -82,7 +82,10 @@ def _table_figures_data(folder: Path) -> None:
         if figdata.data_path(folder / "figures", name).exists() or not (folder / "figures" / f"{name}.png").exists() \
                 or not csv.exists():
             continue
-        frame = pd.read_csv(csv)
+        try:
+            frame = pd.read_csv(csv)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise PaeError(f"{csv}: cannot read the table its figure {name}.png is redrawn from ({e})") from None
         rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
         colours = model_colours(sorted({r["model"] for r in rows}))
         refs = refs if refs is not None else load_references()

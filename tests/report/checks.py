@@ -53,16 +53,21 @@ def line_colours_by_gid(figs) -> dict[str, set[str]]:
 
 
 def empty_fraction(fig, cells: int = 100) -> float:
-    """The share of the canvas that no visible axes (with its labels) covers, on a cells x cells raster."""
+    """The share of the canvas that no content covers, on a cells x cells raster: visible axes with their labels,
+    and the figure's (and its subfigures') titles and legends."""
     renderer = fig.canvas.get_renderer()
     covered = np.zeros((cells, cells), bool)
     w, h = fig.bbox.width, fig.bbox.height
+    titles = [t for f in (fig, *fig.subfigs, *(g for sub in fig.subfigs for g in sub.subfigs))
+              for t in (f._suptitle,) if t is not None and t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in titles] + [lg.get_window_extent(renderer) for lg in fig.legends]
     for ax in fig.axes:
         if not ax.get_visible() or not ax.axison and not ax.images and not ax.texts:
             continue
         box = ax.get_tightbbox(renderer)
-        if box is None:
-            continue
+        if box is not None:
+            boxes.append(box)
+    for box in boxes:
         x0, x1 = (np.clip([box.x0 / w, box.x1 / w], 0, 1) * cells).astype(int)
         y0, y1 = (np.clip([box.y0 / h, box.y1 / h], 0, 1) * cells).astype(int)
         covered[y0:y1, x0:x1] = True
