@@ -82,16 +82,19 @@ def accuracy(model: DomainClassifier, images: torch.Tensor, labels: torch.Tensor
 
 
 @torch.no_grad()
-def class_counts(model: DomainClassifier, samples_u8: torch.Tensor, device: torch.device | str = "cpu",
-                 batch_size: int = 1000) -> torch.Tensor:
-    """(N, n_classes) counts of the most likely class over S samples of each of N images: uint8 samples
-    (S, N, C, H, W), as the posterior stage decodes them (the classifier reads uint8 images, as it was trained)."""
+def sample_classes(model: DomainClassifier, samples_u8: torch.Tensor, device: torch.device | str = "cpu",
+                   batch_size: int = 1000) -> torch.Tensor:
+    """(S, N) most likely class of each of S samples of N images: uint8 samples (S, N, C, H, W), as the posterior
+    stage decodes them (the classifier reads uint8 images, as it was trained)."""
     model.eval()
     s, n = samples_u8.shape[:2]
     loader = BatchLoader(samples_u8.reshape(s * n, *samples_u8.shape[2:]), batch_size, shuffle=False, device=device)
-    classes = torch.cat([model(x).argmax(1).cpu() for x in loader]).view(s, n)
-    n_classes = model.config["n_classes"]
-    return torch.stack([torch.bincount(classes[:, i], minlength=n_classes) for i in range(n)])
+    return torch.cat([model(x).argmax(1).cpu() for x in loader]).view(s, n)
+
+
+def class_counts(classes: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(N, n_classes) counts of each class over the S samples of each image, from sample_classes' (S, N)."""
+    return torch.stack([torch.bincount(classes[:, i], minlength=n_classes) for i in range(classes.shape[1])])
 
 
 def _check_labels(labels: torch.Tensor, n_classes: int, split: str) -> None:

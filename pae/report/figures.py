@@ -7,6 +7,7 @@ One style for all (pae.report.style): drawn at the printed size, one colour per 
 method in every figure of a report, human names, bands labelled as what they are, references as labelled lines."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -386,6 +387,10 @@ def _read_posterior_panels(path: Path) -> dict[str, dict]:
                 out[kind] = {"noise_sigma": float(g.attrs["noise_sigma"]), "methods": methods,
                              **{k: g[k][...] for k in ("truth", "corrupted", "mask", "map")},
                              **{f"{m}/{k}": g[f"{m}/{k}"][...] for m in methods for k in ("samples", "mean", "std")}}
+                if "labels" in g:  # written with a classifier of the dataset's classes
+                    out[kind] |= {"labels": g["labels"][...], "class_names": json.loads(g.attrs["class_names"]),
+                                  **{f"{m}/{k}": g[f"{m}/{k}"][...] for m in methods
+                                     for k in ("sample_classes", "class_counts")}}
             return out
     except (OSError, KeyError) as e:
         raise PaeError(f"{path}: not a complete posterior panels file ({e}); rerun the posterior stage") from None
@@ -399,7 +404,14 @@ def posterior_data(run: dict) -> tuple[dict, dict]:
         {"kind": k, "noise_sigma": panels[k]["noise_sigma"], "methods": panels[k]["methods"],
          "missing_fraction": float(1 - panels[k]["mask"].mean())} for k in kinds]}
     arrays = {f"{k}/{name}": v for k in kinds for name, v in panels[k].items() if isinstance(v, np.ndarray)}
+    if kinds and "class_names" in panels[kinds[0]]:
+        meta["class_names"] = panels[kinds[0]]["class_names"]
     return meta, arrays
+
+
+def has_classes(meta: dict) -> bool:
+    """Whether posterior figure data carries the classifier's classes of the samples (posterior_classes draws it)."""
+    return "class_names" in meta
 
 
 def _corruption_title(c: dict) -> str:
@@ -433,12 +445,12 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
     n_rows = sum(len(arrays[f"{c['kind']}/truth"]) for c in blocks)
     bar_w = 1.0  # the colour bar's column, inches, its label and ticks included
     cell = (PAGE_IN - bar_w - 0.2) / len(columns)
-    title_h = 0.28  # a block title's height, inches
-    fig = plt.figure(figsize=(PAGE_IN, cell * n_rows + title_h * len(blocks) + 0.55), layout="constrained")
+    title_h, header_h = 0.28, 0.22  # a block title's and the column headers' (two lines) heights, inches
+    fig = plt.figure(figsize=(PAGE_IN, cell * n_rows + title_h * len(blocks) + header_h + 0.3), layout="constrained")
     fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
     images_fig, bar_fig = fig.subfigures(1, 2, width_ratios=[PAGE_IN - bar_w, bar_w])
     subfigs = images_fig.subfigures(len(blocks), 1, squeeze=False, height_ratios=[
-        len(arrays[f"{c['kind']}/truth"]) * cell + title_h for c in blocks])[:, 0]
+        len(arrays[f"{c['kind']}/truth"]) * cell + title_h + header_h * (b == 0) for b, c in enumerate(blocks)])[:, 0]
     shown = None
     for b, (sub, c) in enumerate(zip(subfigs, blocks)):
         k = c["kind"]
@@ -478,6 +490,78 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
     fig.suptitle(f"{meta['run']}: posterior of corrupted test images under the flow prior")
     return fig
 
+
+
+def short_class(name: str) -> str:
+    """A class name short enough for a 7 pt label on a 28-pixel tile: "T-shirt/top" -> "T-shirt", "Ankle boot" ->
+    "boot"."""
+    name = name.split("/")[0]
+    return name.split()[-1] if len(name) > 8 and " " in name else name
+
+
+def _shares(counts: np.ndarray, names: list[str], min_share: float = 0.1) -> str:
+    """The classes holding at least min_share of an image's samples, largest first, one per line, and the rest."""
+    total = counts.sum()
+    order = np.argsort(-counts, kind="stable")
+    lines = [f"{short_class(names[c])}  {counts[c] / total:.0%}" for c in order if counts[c] / total >= min_share]
+    rest = 1 - sum(counts[c] for c in order if counts[c] / total >= min_share) / total
+    return "\n".join(lines + ([f"other  {rest:.0%}"] if rest > 0.005 else []))
+
+
+@drawer("posterior_classes")
+def draw_posterior_classes(meta: dict, arrays: dict) -> plt.Figure:
+    """The PAE paper's Fig. 6 measure: per corruption and test image, the truth with its label, the observed image,
+    the MAP, and per method (Laplace, NUTS) posterior samples each marked with the domain classifier's class, beside
+    the classes' shares over all of the method's samples: an ambiguous inpainting should spread over several."""
+    blocks = meta["corruptions"]
+    names = meta["class_names"]
+    methods = list(dict.fromkeys(m for c in blocks for m in c["methods"]))
+    k = max(arrays[f"{c['kind']}/{m}/sample_classes"].shape[1] for c in blocks for m in c["methods"])
+    columns = [("truth", "truth"), ("observed", "observed"), ("MAP", "map")]
+    for m in methods:
+        n_all = max(int(arrays[f"{c['kind']}/{m}/class_counts"][0].sum()) for c in blocks if m in c["methods"])
+        columns += [(f"{METHOD_NAMES.get(m, m)}\nsample {i + 1}", f"{m}/sample{i}") for i in range(k)]
+        columns += [(f"{METHOD_NAMES.get(m, m)}: classes\nof {n_all} samples", f"{m}/shares")]
+    widths = [1.9 if key.endswith("/shares") else 1.0 for _, key in columns]
+    cell = (PAGE_IN - 0.1) / sum(widths)
+    n_rows = sum(len(arrays[f"{c['kind']}/truth"]) for c in blocks)
+    title_h, header_h = 0.28, 0.22  # a block title's and the column headers' (two lines) heights, inches
+    fig = plt.figure(figsize=(PAGE_IN, cell * n_rows + title_h * len(blocks) + header_h + 0.3), layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
+    subfigs = fig.subfigures(len(blocks), 1, squeeze=False, height_ratios=[
+        len(arrays[f"{c['kind']}/truth"]) * cell + title_h + header_h * (b == 0) for b, c in enumerate(blocks)])[:, 0]
+    tag = dict(fontsize=7, color="white", ha="left", va="top", bbox=dict(boxstyle="square,pad=0.1", fc="black",
+                                                                         ec="none", alpha=0.7))
+    for b, (sub, c) in enumerate(zip(subfigs, blocks)):
+        kd = c["kind"]
+        n = len(arrays[f"{kd}/truth"])
+        axes = sub.subplots(n, len(columns), squeeze=False, gridspec_kw={"width_ratios": widths})
+        sub.suptitle(_corruption_title(c), fontsize=8, x=0.02, ha="left")
+        for i in range(n):
+            for j, (header, key) in enumerate(columns):
+                ax = axes[i, j]
+                method, _, what = key.partition("/")
+                if key == "truth":
+                    show_image(ax, arrays[f"{kd}/truth"][i])
+                    ax.text(1, 1, short_class(names[int(arrays[f"{kd}/labels"][i])]), **tag)
+                elif key == "map":
+                    show_image(ax, arrays[f"{kd}/map"][i])
+                elif key == "observed":
+                    show_image(ax, _observed(arrays[f"{kd}/corrupted"][i], arrays[f"{kd}/mask"][i]))
+                elif method not in c["methods"]:
+                    ax.axis("off")
+                elif what == "shares":
+                    ax.axis("off")
+                    ax.text(0.05, 0.5, _shares(arrays[f"{kd}/{method}/class_counts"][i], names), fontsize=7,
+                            va="center", ha="left", transform=ax.transAxes, linespacing=1.1)
+                else:
+                    s = int(what[len("sample"):])
+                    show_image(ax, arrays[f"{kd}/{method}/samples"][i, s])
+                    ax.text(1, 1, short_class(names[int(arrays[f"{kd}/{method}/sample_classes"][i, s])]), **tag)
+                if b == 0 and i == 0:
+                    ax.set_title(header, fontsize=7)
+    fig.suptitle(f"{meta['run']}: classes of the posterior samples (domain classifier), label on the truth")
+    return fig
 
 # ---- Sample quality against the temperature and the latent size (from the tables) ----
 

@@ -265,6 +265,8 @@ def _posterior_section(posterior_rows: list[dict], showcase: list[dict], figures
                "coverage 68% (missing)", "coverage 95% (missing)", "coverage 95% (all)"], rows), "",
         *_classes_lines(list(class_rows)),
         *[_figure(figures, f"{r['run']}_posterior.png", f"posterior panels, {r['run']}") + "\n" for r in showcase],
+        *[_figure(figures, f"{r['run']}_posterior_classes.png", f"classes of the posterior samples, {r['run']}")
+          + "\n" for r in showcase if (figures / f"{r['run']}_posterior_classes.png").exists()],
     ]
 
 

@@ -36,11 +36,16 @@ that Laplace and NUTS are shown on the same images. Images uint8 on the 0-255 sc
 (missing pixels mid-grey), map (F, C, H, W); mask (F, 1, H, W) 0/1; and per method (laplace, and mcmc when NUTS ran)
 /{kind}/{method}/samples (F, K, C, H, W), K = min(4, posterior_samples) decoded posterior samples, mean (F, C, H, W)
 the posterior-mean image, std (F, C, H, W) float32 the per-pixel posterior std on the [-0.5, 0.5] pixel scale.
-Group attrs: methods (the methods present), noise_sigma (the corruption's noise, 0 for masks). File attrs: format.
+With a classifier of the dataset's classes also /{kind}/labels (F,) the images' labels, and per method
+/{kind}/{method}/sample_classes (F, K) the classifier's class of each shown sample and class_counts (F, n_classes)
+over all of the method's samples of each image.
+Group attrs: methods (the methods present), noise_sigma (the corruption's noise, 0 for masks), class_names (JSON,
+with a classifier). File attrs: format.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -49,7 +54,7 @@ import torch
 
 from pae import threads
 from pae.data.loader import to_float, to_uint8
-from pae.eval.classifier import class_counts, load_classifier
+from pae.eval.classifier import class_counts, load_classifier, sample_classes
 from pae.eval.corruptions import corrupt
 from pae.eval.posterior import Predictive, fit_posteriors, method_metrics
 from pae.eval.residuals import SIGMA_FLOOR, validation_sigma
@@ -96,7 +101,7 @@ def _first(pred: Predictive, k: int) -> Predictive:
     return Predictive(pred.mean[:k], pred.std[:k], pred.samples[:, :k])
 
 
-def _analyse(kind: str, spec: dict, model, flow, truth: torch.Tensor, sigma_pix: torch.Tensor,
+def _analyse(kind: str, spec: dict, model, flow, truth: torch.Tensor, labels: torch.Tensor, sigma_pix: torch.Tensor,
              device: torch.device, classifier=None) -> tuple[dict, dict]:
     """One corruption: (its metrics, its figure panels)."""
     x, mask, noise = corrupt(kind, truth.cpu(), box_fraction=spec["box_fraction"],
@@ -104,7 +109,7 @@ def _analyse(kind: str, spec: dict, model, flow, truth: torch.Tensor, sigma_pix:
     x, mask = x.to(device), mask.to(device)
     sigma = (sigma_pix.pow(2) + noise ** 2).sqrt()
     fits = fit_posteriors(model, flow, x, mask, sigma, spec, device, last="mcmc" if spec["mcmc"] else "laplace")
-    methods = {}
+    methods, classes = {}, {}
     for method, (pred, _, record) in fits.items():
         k = record.get("n_images", len(truth))  # mcmc may cover the first images only
         methods[method] = record | method_metrics(truth[:k], mask[:k], pred, sigma_pix)
@@ -112,7 +117,8 @@ def _analyse(kind: str, spec: dict, model, flow, truth: torch.Tensor, sigma_pix:
             methods[method]["laplace_same_images"] = method_metrics(truth[:k], mask[:k],
                                                                     _first(fits["laplace"].predictive, k), sigma_pix)
         if classifier is not None:
-            counts = class_counts(classifier, to_uint8(pred.samples), device)
+            classes[method] = sample_classes(classifier, to_uint8(pred.samples), device)
+            counts = class_counts(classes[method], classifier.config["n_classes"])
             methods[method]["classes"] = counts.tolist()
             spread = int(((counts.float() / counts.sum(1, keepdim=True)) >= 0.1).sum(1).gt(1).sum())
             log.info("%s, %s: the samples of %d of %d images take two or more classes (each >= 10%% of them)",
@@ -123,10 +129,14 @@ def _analyse(kind: str, spec: dict, model, flow, truth: torch.Tensor, sigma_pix:
     n_fig = min(spec["figure_images"], len(truth))
     if "mcmc" in fits:  # Laplace and NUTS side by side on the same images
         n_fig = min(n_fig, fits["mcmc"].record["n_images"])
-    panels = _panels(truth, x, mask, fits["map"].predictive.mean,
-                     {m: fits[m].predictive for m in ("laplace", "mcmc") if m in fits}, n_fig)
-    return metrics, panels | {"attrs": {"methods": [m for m in ("laplace", "mcmc") if m in fits],
-                                        "noise_sigma": noise}}
+    shown = [m for m in ("laplace", "mcmc") if m in fits]
+    panels = _panels(truth, x, mask, fits["map"].predictive.mean, {m: fits[m].predictive for m in shown}, n_fig)
+    if classes:  # the classifier's class of each shown sample, and the counts over all of a method's samples
+        panels["labels"] = labels[:n_fig]
+        for m in shown:
+            panels[f"{m}/sample_classes"] = classes[m][:panels[f"{m}/samples"].shape[1], :n_fig].T.contiguous()
+            panels[f"{m}/class_counts"] = class_counts(classes[m][:, :n_fig], classifier.config["n_classes"])
+    return metrics, panels | {"attrs": {"methods": shown, "noise_sigma": noise}}
 
 
 def _panels(truth: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, map_image: torch.Tensor,
@@ -190,7 +200,10 @@ def _posterior(spec: dict, model, flow, data, latents_path: Path, out: Path, pan
     truth = to_float(test_images[pick]).to(dev)
     results, panels = {}, {}
     for kind in spec["corruptions"]:
-        results[kind], panels[kind] = _analyse(kind, spec, model, flow, truth, sigma_pix, dev, classifier)
+        results[kind], panels[kind] = _analyse(kind, spec, model, flow, truth, test_labels[pick], sigma_pix, dev,
+                                               classifier)
+        if classifier is not None:
+            panels[kind]["attrs"]["class_names"] = json.dumps(data.attrs["classes"])
     write_json(out, {"n_images": n, "latent_dim": latent_dim, "pixel_scale": "[-0.5, 0.5]", "spec": spec,
                      "labels": test_labels[pick].tolist(), "classifier": cinfo, "sigma_pix": summary,
                      "corruptions": results})

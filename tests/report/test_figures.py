@@ -32,8 +32,10 @@ def _samples(folder, rng, n=16, size=8):
         f.attrs["temperature"] = 1.0
 
 
-def write_posterior_panels(path, kinds=("left_half", "noise"), n=2, k=4, channels=1, size=8, nuts=True, seed=0):
-    """Panels as pae.stages.posterior writes them (format 2): Laplace, and NUTS on the same images."""
+def write_posterior_panels(path, kinds=("left_half", "noise"), n=2, k=4, channels=1, size=8, nuts=True, seed=0,
+                           classes=True):
+    """Panels as pae.stages.posterior writes them (format 2): Laplace, and NUTS on the same images; with `classes`,
+    the labels and the classifier's classes of the samples, as the stage writes them with a classifier."""
     rng = np.random.default_rng(seed)
 
     def images(*shape):
@@ -54,6 +56,13 @@ def write_posterior_panels(path, kinds=("left_half", "noise"), n=2, k=4, channel
             for m in methods:
                 g[f"{m}/samples"], g[f"{m}/mean"] = images(n, k), images(n)
                 g[f"{m}/std"] = rng.uniform(0, 0.3, (n, channels, size, size)).astype(np.float32)
+                if classes:
+                    g[f"{m}/sample_classes"] = rng.integers(0, 10, (n, k))
+                    g[f"{m}/class_counts"] = rng.multinomial(20, [0.6, 0.3, 0.1] + [0.0] * 7, size=n)
+            if classes:
+                g["labels"] = rng.integers(0, 10, n)
+                g.attrs["class_names"] = json.dumps(["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])
     return path
 
 
@@ -196,9 +205,11 @@ def test_every_figure_passes_the_referee(tmp_path, experiment, monkeypatch):
         kinds.add(kind)
         fig = drawn[path.stem]
         assert checks.referee(fig) == [], (path.name, checks.referee(fig))
-        if kind in ("samples", "posterior", "interpolation_grid", "reconstructions", "interpolations"):
+        if kind in ("samples", "posterior", "posterior_classes", "interpolation_grid", "reconstructions",
+                    "interpolations"):
             assert checks.empty_fraction(fig) < 0.3, (path.name, checks.empty_fraction(fig))
-    assert kinds == {"samples", "reconstructions", "interpolations", "roc", "posterior", "uncertainty",
+    assert kinds == {"samples", "reconstructions", "interpolations", "roc", "posterior", "posterior_classes",
+                     "uncertainty",
                      "sample_uncertainty", "interpolation_grid", "training", "temperature", "latent", "impute"}
 
 
@@ -284,6 +295,35 @@ def test_posterior_figure_shows_laplace_and_nuts_on_one_fixed_std_scale(tmp_path
         "posterior_panels": str(write_posterior_panels(tmp_path / "l.h5", n=2, nuts=False))}})
     fig = _drawn("posterior", *laplace_only)
     assert [ax.get_title() for ax in fig.axes if ax.images][:6] == headers[:6]
+
+
+def test_posterior_classes_figure_marks_each_sample_with_its_class(tmp_path):
+    """The PAE paper's Fig. 6 measure: each shown sample carries the classifier's class, the truth its label, and
+    each method a column of its classes' shares over all its samples (those of >= 10%, the rest as "other")."""
+    path = write_posterior_panels(tmp_path / "p.h5", n=2, k=3)
+    meta, arrays = figures.posterior_data({"run": "r", "files": {"posterior_panels": str(path)}})
+    assert figures.has_classes(meta)
+    fig = _drawn("posterior_classes", meta, arrays)
+    names = [figures.short_class(c) for c in meta["class_names"]]
+    assert names[0] == "T-shirt" and names[9] == "boot"
+    images = [ax for ax in fig.axes if ax.images]
+    assert len(images) == 2 * 2 * (3 + 2 * 3)  # corruptions x images x (truth, observed, MAP, 3 samples per method)
+    tags = [ax.texts[0].get_text() for ax in images if ax.texts]
+    with h5py.File(path) as f:
+        expected = []
+        for kind in ("left_half", "noise"):
+            for i in range(2):
+                expected.append(names[f[f"{kind}/labels"][i]])
+                expected += [names[c] for m in ("laplace", "mcmc") for c in f[f"{kind}/{m}/sample_classes"][i]]
+        counts = f["left_half/mcmc/class_counts"][0]
+    assert tags == expected
+    shares = [t.get_text() for ax in fig.axes if not ax.images for t in ax.texts]
+    top = int(np.argmax(counts))
+    assert shares[1].splitlines()[0] == f"{names[top]}  {counts[top] / counts.sum():.0%}"
+    assert checks.referee(fig) == [] and checks.empty_fraction(fig) < 0.3
+    plain = figures.posterior_data({"run": "r", "files": {"posterior_panels": str(
+        write_posterior_panels(tmp_path / "plain.h5", classes=False))}})
+    assert not figures.has_classes(plain[0])
 
 
 def test_uncertainty_figure_writes_a_constant_std_as_a_number(tmp_path):

@@ -128,6 +128,20 @@ def test_the_classes_of_each_methods_samples_are_counted_with_the_domain_classif
         # the rest of the method's figures as without the classifier (its loading leaves the random streams alone)
         assert {k: v for k, v in methods[method].items() if k not in ("classes", "seconds")} == \
             {k: v for k, v in without["corruptions"]["center_box"]["methods"][method].items() if k != "seconds"}
+    # the panels carry the classes of the figure's images: the labels, each shown sample's class (the class the
+    # counts give it: with one class per sample among the shown ones), and the counts over all samples
+    with h5py.File(run_files["panels_out"]) as f:
+        g = f["center_box"]
+        n_fig = len(g["truth"])
+        assert g["labels"][...].tolist() == metrics["labels"][:n_fig]
+        with h5py.File(run_files["data_path"]) as data:
+            assert json.loads(g.attrs["class_names"]) == json.loads(data.attrs["classes"])
+        for method in ("laplace", "mcmc"):
+            counts = g[f"{method}/class_counts"][...]
+            assert counts.tolist() == methods[method]["classes"][:n_fig]
+            shown = g[f"{method}/sample_classes"][...]
+            assert shown.shape == g[f"{method}/samples"].shape[:2]
+            assert all(counts[i, c] > 0 for i in range(n_fig) for c in shown[i])
 
     rotation = tmp_path / "rotation.pt"  # a one-class dataset's classifier (rotations): nothing to count
     save_classifier(rotation, DomainClassifier((1, 28, 28), n_classes=4, features=16), {"task": "rotation"})
