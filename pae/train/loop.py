@@ -196,6 +196,12 @@ def _param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
             {"params": [latents], "lr": spec.vad.get("latent_lr") or spec.lr, "weight_decay": 0.0}]
 
 
+def _where(epochs_done: int, batches_done: int, spec, loader) -> str:
+    """A position in the training, the one convention of its stop and resume messages: 'epoch 4/25, batch 6/20' is
+    the 4th epoch of 25 in progress with 6 of its 20 batches done."""
+    return f"epoch {epochs_done + 1}/{spec.epochs}, batch {batches_done}/{len(loader)}"
+
+
 def _new_epoch() -> dict:
     """The part of the training state that covers the epoch in progress: its mean-over-ranks step losses and
     seconds so far (non-empty only when a stop came mid-epoch)."""
@@ -278,8 +284,6 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
             group["capturable"] = False
         state = {key: ckpt[key] for key in state}
         checkpoint.set_rng_state(ckpt["rng"][min(info.rank, len(ckpt["rng"]) - 1)])
-        log.info("resuming from %s at epoch %d/%d, batch %d", checkpoint_path, state["epoch"], spec.epochs,
-                 state["batch"])
     history = state["history"]
 
     # The objective (DDP hooks every parameter the loss uses), the batches, the precision.
@@ -289,6 +293,8 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
     loader = BatchLoader(train_images, spec.batch_size, shuffle=True, seed=spec.seed, rank=info.rank,
                          world_size=info.world_size, drop_last=True, device=device,
                          channels_last=spec.channels_last)
+    if ckpt is not None:  # the position as a stop names it (_where): the epoch in progress, its batches done
+        log.info("resuming from %s at %s", checkpoint_path, _where(state["epoch"], state["batch"], spec, loader))
     grey = grey_mse(val_images)  # the reference of the divergence test before the first epoch
     bf16 = uses_bf16(device, spec.precision)  # decided once (the oneDNN query is not free), used at every step
     graphed = GraphedStep(objective, model, opt, bf16) if spec.cuda_graph and device.type == "cuda" else None
@@ -335,7 +341,7 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
                                                "seconds": time.perf_counter() - t_epoch},
                              elapsed_s=elapsed_before + time.perf_counter() - t_start)
                 _save(checkpoint_path, spec, state, model, opt, info)
-                raise interrupt.Interrupted(signum, f"at epoch {epoch + 1}, batch {i}/{len(loader)}")
+                raise interrupt.Interrupted(signum, f"at {_where(epoch, i, spec, loader)}")
         bar.close()
 
         # Validation (a VAD reconstructs new images only by test-time optimisation: at the last epoch only), then

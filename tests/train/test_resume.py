@@ -3,6 +3,7 @@ an uninterrupted run with the same seed."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -74,7 +75,7 @@ def test_kill_mid_epoch_then_resume_gives_identical_weights(mnist_5k_h5, uninter
     assert 1 <= at < TRAIN_SPEC["epochs"]
 
     resumed = run_pae(*_train_args(mnist_5k_h5, killed))
-    assert f"resuming from {ckpt} at epoch {at}/{TRAIN_SPEC['epochs']}, batch 0" in resumed.stderr
+    assert f"resuming from {ckpt} at epoch {at + 1}/{TRAIN_SPEC['epochs']}, batch 0/" in resumed.stderr
     assert not ckpt.exists(), "the rolling checkpoint is removed once the final model is written"
 
     _assert_same_run(ref, killed)
@@ -88,13 +89,16 @@ def test_sigterm_mid_epoch_checkpoints_at_a_step_and_resumes_identically(mnist_5
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
-    assert "stopped by SIGTERM at epoch 2, batch" in err
+    stop = re.search(r"stopped by SIGTERM at (epoch 2/\d+, batch \d+/\d+)", err)
+    assert stop, err[-2000:]
     state = torch_load(ckpt, "checkpoint")
     assert state["epoch"] == 1 and 0 < state["batch"] < 3500 // TRAIN_SPEC["batch_size"]
     assert len(state["partial"]["losses"]) == state["batch"]
 
     resumed = run_pae(*_train_args(mnist_5k_h5, out))
-    assert f"at epoch 1/{TRAIN_SPEC['epochs']}, batch {state['batch']}" in resumed.stderr
+    # the resume names the position as the stop did
+    assert f"resuming from {ckpt} at {stop.group(1)}" in resumed.stderr
+    assert stop.group(1).startswith(f"epoch 2/{TRAIN_SPEC['epochs']}, batch {state['batch']}/")
     _assert_same_run(uninterrupted, out)
 
 
