@@ -179,6 +179,9 @@ _RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (
 # Each attempt of a rule (snakemake's retries, reruns) starts its log with a record holding this marker; the rule's
 # LOG.attempts collects every attempt's log one after the other.
 ATTEMPT_HEADER = "===="
+# Lines of the other writers of a SLURM job's log (submitit's own log format, srun and slurmstepd): not part of the pae
+# record above them.
+_FOREIGN = re.compile(r"^(?:submitit [A-Z]+ \(\d{4}-|srun: |slurmstepd: )")
 
 
 def log_errors(path: str | os.PathLike) -> list[str]:
@@ -206,10 +209,14 @@ def log_errors(path: str | os.PathLike) -> list[str]:
             if record["level"] in ("ERROR", "CRITICAL") and (name == "pae" or name.startswith("pae.")):
                 current = [record["message"]]
                 errors.append(current)
+        elif _FOREIGN.match(line):
+            current = None
         elif current is not None and line.strip():
             current.append(line)
     if errors:
-        return ["\n".join(e) for e in errors]
+        # An error quoted whole by a later one (the SLURM launcher's summary quotes the stage's) is given once.
+        messages = ["\n".join(e) for e in errors]
+        return [m for i, m in enumerate(messages) if not any(m in later for later in messages[i + 1:])]
     if any(line.startswith("Traceback (most recent call last):") for line in lines):
         last = [line for line in lines if line.strip() and not line.startswith(" ")]
         return last[-1:]

@@ -47,3 +47,17 @@ def test_a_real_stage_log(tmp_path):
     (tmp_path / "stage.log").write_text(proc.stderr)
     errors = log_errors(tmp_path / "stage.log")
     assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'nope'}: not a folder"), proc.stderr
+
+
+def test_a_slurm_jobs_error_once_and_without_submitits_lines(tmp_path):
+    """A SLURM rule's log: the job's own lines (submitit's and srun's among them), then the launcher's summary, which
+    quotes the stage's error: the terminal gets the summary alone, without the lines that follow the stage's error."""
+    log = tmp_path / "train.log"
+    log.write_text("2025-01-31 12:00:00,001 INFO pae: ==== attempt 1 of pae-x (launcher slurm) on vm\n"
+                   "2025-01-31 12:00:01,002 ERROR pae: data.h5: not a readable HDF5 file\n"
+                   "submitit ERROR (2025-01-31 12:00:01,003) - Submitted job triggered an exception\n"
+                   "srun: error: vm: task 0: Exited with exit code 1\n"
+                   "2025-01-31 12:00:02,004 ERROR pae: SLURM job 7 (pae-x) ended in state FAILED: data.h5: not a "
+                   "readable HDF5 file (its log: 7_0_log.err)\n")
+    assert log_errors(log) == ["SLURM job 7 (pae-x) ended in state FAILED: data.h5: not a readable HDF5 file (its "
+                               "log: 7_0_log.err)"]

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import submitit
 
-from pae.io import PaeError, write_json
+from pae.io import PaeError, log_errors, write_json
 from pae.launch import Job
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,10 @@ class StageTask(submitit.helpers.Checkpointable):
         except interrupt.Interrupted as e:
             job_id = os.environ.get("SLURM_JOB_ID", "")
             if e.signum != signal.SIGUSR2 and job_id and _cancelled_by_slurm(job_id):
-                raise JobCancelled(f"SLURM job {job_id} was cancelled: {e}; a rerun resumes from it") from None
+                # logged as pae's error, for the launcher to name as the cause (submitit's traceback follows)
+                message = f"SLURM job {job_id} was cancelled: {e}; a rerun resumes from it"
+                log.error("%s", message)
+                raise JobCancelled(message) from None
             log.warning("%s; submitit requeues the job", e)
             requeue = submitit_handlers.get(signal.SIGUSR2)  # submitit's checkpoint-and-requeue handler
             if callable(requeue):
@@ -372,12 +375,14 @@ class _Signals:
 
 
 class _Follower:
-    """Copies what a file gains to a stream, from where it last stopped."""
+    """Copies what a file gains to a stream, from where it last stopped, whole lines only: the job's stdout and
+    stderr go to one stream, and a line still being written to one of them must not run into the other's next line.
+    The last pump (final=True) copies a last unfinished line too, ended with a newline."""
 
     def __init__(self, path: Path, stream):
         self.path, self.stream, self.offset = path, stream, 0
 
-    def pump(self) -> None:
+    def pump(self, final: bool = False) -> None:
         if self.stream is None:
             return
         try:
@@ -386,6 +391,11 @@ class _Follower:
                 data = f.read()
         except FileNotFoundError:
             return
+        if not final:
+            data = data[:data.rfind(b"\n") + 1]
+        elif data and not data.endswith(b"\n"):
+            self.offset -= 1  # the newline added below is not the file's
+            data += b"\n"
         if data:
             self.offset += len(data)
             try:
@@ -449,7 +459,7 @@ def _wait(sjob: submitit.SlurmJob, job: Job, signals: _Signals, folder: Path) ->
             next_ask = time.monotonic() + interval
         time.sleep(RESULT_POLL_S)
     for f in followers:
-        f.pump()
+        f.pump(final=True)
 
 
 def _failure(sjob: submitit.SlurmJob, job: Job, folder: Path, state: str | None = None) -> PaeError:
@@ -458,10 +468,13 @@ def _failure(sjob: submitit.SlurmJob, job: Job, folder: Path, state: str | None 
     if state.startswith("CANCELLED"):  # for snakemake's retry of this rule not to undo the scancel
         _write_cancelled(folder, sjob.job_id, state)
     logs = [sjob.task(t).paths.stderr for t in range(job.tasks)]
-    causes = [line for p in logs for line in _tail(p, 10_000).splitlines() if " ERROR pae" in line]
-    cause = f"; {causes[-1].split(' ERROR ', 1)[1]}" if causes else ""
-    tails = "\n".join(f"--- {p} (last {TAIL_LINES} lines) ---\n{_tail(p)}" for p in logs)
-    return PaeError(f"SLURM job {sjob.job_id} ({job.name}) ended in state {state}{cause}\n{tails}")
+    # The first task's log is in the rule's log already (streamed); the others' tails are added to it here.
+    for p in logs[1:]:
+        log.info("--- %s (last %d lines) ---\n%s", p, TAIL_LINES, _tail(p))
+    # The cause: the stage's own last error (pae's ERROR records; else a traceback's last line), from any task.
+    causes = [c for p in logs for c in log_errors(p)]
+    cause = f": {causes[-1]}" if causes else ""
+    return PaeError(f"SLURM job {sjob.job_id} ({job.name}) ended in state {state}{cause} (its log: {logs[0]})")
 
 
 def run(job: Job, argv: list[str]) -> int:

@@ -129,13 +129,19 @@ def test_failing_stage_reports_job_id_state_and_log_tail(slurm_workflow, slurm_p
                      str(model.relative_to(remote)))
     assert proc.returncode != 0
     log = (remote / "logs" / "tiny" / TINY_RUN / "train.log").read_text()
-    match = re.search(r"SLURM job (\d+) \(pae-train-[^)]*\) ended in state (\w+)", log)
+    match = re.search(r"ERROR pae: SLURM job (\d+) \(pae-train-[^)]*\) ended in state (\w+): (.*) \(its log: (\S+)\)$",
+                      log, flags=re.M)
     assert match, log[-3000:]
     assert match.group(2) == "FAILED"
     cause = f"{data.relative_to(remote)}: not a readable HDF5 file"
-    first, tail = log.split(match.group(0))[1].split("\n", 1)
-    assert cause in first, "the stage's own error comes with the state"
-    assert cause in tail and "last 40 lines" in tail, "the log's tail follows"
+    assert cause in match.group(3), "the stage's own error comes with the state"
+    assert cause in log.split(match.group(0))[0], "the job's log, streamed into the rule's log, comes before"
+    assert Path(match.group(4)).name == f"{match.group(1)}_0_log.err"
+    # On the terminal: the rule's error once, on its own line (not followed by submitit's lines)
+    shown = [i for i, line in enumerate(proc.stderr.splitlines()) if line.startswith("error in rule train: ")]
+    assert len(shown) == 1 and match.group(0).split("ERROR pae: ")[1] in proc.stderr.splitlines()[shown[0]], \
+        proc.stderr[-3000:]
+    assert proc.stderr.splitlines()[shown[0] + 1].startswith("(log: "), proc.stderr[-3000:]
     assert not model.exists()
     assert not list(model.parent.glob(".model.pt.*")), "no temporary file left behind"
     data.write_bytes(content)
