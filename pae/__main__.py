@@ -19,7 +19,7 @@ import time
 
 from pae import stages
 from pae.io import ATTEMPT_HEADER, PaeError, setup_logging
-from pae.launch import LAUNCHERS, Job
+from pae.launch import LAUNCHERS, Job, count_attempt
 from pae.stages.args import json_object
 
 log = logging.getLogger("pae")
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         job = Job.from_dict(head.job)
         if head.job:  # a workflow rule: its log is appended to, one section per attempt
+            job = count_attempt(job)
             log.info("%s attempt %d of %s (launcher %s) on %s at %s", ATTEMPT_HEADER, job.attempt, job.name,
                      head.launcher, socket.gethostname(), time.strftime("%Y-%m-%d %H:%M:%S"))
         if head.launcher == "local" and job.tasks == 1:

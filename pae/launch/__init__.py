@@ -8,10 +8,21 @@ comes from the rule's snakemake `resources:` and the profile's `set-resources`, 
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import socket
+import time
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Callable
 
-from pae.io import PaeError
+from pae.io import PaeError, write_json
+
+# The workflow sets this variable to one id per snakemake run (its onstart handler); the rules' commands inherit it.
+RUN_ENV = "PAE_RUN"
+# In a job's folder: the snakemake run that last started the rule's command and how many times it did.
+ATTEMPTS = "attempts.json"
 
 
 def _doc(default, doc: str):
@@ -33,7 +44,8 @@ class Job:
     slurm_account: str = ""
     slurm_extra: str = _doc("", 'further sbatch options, e.g. "--qos=high --constraint=a100"')
     slurm_signal_delay_s: int = _doc(90, "the pre-timeout signal comes this long before the time limit")
-    attempt: int = _doc(1, "snakemake's attempt of the rule (1, then 2... on retries), shown in the log's header")
+    attempt: int = _doc(1, "the attempt of the rule's command within one snakemake run (1, then 2... on retries); "
+                        "counted by count_attempt under the workflow")
 
     @classmethod
     def describe(cls) -> str:
@@ -63,6 +75,31 @@ class Job:
     @property
     def tasks(self) -> int:
         return self.nodes * self.tasks_per_node
+
+
+def new_run_id() -> str:
+    """An id for one snakemake run: host, pid and start time."""
+    return f"{socket.gethostname()}:{os.getpid()}:{time.time():.3f}"
+
+
+def count_attempt(job: Job) -> Job:
+    """The job with its attempt counted within the snakemake run named by $PAE_RUN: 1 for the run's first start of
+    the rule's command, then 2... for snakemake's retries. snakemake passes a retry the --job JSON of the first
+    attempt (params are not evaluated again, and `attempt` reaches only resources), so the count is kept in the
+    job's folder (ATTEMPTS). Without $PAE_RUN (the launcher called by hand) the job's own attempt stands."""
+    run = os.environ.get(RUN_ENV)
+    if not run:
+        return job
+    path = Path(job.folder) / ATTEMPTS
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: a first attempt
+        record = {}
+    previous = record.get("attempt") if isinstance(record, dict) and record.get("run") == run else 0
+    attempt = max((previous if isinstance(previous, int) else 0) + 1, job.attempt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"run": run, "attempt": attempt})
+    return dataclasses.replace(job, attempt=attempt)
 
 
 def _local(job: Job, argv: list[str]) -> int:

@@ -1,6 +1,6 @@
 """The SLURM launcher: the stage runs as a SLURM job submitted with submitit; this process (the snakemake job, on the
 login node) waits for it, streams its log into the rule's log, and fails with the job id, its SLURM state and the
-log's tail.
+stage's own error (the other tasks' log tails, not streamed, go into the rule's log).
 
 The login side imports the standard library, submitit and pae's light modules only (no torch, no stage code: the
 stage's arguments are parsed in the job), so each job in flight costs the login node ~20 MB
@@ -16,12 +16,15 @@ Stopping and rerunning: SIGTERM, SIGINT or SIGHUP to this process cancels its jo
 job's id is recorded in its folder (RECORD); a rerun of the rule whose recorded job is still queued or running
 attaches to it instead of submitting another (and tells the launcher it replaces, found by the pid in the record, to
 stop waiting without cancelling), so no two jobs ever run one rule's command. A recorded job running another
-command for the same outputs (an older config) is cancelled before the new one is submitted.
+command for the same outputs (an older config) is cancelled before the new one is submitted. A job cancelled with
+scancel is recorded so; snakemake's retry of the rule in the same run (attempt > 1, pae.launch.count_attempt) then
+fails without submitting it again, and a new snakemake run starts it anew.
 
 In the job (StageTask): SLURM's pre-timeout signal (USR2, `slurm_signal_delay_s` before the limit) or a preemption
 (SIGTERM while SLURM has not cancelled the job) -> the training writes its checkpoint at the next step boundary and
 submitit requeues the job, which resumes from it. scancel (SIGTERM, the job's state CANCELLED) -> the checkpoint is
-written and the job stops; the launcher reports CANCELLED with the job id as the rule's error.
+written and the job stops, logging where the training stopped; the launcher reports CANCELLED with the job id and
+that cause as the rule's error.
 """
 from __future__ import annotations
 

@@ -3,13 +3,15 @@ the SLURM launcher's light process, its pending reasons and its record of a canc
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 from pae.io import PaeError
-from pae.launch import Job, slurm
+from pae.launch import ATTEMPTS, RUN_ENV, Job, count_attempt, slurm
 from pae.launch.local import run as run_local
 from pae.launch.slurm import _sbatch_options, never_clears
 from tests.helpers import REPO
@@ -104,3 +106,28 @@ def test_a_rerun_attaches_to_its_recorded_job_when_squeue_does_not_answer(tmp_pa
     assert slurm._attach(job, ["train"], tmp_path) == "41"
     monkeypatch.setattr(slurm, "squeue", lambda job_id: None)  # left the queue: the record goes
     assert slurm._attach(job, ["train"], tmp_path) is None and not (tmp_path / slurm.RECORD).exists()
+
+
+def test_attempts_are_counted_per_snakemake_run(tmp_path, monkeypatch):
+    """snakemake gives a retry its first attempt's --job JSON (attempt 1): the launcher counts attempts per run."""
+    job = Job(name="pae-x", folder=str(tmp_path / "job"))
+    monkeypatch.delenv(RUN_ENV, raising=False)
+    assert count_attempt(job).attempt == 1 and not (tmp_path / "job").exists()  # by hand: the job's own attempt
+    monkeypatch.setenv(RUN_ENV, "host:1:100.0")
+    assert [count_attempt(job).attempt for _ in range(3)] == [1, 2, 3]  # the first start of the run, two retries
+    monkeypatch.setenv(RUN_ENV, "host:2:200.0")
+    assert count_attempt(job).attempt == 1  # a new run starts at 1
+    assert count_attempt(Job(name="pae-x", folder=str(tmp_path / "job"), attempt=5)).attempt == 5
+    (tmp_path / "job" / ATTEMPTS).write_text("{not json")
+    assert count_attempt(job).attempt == 1
+
+
+def test_attempt_headers_through_the_command_line(tmp_path):
+    """The rule's log header names the counted attempt: two starts in one run read attempt 1 and attempt 2."""
+    folder = tmp_path / "job"
+    job = json.dumps({"name": "pae-x", "folder": str(folder), "attempt": 1})
+    env = {**os.environ, RUN_ENV: "host:1:100.0"}
+    cmd = [sys.executable, "-m", "pae", "--job", job, "check-config", str(REPO / "configs" / "demo.yaml")]
+    headers = [re.search(r"==== attempt (\d+) of pae-x", subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                                                        timeout=120).stderr)[1] for _ in range(2)]
+    assert headers == ["1", "2"]

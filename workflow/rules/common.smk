@@ -10,6 +10,7 @@ import sys
 
 import pae.config
 import pae.launch
+import pae.launch.watch
 import pae.lock
 import pae.preflight
 from pae.io import PaeError
@@ -27,8 +28,11 @@ config.update(_resolved)
 
 PY = sys.executable  # the interpreter running snakemake has pae installed
 EXP = config["experiment"]
-# Snakemake resources that describe a stage's job (pae.launch.Job; name, folder and threads are set by the rule).
-JOB_RESOURCES = tuple(f.name for f in dataclasses.fields(pae.launch.Job) if f.name not in ("name", "folder", "threads"))
+JOB_FOLDER = f"logs/submitit/{EXP}"  # a folder per rule and run: its SLURM job's files, its attempts
+# Snakemake resources that describe a stage's job (pae.launch.Job; name, folder and threads are set by the rule, the
+# attempt is counted by the launcher: get_attempt says why).
+JOB_RESOURCES = tuple(f.name for f in dataclasses.fields(pae.launch.Job)
+                      if f.name not in ("name", "folder", "threads", "attempt"))
 
 PATHS = pae.config.workflow_paths(config)  # every file's pattern, written once (pae.config.PATHS)
 DATA_KEYS = pae.config.data_keys(config)  # prepared file key -> dataset
@@ -64,8 +68,8 @@ def run_paths(run):
 # rule's resources (set per profile: cluster/slurm/config.yaml) through params functions taking `resources`, which
 # snakemake never counts as a changed parameter, so moving between local and SLURM never makes results stale.
 # Snakemake deletes a rule's log before each attempt, so the log holds the last attempt and LOG.attempts beside it
-# keeps every attempt (retries, reruns), each under a header naming the attempt (the `attempt` resource) and, on
-# SLURM, the job id; tee ignores Ctrl-C (-i) so that it copies what the launcher says while it cancels its job. When
+# keeps every attempt (retries, reruns), each under a header naming the attempt (counted within the run:
+# pae.launch.count_attempt) and, on SLURM, the job id; tee ignores Ctrl-C (-i) so that it copies what the launcher says while it cancels its job. When
 # the stage fails, pae's own error lines (pae.io.log_errors) are printed on the terminal before snakemake points to
 # the log.
 SHOW_ERRORS = ('import sys, pae.io; [print("error in rule " + sys.argv[1] + ": " + m + "\\n(log: " + sys.argv[2] + ")", '
@@ -83,7 +87,9 @@ def pae_shell(stage_args):
 
 
 def get_attempt(wildcards, attempt):
-    """The rule's `attempt` resource: snakemake's attempt number (1, then 2... on --retries), for the log header."""
+    """The rules' `attempt` resource: snakemake's attempt number (1, then 2... on --retries), which snakemake shows
+    with each job's resources. It does not reach the launcher: a retry gets the params (the --job JSON) of its first
+    attempt, so pae counts a rule's attempts within a run itself (pae.launch.count_attempt, from $PAE_RUN)."""
     return attempt
 
 
@@ -98,7 +104,7 @@ def get_job(rule):
         res = dict(resources.items())
         spec = {k: res[k] for k in JOB_RESOURCES if k in res}
         name = "-".join([rule, *map(str, wildcards)])
-        spec.update(threads=threads, name=f"pae-{name}", folder=f"logs/submitit/{EXP}/{name}")
+        spec.update(threads=threads, name=f"pae-{name}", folder=f"{JOB_FOLDER}/{name}")
         return json.dumps(spec)
 
     return job
@@ -204,6 +210,12 @@ onstart:
         pae.lock.hold(config["results_dir"], EXP)
     except PaeError as e:
         sys.exit(f"error: {e}")
+    # This run's id, inherited by every job's command: the launcher counts a rule's attempts within the run, and
+    # snakemake's retry of a rule whose SLURM job was cancelled (scancel) does not submit it again.
+    os.environ[pae.launch.RUN_ENV] = pae.launch.new_run_id()
+    # A line on this terminal whenever what this run's SLURM jobs wait for changes (a drained node, a full
+    # partition), where squeue exists (pae.launch.watch).
+    pae.launch.watch.start(JOB_FOLDER)
     # Room for what the jobs about to run will write: a warning from an estimate (pae.preflight.space_needed).
     pending = {}
     for job in workflow.dag.needrun_jobs():
