@@ -54,13 +54,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="settings", nargs="+", default=[], metavar="KEY=VALUE",
                    help="change a snakemake option of the profile, e.g. cores=64 (keys: snakemake's long options)")
     p.add_argument("--force", action="store_true", help="replace an existing profile of that name")
+    p.add_argument("--no-sinfo", dest="cluster", action="store_false",
+                   help="write the profile without fitting it to this cluster's partitions (by default, where sinfo "
+                   "answers, the slurm rules' CPUs per task, mem_mb and nodes are capped at what the partition they "
+                   "go to has, and each change is printed)")
     p.add_argument("--dir", type=Path, help="the folder that gets NAME/config.yaml (default: snakemake's user "
                    f"profile folder, {profile_dirs()[0]} here)")
 
 
 def run(a: argparse.Namespace) -> None:
     path, changed = install_profile(a.name, a.source, a.set_resources, a.default_resources, a.settings, a.force,
-                                    a.dir)
+                                    a.dir, cluster=a.cluster)
     print(f"{'wrote' if changed else 'unchanged (already installed)'}: {path}")
     name = path.parent.name
     found = path.parent.parent.resolve() in [Path(d).resolve() for d in profile_dirs()]
@@ -275,6 +279,137 @@ def check_jobs(profile: dict, overrides) -> None:
             raise PaeError(f"install-profile: {where}: {e}") from None
 
 
+# ------------------------------------------------------------------------------------- fitting it to the cluster
+
+
+@dataclasses.dataclass(frozen=True)
+class Partition:
+    """What one of a cluster's partitions offers a job: its nodes, and the largest node's CPUs and memory (MB), less
+    the partition's own per-node limits."""
+    name: str
+    nodes: int
+    cpus: int
+    mem_mb: int
+    default: bool = False
+
+
+def cluster_partitions() -> dict[str, Partition] | None:
+    """The partitions of the cluster this machine submits to, from sinfo (one line per node and partition) and
+    scontrol (MaxNodes, MaxCPUsPerNode, MaxMemPerNode); None where sinfo is absent or does not answer."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%P|%N|%c|%m"], capture_output=True, text=True,
+                               timeout=60)
+        limits = subprocess.run(["scontrol", "show", "partition", "-o"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if nodes.returncode != 0:
+        return None
+    found: dict[str, dict] = {}
+    for line in nodes.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) != 4:
+            continue
+        name, node, cpus, mem = parts
+        p = found.setdefault(name.rstrip("*"), {"nodes": set(), "cpus": 0, "mem_mb": 0, "default": name.endswith("*")})
+        p["nodes"].add(node)
+        p["cpus"] = max(p["cpus"], int(cpus.rstrip("+")) if cpus.rstrip("+").isdigit() else 0)
+        p["mem_mb"] = max(p["mem_mb"], int(mem.rstrip("+")) if mem.rstrip("+").isdigit() else 0)
+    partitions = {}
+    for name, p in found.items():
+        line = next((x for x in limits.stdout.splitlines() if x.startswith(f"PartitionName={name} ")), "")
+        limit = {k: int(v) for k, v in re.findall(r"\b(MaxNodes|MaxCPUsPerNode|MaxMemPerNode)=(\d+)", line)}
+        partitions[name] = Partition(name, min(len(p["nodes"]), limit.get("MaxNodes", len(p["nodes"]))),
+                                     min(p["cpus"], limit.get("MaxCPUsPerNode", p["cpus"])),
+                                     min(p["mem_mb"], limit.get("MaxMemPerNode", p["mem_mb"])), p["default"])
+    return partitions or None
+
+
+def workflow_threads() -> dict[str, int]:
+    """Each rule's `threads:` in workflow/rules/*.smk (1 where it sets none); empty where the workflow is not beside
+    the package."""
+    threads = {}
+    for smk in RULE_FILES.glob("*.smk"):
+        for block in re.split(r"^(?=(?:rule|checkpoint)\s+\w+\s*:)", smk.read_text(), flags=re.M):
+            rule = re.match(r"(?:rule|checkpoint)\s+(\w+)\s*:", block)
+            if rule:
+                found = re.search(r"^\s+threads:\s*(\d+)", block, flags=re.M)
+                threads[rule.group(1)] = int(found.group(1)) if found else 1
+    return threads
+
+
+def _literal(value):
+    """A resource as snakemake reads it: "'debug'" -> 'debug', 16000 -> 16000; None for another expression."""
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return None
+    return value
+
+
+def _rule_specs(profile: dict) -> list[dict]:
+    """The resources of every rule's job as the profile gives them (default-resources, then the rule's entry)."""
+    defaults, per_rule = (profile.get(key) if isinstance(profile.get(key), dict) else {} for key in MAPPINGS)
+    return [{**defaults, **(per_rule.get(rule) if isinstance(per_rule.get(rule), dict) else {})}
+            for rule in workflow_rules()]
+
+
+def fit(profile: dict, overrides, partitions: dict[str, Partition]) -> list[tuple[tuple[str, ...], int, str]]:
+    """What makes each slurm-launched rule's job fit the partition it goes to: CPUs per task (snakemake's
+    set-threads; the rule's threads by default) at most the largest node's CPUs over the tasks per node, mem_mb at
+    most its memory, nodes at most the partition's. Returns overrides (path, value, why) for the profile's values
+    that ask for more; a value given on this command line that asks for more, a partition the cluster has not and
+    more tasks per node than a node has CPUs are refused (PaeError)."""
+    defaults, per_rule = (profile.get(key) if isinstance(profile.get(key), dict) else {} for key in MAPPINGS)
+    set_threads = profile.get("set-threads") if isinstance(profile.get("set-threads"), dict) else {}
+    given = {p for p, _, _ in overrides}
+    default = next((p for p in partitions.values() if p.default), None)
+    threads = workflow_threads()
+    changes = []
+    for rule in workflow_rules():
+        entry = per_rule.get(rule) if isinstance(per_rule.get(rule), dict) else {}
+        spec = {key: _literal(value) for key, value in {**defaults, **entry}.items()}
+        if spec.get("launcher", "local") != "slurm":
+            continue
+
+        def source(key):  # the override on this command line that set the rule's value, if one did
+            if ("set-resources", rule, key) in given:
+                return f"--set-resources {rule}:{key}"
+            return f"--default-resources {key}" if key not in entry and ("default-resources", key) in given else None
+
+        name = spec.get("slurm_partition") or (default.name if default else "")
+        part = partitions.get(name)
+        if part is None:
+            raise PaeError(f"install-profile: rule {rule}: partition {name or '(the default)'!r} is not one of this "
+                           f"cluster's ({', '.join(sorted(partitions))}, sinfo); name one of them, or pass --no-sinfo "
+                           "to write the profile without checking it against this cluster")
+        offers = {"nodes": f"partition {part.name} has {part.nodes} node(s)",
+                  "mem_mb": f"partition {part.name}'s largest node has {part.mem_mb} MB",
+                  "cpus": f"partition {part.name}'s largest node has {part.cpus} CPUs"}
+        for key, most in (("nodes", part.nodes), ("mem_mb", part.mem_mb)):
+            value = spec.get(key)
+            if isinstance(value, int) and value > most:
+                if source(key):
+                    raise PaeError(f"install-profile: {source(key)}={value} asks for more than the cluster has: "
+                                   f"{offers[key]}")
+                changes.append((("set-resources", rule, key), most,
+                                f"{rule}: {key} {value} -> {most} ({offers[key]})"))
+        tasks = spec.get("tasks_per_node") if isinstance(spec.get("tasks_per_node"), int) else 1
+        if tasks > part.cpus:
+            raise PaeError(f"install-profile: rule {rule}: tasks_per_node={tasks} does not fit: {offers['cpus']}")
+        asked = set_threads.get(rule, threads.get(rule))
+        if isinstance(asked, int) and asked * tasks > part.cpus:
+            most = part.cpus // tasks
+            changes.append((("set-threads", rule), most, f"{rule}: CPUs per task {asked} -> {most} ({offers['cpus']}"
+                            + (f", for {tasks} tasks)" if tasks > 1 else ")")))
+    return changes
+
+
 # --------------------------------------------------------------------------------- the file, comments kept
 
 
@@ -341,9 +476,11 @@ def _source(source: str) -> tuple[Path, str]:
 
 
 def install_profile(name: str | None = None, source: str = "slurm", set_resources=(), default_resources=(),
-                    settings=(), force: bool = False, folder: Path | None = None) -> tuple[Path, bool]:
+                    settings=(), force: bool = False, folder: Path | None = None,
+                    cluster: bool = False) -> tuple[Path, bool]:
     """Write FOLDER/NAME/config.yaml, the profile `source` with the overrides merged in; returns its path and
-    whether it was written (False: the same profile was there already)."""
+    whether it was written (False: the same profile was there already). cluster: fit the slurm rules' jobs to the
+    partitions of the cluster sinfo answers for (fit), printing each change."""
     import yaml
 
     from pae import __version__
@@ -361,6 +498,16 @@ def install_profile(name: str | None = None, source: str = "slurm", set_resource
     if not isinstance(base, dict):
         raise PaeError(f"install-profile: {src} is not a profile (a YAML mapping)")
     check_jobs(merge(base, overrides), overrides)
+    fitted = []
+    if cluster and any(_literal(spec.get("launcher")) == "slurm" for spec in _rule_specs(merge(base, overrides))):
+        partitions = cluster_partitions()
+        if partitions is None:
+            print("note: sinfo does not answer here, so the profile is not fitted to a cluster's nodes (CPUs per "
+                  "task, memory, nodes): install it where sinfo answers, or check it against your cluster")
+        else:
+            fitted = fit(merge(base, overrides), overrides, partitions)
+            for _, _, why in fitted:
+                print(f"fitted to this cluster: {why}")
 
     given = [("--set", [o for p, _, o in overrides if len(p) == 1]),
              ("--default-resources", [o for p, _, o in overrides if p[0] == "default-resources"]),
@@ -370,12 +517,14 @@ def install_profile(name: str | None = None, source: str = "slurm", set_resource
                          + ([] if source == "slurm" else ["--from", source])
                          + ([] if folder is None else ["--dir", str(folder)]))
     header = "".join([f"# Generated by pae install-profile (pae {__version__}) from {described}"
-                      + (", with\n" if options else ", unchanged.\n"),
+                      + (", with\n" if options else ".\n" if fitted else ", unchanged.\n"),
                       *(f"#   {o}\n" for o in options),
                       "# To change it, edit it, or run the command again with other values and --force:\n",
                       f"#   {' '.join([command, *options])} --force\n",
+                      *(["# Fitted to this cluster's partitions (sinfo; --no-sinfo does not):\n"]
+                        + [f"#   {why}\n" for _, _, why in fitted] if fitted else []),
                       "# Below: the original profile with its comments, the overrides merged in.\n#\n"])
-    text = render(base_text, base, overrides, header, src)
+    text = render(base_text, base, [*overrides, *fitted], header, src)
 
     target = Path(folder if folder is not None else profile_dirs()[0]).expanduser() / name / "config.yaml"
     others = sorted(p.name for p in target.parent.glob("*.yaml") if PROFILE_FILE.fullmatch(p.name)

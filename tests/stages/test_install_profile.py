@@ -10,7 +10,9 @@ import yaml
 
 import pae.launch
 from pae.io import PaeError
-from pae.stages.install_profile import PROFILES, RULE_SET, install_profile, resource_keys
+import pae.stages.install_profile as install_profile_module
+from pae.stages.install_profile import (PROFILES, RULE_SET, Partition, install_profile, resource_keys,
+                                       workflow_threads)
 from tests.helpers import REPO, run_pae
 
 SLURM = PROFILES / "slurm" / "config.yaml"
@@ -160,6 +162,10 @@ def test_default_folder_is_where_snakemake_finds_named_profiles(snakemake_dirs, 
 
     from pae.stages import parser
 
+    # a cluster whose nodes fit the packaged profile: the command line's fitting changes nothing
+    monkeypatch.setattr(install_profile_module, "cluster_partitions",
+                        lambda: {"big": Partition("big", nodes=8, cpus=64, mem_mb=256000, default=True)})
+
     home = snakemake_dirs / "home"
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_DIRS", str(snakemake_dirs / "etc-xdg"))
@@ -188,8 +194,78 @@ def test_the_repository_profile_paths_still_work(snakemake_dirs, monkeypatch):
 
 
 def test_command_line(tmp_path):
-    out = run_pae("install-profile", "slurm-2nodes", "--dir", tmp_path, "--set-resources", "train:nodes=2").stdout
+    out = run_pae("install-profile", "slurm-2nodes", "--dir", tmp_path, "--set-resources", "train:nodes=2",
+                  "--no-sinfo").stdout  # not fitted to a cluster this machine may submit to
     assert f"wrote: {tmp_path / 'slurm-2nodes' / 'config.yaml'}" in out
     assert f"snakemake --profile {tmp_path / 'slurm-2nodes'}" in out  # not a folder snakemake searches: its path
-    proc = run_pae("install-profile", "x", "--dir", tmp_path, "--set-resources", "train:nodes=two", check=False)
+    proc = run_pae("install-profile", "x", "--dir", tmp_path, "--set-resources", "train:nodes=two", "--no-sinfo",
+                   check=False)
     assert proc.returncode == 1 and "train:nodes='two' is not a whole number" in proc.stderr
+
+
+# ---- fitting the profile to the cluster (sinfo's partitions given)
+
+SMALL = {"debug": Partition("debug", nodes=1, cpus=2, mem_mb=18000, default=True),
+         "multi": Partition("multi", nodes=2, cpus=2, mem_mb=18000)}
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    """sinfo's answer: the partitions given (a 2-CPU node, as on the test cluster, unless the test says otherwise)."""
+    found = dict(SMALL)
+    monkeypatch.setattr(install_profile_module, "cluster_partitions", lambda: dict(found))
+    return found
+
+
+def test_the_profile_is_fitted_to_the_clusters_nodes(cluster, tmp_path, capsys):
+    """The packaged profile on 2-CPU nodes: every rule asking for more CPUs per task gets set-threads at 2, printed and
+    written in the header; memory and nodes that fit are kept."""
+    path, _ = install_profile(folder=tmp_path, cluster=True)
+    profile = yaml.safe_load(path.read_text())
+    threads = workflow_threads()
+    assert threads["train"] == 8 and threads["prepare"] == 1
+    assert profile["set-threads"] == {rule: 2 for rule, n in threads.items() if n > 2}
+    assert {k: v for k, v in profile.items() if k != "set-threads"} == packaged()
+    out = capsys.readouterr().out
+    assert ("fitted to this cluster: train: CPUs per task 8 -> 2 (partition debug's largest node has 2 CPUs)"
+            in out.splitlines())
+    assert "#   train: CPUs per task 8 -> 2 (partition debug's largest node has 2 CPUs)\n" in path.read_text()
+
+
+def test_memory_nodes_and_tasks_per_node_are_fitted_to_the_rules_partition(cluster, tmp_path, capsys):
+    cluster["multi"] = Partition("multi", nodes=2, cpus=4, mem_mb=12000)
+    path, _ = install_profile("two", folder=tmp_path, cluster=True,
+                              set_resources=["train:slurm_partition=multi", "train:tasks_per_node=2"])
+    profile = yaml.safe_load(path.read_text())
+    assert profile["set-resources"]["train"]["mem_mb"] == 12000  # 16000 in the packaged profile
+    assert profile["set-threads"]["train"] == 2  # 4 CPUs for 2 tasks
+    assert profile["set-resources"]["fid"]["mem_mb"] == 16000  # partition debug: fits
+    out = capsys.readouterr().out
+    assert "train: mem_mb 16000 -> 12000 (partition multi's largest node has 12000 MB)" in out
+    assert "train: CPUs per task 8 -> 2 (partition multi's largest node has 4 CPUs, for 2 tasks)" in out
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"set_resources": ["train:nodes=3", "train:slurm_partition=multi"]},
+     r"--set-resources train:nodes=3 asks for more than the cluster has: partition multi has 2 node\(s\)"),
+    ({"set_resources": ["fid:mem_mb=64000"]},
+     r"--set-resources fid:mem_mb=64000 asks for more than the cluster has: partition debug's largest node has "
+     r"18000 MB"),
+    ({"set_resources": ["train:slurm_partition=gpu"]},
+     r"rule train: partition 'gpu' is not one of this cluster's \(debug, multi, sinfo\).*--no-sinfo"),
+    ({"set_resources": ["train:tasks_per_node=4"]}, r"rule train: tasks_per_node=4 does not fit: partition debug"),
+])
+def test_a_request_of_the_command_line_the_cluster_cannot_meet_is_refused(cluster, tmp_path, kwargs, message):
+    with pytest.raises(PaeError, match=message):
+        install_profile("x", folder=tmp_path, cluster=True, **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_without_sinfo_or_with_no_sinfo_the_profile_is_written_as_given(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(install_profile_module, "cluster_partitions", lambda: None)
+    path, _ = install_profile(folder=tmp_path, cluster=True)
+    assert yaml.safe_load(path.read_text()) == packaged()
+    assert "note: sinfo does not answer here" in capsys.readouterr().out
+    monkeypatch.setattr(install_profile_module, "cluster_partitions", lambda: pytest.fail("sinfo asked"))
+    install_profile("local", source="local", folder=tmp_path, cluster=True)  # no slurm rule: nothing to fit
+    install_profile("y", folder=tmp_path, cluster=False)
