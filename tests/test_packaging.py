@@ -73,9 +73,10 @@ def test_installed_wheel_validates_a_config_outside_the_repository(tmp_path):
                           cwd=work, env=env, timeout=300)
     assert proc.returncode == 1 and "train.epochs" in proc.stderr, proc.stderr
 
-    # The packaged profile installed from the wheel, an override merged in.
+    # The packaged profile installed from the wheel, an override merged in (not fitted to a cluster this machine
+    # may submit to: --no-sinfo).
     out = _run([python, "-m", "pae", "install-profile", "site2", "--dir", work / "profiles", "--set-resources",
-                "train:nodes=2"], cwd=work, env=env).stdout
+                "train:nodes=2", "--no-sinfo"], cwd=work, env=env).stdout
     profile = yaml.safe_load((work / "profiles" / "site2" / "config.yaml").read_text())
     assert profile["set-resources"]["train"] == {"runtime": 240, "mem_mb": 16000, "nodes": 2}, out
     assert profile["default-resources"]["launcher"] == "'slurm'"
