@@ -1,6 +1,7 @@
 """The SLURM launcher on a real cluster (cluster/local-slurm/), at the scale of a real grid: a waiting launcher holds
-no torch and cancels its job when stopped; a request the partition can never satisfy fails at once; scancel is
-reported as CANCELLED and snakemake's retry does not undo it; a rerun after snakemake was killed attaches to the job
+no torch and cancels its job when stopped; a request the partition can never satisfy fails at once; jobs held by a
+drained node are named on snakemake's terminal; a scancel is reported with its cause and snakemake's retry does not
+undo it; a rerun after snakemake was killed attaches to the job
 still running instead of submitting another, and the rule's log history keeps every attempt. Needs the cluster
 (PAE_SLURM=1), as tests/cluster/conftest.py says."""
 from __future__ import annotations
@@ -19,13 +20,10 @@ import yaml
 
 import pae.config
 from pae.launch.slurm import RECORD
-from tests.helpers import REPO, TINY_CONFIG, TINY_RUN, as_from_a_terminal, epochs_lasting, train_argv
+from pae.stages.install_profile import install_profile
+from tests.helpers import REPO, TINY_CONFIG, TINY_RUN, as_from_a_terminal, epochs_lasting
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
-
-TRAIN = {"model": "ae", "latent_dim": 8, "seed": 1, "arch": "conv", "channels": [16, 32], "hidden": 64,
-         "epochs": 150, "batch_size": 50, "lr": 0.001, "weight_decay": 0.0, "precision": "fp32",
-         "channels_last": False}  # about a minute of work on one CPU
 
 
 def _state(job_id: str, env) -> str:
@@ -107,49 +105,18 @@ def test_a_request_the_partition_can_never_satisfy_fails_at_once(slurm_env, tmp_
     assert _final_state(match.group(1), slurm_env).startswith("CANCELLED")
 
 
-def test_scancel_is_reported_as_cancelled_stops_with_a_checkpoint_and_is_not_undone_by_a_retry(slurm_env,
-                                                                                               mnist_5k_h5, tmp_path):
-    folder, out = tmp_path / "submitit", tmp_path / "run"
-    job = {"name": "pae-test-cancel", "folder": str(folder), "threads": 1, "runtime": 10, "mem_mb": 1000,
-           "slurm_partition": "debug"}
-    argv = train_argv(mnist_5k_h5, out, {**TRAIN, "checkpoint_every_s": 3600})
-    proc = _launcher(job, argv, slurm_env)
-    job_id = str(_wait_for(lambda: _record(folder), 60, "the job's record")["job_id"])
-    log = folder / f"{job_id}_0_log.err"
-    _wait_for(lambda: log.exists() and "epoch 2/150" in log.read_text(), 180, "the training's second epoch")
-    subprocess.run(["scancel", job_id], env=slurm_env, check=True, timeout=60)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    assert re.search(rf"ERROR pae: SLURM job {job_id} \(pae-test-cancel\) ended in state CANCELLED", err), err[-3000:]
-    assert re.search(rf"SLURM job {job_id} was cancelled: stopped by SIGTERM at epoch \d+", err), err[-3000:]
-    assert (out / "ckpt" / "train.pt").exists(), "a cancelled training stops with its checkpoint"
-    assert not (out / "model.pt").exists()
-    # snakemake's retry of the rule (attempt 2) does not resubmit what the user cancelled ...
-    retry = _launcher({**job, "attempt": 2}, argv, slurm_env)
-    _, err = retry.communicate(timeout=60)
-    assert retry.returncode == 1 and f"the previous attempt's SLURM job {job_id} was CANCELLED" in err
-    assert "submitted SLURM job" not in err
-    # ... a new run does, and resumes from the checkpoint.
-    rerun = _launcher(job, argv, slurm_env)
-    _, err = rerun.communicate(timeout=600)
-    assert rerun.returncode == 0, err[-3000:]
-    assert "resuming from" in err and (out / "model.pt").exists()
-
-
 def _tiny_training_workflow(tmp_path: Path, epochs: int) -> tuple[list[str], str, Path, Path]:
     """(snakemake command, target, the train rule's job folder, its log) of the tiny config's run trained for
-    `epochs`, through the SLURM profile pointed at the test cluster."""
+    `epochs`, through the SLURM profile installed by install-profile on the test cluster (fitted to its 2-CPU nodes:
+    set-threads), partition debug and 1 GB per job, so that jobs run side by side."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["train"].update(epochs=epochs, batch_size=50)
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    profile = yaml.safe_load((REPO / "cluster" / "slurm" / "config.yaml").read_text())
-    profile.update(cores=2)
-    profile["default-resources"].update(slurm_partition="'debug'", mem_mb=1000)
-    for rule in profile["set-resources"].values():
-        rule["mem_mb"] = 1000
-    (tmp_path / "profile").mkdir(exist_ok=True)
-    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    rules = yaml.safe_load((REPO / "cluster" / "slurm" / "config.yaml").read_text())["set-resources"]
+    install_profile("profile", folder=tmp_path, force=True, cluster=True,
+                    default_resources=["slurm_partition=debug", "mem_mb=1000"],
+                    set_resources=[f"{rule}:mem_mb=1000" for rule in rules])
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile",
            str(config_file), "--profile", str(tmp_path / "profile")]
@@ -244,3 +211,102 @@ def test_bad_stage_arguments_fail_in_the_job_with_the_usage_message(slurm_env, t
     assert re.search(r"ERROR pae: SLURM job \d+ \(pae-test-args\) ended in state FAILED", err), err[-3000:]
     assert "pae check-config: bad arguments (exit status 2)" in err
     assert "unrecognized arguments: --bogus" in err
+
+
+DRAIN_REASON = "pae test: node drained"
+
+
+@pytest.fixture(scope="module")
+def held_then_cancelled(slurm_env, fashion_mnist_dir, tmp_path_factory):
+    """One snakemake run through the SLURM profile (retries: 1) of the tiny run's training and MNIST's preparation,
+    as a user lives it: node vm (partition debug) drained, so both jobs wait; the node resumed once the terminal has
+    said why they wait; the training scancelled once it runs; snakemake's retry of the rule. Then a new snakemake
+    run. Returns what the tests below look at."""
+    tmp_path = tmp_path_factory.mktemp("held")
+    epochs = _tiny_epochs_lasting(40, tmp_path)
+    cmd, target, folder, rule_log = _tiny_training_workflow(tmp_path, epochs)
+    config = pae.config.load(tmp_path / "config.yaml")
+    mnist = pae.config.workflow_paths(config)["data"].replace("{data_key}", pae.config.data_key(config, "mnist"))
+    work = tmp_path / "work"
+    terminal = tmp_path / "terminal.txt"
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
+    scontrol = ["scontrol", "update", "nodename=vm"]
+    subprocess.run([*scontrol, "state=drain", f"reason={DRAIN_REASON}"], env=slurm_env, check=True, timeout=60)
+    drained = True
+    try:
+        with open(terminal, "w") as out:
+            t0 = time.time()
+            proc = subprocess.Popen([*cmd, target, mnist], stdout=out, stderr=subprocess.STDOUT, env=slurm_env)
+            try:
+                _wait_for(lambda: "SLURM job" in terminal.read_text() and "waiting" in terminal.read_text(), 150,
+                          "the terminal to say that the jobs wait")
+                told_after = time.time() - t0
+                subprocess.run([*scontrol, "state=resume"], env=slurm_env, check=True, timeout=60)
+                drained = False
+                job_id = str(_wait_for(lambda: _record(folder), 60, "the train job's record")["job_id"])
+                _wait_for(lambda: f"epoch 2/{epochs}" in rule_log.read_text(), 300, "the training's second epoch")
+                subprocess.run(["scancel", job_id], env=slurm_env, check=True, timeout=60)
+                proc.wait(timeout=300)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        if drained:
+            subprocess.run([*scontrol, "state=resume"], env=slurm_env, timeout=60)
+    attempts = rule_log.with_name(rule_log.name + ".attempts").read_text()
+    rows = subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "-o", "JobID,JobName,State,WorkDir"],
+                          capture_output=True, text=True, env=slurm_env, timeout=60, check=True).stdout
+    jobs = [line.split("|")[:3] for line in rows.splitlines() if line.endswith(f"|{work}")]  # this test's jobs
+    checkpoint = work / pae.config.run_paths(config, pae.config.runs(config)[TINY_RUN])["checkpoint"]
+    cancelled_with_checkpoint = checkpoint.exists()
+    rerun = subprocess.run([*cmd, target], capture_output=True, text=True, env=slurm_env, timeout=900)
+    return {"returncode": proc.returncode, "terminal": terminal.read_text(), "told_after": told_after,
+            "job_id": job_id, "attempts": attempts, "jobs": jobs, "epochs": epochs, "rerun": rerun, "work": work,
+            "target": target, "rule_log": rule_log, "checkpoint": cancelled_with_checkpoint}
+
+
+def test_the_terminal_says_within_two_minutes_that_jobs_wait_for_a_drained_node(held_then_cancelled):
+    """squeue gives the reason (a drained node) to the first job only; the terminal gets one line naming both jobs,
+    the reason in words and the drained node with SLURM's reason for it, then one line when they no longer wait."""
+    run = held_then_cancelled
+    lines = [line for line in run["terminal"].splitlines() if line.startswith("pae: ")]
+    print("\n".join(lines), f"\n(told after {run['told_after']:.0f} s)")
+    assert run["told_after"] < 120
+    waiting = [line for line in lines if "SLURM job" in line and "waiting." in line]
+    assert waiting, run["terminal"][-3000:]
+    first = waiting[0]
+    assert first.startswith("pae: 2 SLURM jobs of this run waiting. "), first
+    assert "because a node they need is down, drained or reserved (ReqNodeNotAvail): pae-" in first, first
+    assert f"pae-train-{TINY_RUN} (" in first and "pae-prepare-mnist-" in first, first
+    assert f"Unavailable nodes: vm drained: {DRAIN_REASON}." in first, first
+    assert lines.count("pae: no SLURM job of this run is waiting now") == 1, lines
+    assert len(waiting) <= 2, f"one line per change, not per look: {lines}"
+
+
+def test_a_scancel_stays_cancelled_through_snakemakes_retry_and_a_new_run_resumes(held_then_cancelled):
+    """scancel of the running training: the rule fails with the cause on the terminal; snakemake's retry (attempt 2)
+    submits nothing; LOG.attempts heads the two attempts 1 and 2; a new snakemake run submits it again and resumes."""
+    run = held_then_cancelled
+    job_id, terminal = run["job_id"], run["terminal"]
+    assert run["returncode"] != 0
+    names = sorted(name.split("-")[1] for _, name, _ in run["jobs"])
+    assert names == ["prepare", "train"], f"one train job, none on the retry: {run['jobs']}"
+    assert [state for i, _, state in run["jobs"] if i == job_id][0].startswith("CANCELLED")
+    cause = re.search(rf"^error in rule train: SLURM job {job_id} \(pae-train-{TINY_RUN}\) ended in state CANCELLED"
+                      rf"[^:]*: SLURM job {job_id} was cancelled: stopped by SIGTERM at (epoch \d+/{run['epochs']}, "
+                      rf"batch \d+/\d+);.* a rerun resumes from it \(its log: \S+\)$", terminal, flags=re.M)
+    assert cause, terminal[-4000:]
+    retry = rf"^error in rule train: not resubmitting pae-train-{TINY_RUN} on snakemake's retry \(attempt 2\): "
+    assert re.search(retry + rf"the previous attempt's SLURM job {job_id} was CANCELLED", terminal, flags=re.M), \
+        terminal[-4000:]
+    headers = re.findall(rf"==== attempt (\d+) of pae-train-{TINY_RUN} ", run["attempts"])
+    assert headers == ["1", "2"], run["attempts"][-3000:]
+    assert run["checkpoint"], "a cancelled training stops with its checkpoint"
+    rerun = run["rerun"]
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    log = run["rule_log"].read_text()
+    submitted = re.findall(r"attempt 1: submitted SLURM job (\d+)", log)
+    assert len(submitted) == 1 and submitted[0] != job_id, log[-3000:]
+    assert re.search(rf"resuming from \S+ at {cause.group(1)}$", log, flags=re.M), "where the cancel stopped it"
+    assert (run["work"] / run["target"]).exists()
