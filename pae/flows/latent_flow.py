@@ -1,6 +1,8 @@
 """A normalizing flow on the latent space of an auto-encoder: the density p(z) that turns an AE into a PAE
 (Böhm & Seljak 2022, sec. 2.2). Latents are standardised with the training set's mean and std, a transform built
-from nflows layers maps them to a standard normal; the standardisation is part of the saved flow.
+from nflows layers maps them to a standard normal; the standardisation is part of the saved flow. The layers are
+nflows' transforms evaluated with static shapes (pae.flows.transforms: the spline without masks), so that the
+training step runs as a CUDA graph on a GPU (FlowSteps); their parameters and state dicts are nflows'.
 
 log p(z) = log N(u; 0, I) + log|det du/dz|, u = f((z - mean) / std), the std entering the log-determinant.
 Sampling at temperature T draws u ~ N(0, T^2 I) and inverts.
@@ -34,15 +36,16 @@ import torch
 import torch.nn.functional as F
 from nflows.distributions import StandardNormal
 from nflows.nn.nets import ResidualNet
-from nflows.transforms import (AffineCouplingTransform, CompositeTransform, LULinear,
-                               MaskedAffineAutoregressiveTransform, PiecewiseRationalQuadraticCouplingTransform,
-                               RandomPermutation, ReversePermutation, Transform)
+from nflows.transforms import (CompositeTransform, MaskedAffineAutoregressiveTransform, RandomPermutation,
+                               ReversePermutation, Transform)
 from nflows.utils import create_mid_split_binary_mask
 from torch import nn
 from tqdm import tqdm
 
 from pae.config import default
+from pae.flows.transforms import LAYERS, Layers, soft_clamp
 from pae.io import PaeError, progress_kwargs, torch_load, torch_save
+from pae.train.graphed import GraphedStep
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +87,6 @@ def _half_mask(dim: int, i: int) -> torch.Tensor:
     return mask if i % 2 == 0 else 1 - mask
 
 
-def _spline_coupling(spec: FlowSpec, mask: torch.Tensor) -> Transform:
-    return PiecewiseRationalQuadraticCouplingTransform(mask, _resnet(spec), num_bins=spec.bins, tails="linear",
-                                                       tail_bound=spec.tail_bound)
-
-
-def _soft_clamp(s: torch.Tensor, bound: float = 3.0) -> torch.Tensor:
-    """The affine layers' log-scale: s softly clamped to [-bound, bound]."""
-    return bound * torch.tanh(s / bound)
-
-
-class ExpAffineCoupling(AffineCouplingTransform):
-    """nflows' affine coupling with scale exp(3 tanh(s / 3)), i.e. a log-scale softly clamped to [-3, 3] per layer.
-    nflows' own scale, sigmoid(s + 2) + 1e-3, never exceeds 1.001, so the data -> noise direction can only contract:
-    it cannot stretch the narrow directions of correlated latents to unit variance."""
-
-    def _scale_and_shift(self, transform_params):
-        shift = transform_params[:, :self.num_transform_features, ...]
-        return _soft_clamp(transform_params[:, self.num_transform_features:, ...]).exp(), shift
-
-
 class ExpMaskedAffineAutoregressive(MaskedAffineAutoregressiveTransform):
     """nflows' MAF layer with scale exp(3 tanh(s / 3)) instead of softplus(s) + 1e-3. The softplus scale grows
     linearly with the MADE's output, so on outliers it compounds over the layers and the log-density overflows
@@ -111,80 +94,61 @@ class ExpMaskedAffineAutoregressive(MaskedAffineAutoregressiveTransform):
 
     def _elementwise_forward(self, inputs, autoregressive_params):
         unconstrained_scale, shift = self._unconstrained_scale_and_shift(autoregressive_params)
-        log_scale = _soft_clamp(unconstrained_scale)
+        log_scale = soft_clamp(unconstrained_scale)
         return inputs * log_scale.exp() + shift, log_scale.sum(1)
 
     def _elementwise_inverse(self, inputs, autoregressive_params):
         unconstrained_scale, shift = self._unconstrained_scale_and_shift(autoregressive_params)
-        log_scale = _soft_clamp(unconstrained_scale)
+        log_scale = soft_clamp(unconstrained_scale)
         return (inputs - shift) * (-log_scale).exp(), -log_scale.sum(1)
 
 
-def _affine_coupling(spec: FlowSpec, mask: torch.Tensor) -> Transform:
-    return ExpAffineCoupling(mask, _resnet(spec))
-
-
-class SolveLULinear(LULinear):
-    """nflows' LULinear with its inverse computed by torch.linalg.solve_triangular instead of the deprecated
-    torch.triangular_solve (same parameters and state dict)."""
-
-    def inverse_no_cache(self, inputs):
-        lower, upper = self._create_lower_upper()
-        outputs = torch.linalg.solve_triangular(lower, (inputs - self.bias).t(), upper=False, unitriangular=True)
-        outputs = torch.linalg.solve_triangular(upper, outputs, upper=True)
-        return outputs.t(), -self.logabsdet() * inputs.new_ones(inputs.shape[0])
-
-    def weight_inverse(self):
-        lower, upper = self._create_lower_upper()
-        identity = torch.eye(self.features, dtype=lower.dtype, device=lower.device)
-        lower_inverse = torch.linalg.solve_triangular(lower, identity, upper=False, unitriangular=True)
-        return torch.linalg.solve_triangular(upper, lower_inverse, upper=True)
-
-
-def _nsf(spec: FlowSpec, dim: int) -> Transform:
+def _nsf(spec: FlowSpec, dim: int, layers: Layers) -> Transform:
     """Rational-quadratic spline couplings (Durkan et al. 2019), each followed by a fixed random permutation."""
-    layers = []
+    transforms = []
     for _ in range(spec.layers):
-        layers.append(_spline_coupling(spec, create_mid_split_binary_mask(dim)))
-        layers.append(RandomPermutation(dim))
-    return CompositeTransform(layers)
+        transforms.append(layers.spline(create_mid_split_binary_mask(dim), _resnet(spec), spec.bins, spec.tail_bound))
+        transforms.append(RandomPermutation(dim))
+    return CompositeTransform(transforms)
 
 
-def _realnvp(spec: FlowSpec, dim: int) -> Transform:
+def _realnvp(spec: FlowSpec, dim: int, layers: Layers) -> Transform:
     """Affine couplings (Dinh et al. 2017) on alternating halves, a fixed random permutation after every pair."""
-    layers = []
+    transforms = []
     for i in range(spec.layers):
-        layers.append(_affine_coupling(spec, _half_mask(dim, i)))
+        transforms.append(layers.affine(_half_mask(dim, i), _resnet(spec)))
         if i % 2 == 1:
-            layers.append(RandomPermutation(dim))
-    return CompositeTransform(layers)
+            transforms.append(RandomPermutation(dim))
+    return CompositeTransform(transforms)
 
 
-def _maf(spec: FlowSpec, dim: int) -> Transform:
+def _maf(spec: FlowSpec, dim: int, layers: Layers) -> Transform:
     """Masked affine autoregressive layers (Papamakarios et al. 2017), each followed by a reversal."""
-    layers = []
+    transforms = []
     for _ in range(spec.layers):
-        layers.append(ExpMaskedAffineAutoregressive(dim, hidden_features=spec.hidden, num_blocks=spec.blocks,
-                                                    use_residual_blocks=True, activation=F.relu))
-        layers.append(ReversePermutation(dim))
-    return CompositeTransform(layers)
+        transforms.append(ExpMaskedAffineAutoregressive(dim, hidden_features=spec.hidden, num_blocks=spec.blocks,
+                                                        use_residual_blocks=True, activation=F.relu))
+        transforms.append(ReversePermutation(dim))
+    return CompositeTransform(transforms)
 
 
-def _hybrid(spec: FlowSpec, dim: int) -> Transform:
+def _hybrid(spec: FlowSpec, dim: int, layers: Layers) -> Transform:
     """The PAE paper's flow: ceil(layers / 2) spline couplings, then floor(layers / 2) affine couplings, each followed
     by a learned LU-decomposed linear map (identity at initialisation)."""
     n_spline = math.ceil(spec.layers / 2)
-    layers = []
+    transforms = []
     for i in range(spec.layers):
-        coupling = _spline_coupling if i < n_spline else _affine_coupling
-        layers.append(coupling(spec, _half_mask(dim, i)))
-        layers.append(SolveLULinear(dim, identity_init=True))
-    return CompositeTransform(layers)
+        if i < n_spline:
+            transforms.append(layers.spline(_half_mask(dim, i), _resnet(spec), spec.bins, spec.tail_bound))
+        else:
+            transforms.append(layers.affine(_half_mask(dim, i), _resnet(spec)))
+        transforms.append(layers.lu(dim, identity_init=True))
+    return CompositeTransform(transforms)
 
 
-# kind -> builder(spec, dim) returning an nflows Transform
-FLOWS: dict[str, Callable[[FlowSpec, int], Transform]] = {"nsf": _nsf, "realnvp": _realnvp, "maf": _maf,
-                                                          "hybrid": _hybrid}
+# kind -> builder(spec, dim, layers) returning an nflows Transform
+FLOWS: dict[str, Callable[[FlowSpec, int, Layers], Transform]] = {"nsf": _nsf, "realnvp": _realnvp, "maf": _maf,
+                                                                  "hybrid": _hybrid}
 
 
 class LatentFlow(nn.Module):
@@ -226,14 +190,17 @@ class LatentFlow(nn.Module):
         return self.inverse(u)[0]
 
 
-def build_flow(spec: FlowSpec, dim: int, mean=None, std=None) -> LatentFlow:
+def build_flow(spec: FlowSpec, dim: int, mean=None, std=None, layers: str = "pae") -> LatentFlow:
+    """The flow of `spec` on `dim` latents. layers="nflows" builds the same flow (the same parameters, state dict and
+    values up to round-off) from nflows' own implementations of its layers (pae.flows.transforms.LAYERS), for
+    comparisons."""
     if spec.kind not in FLOWS:
         raise PaeError(f"unknown flow kind {spec.kind!r}; known: {sorted(FLOWS)}")
     if dim < 2:
         raise PaeError(f"coupling flows need a latent size of at least 2, got {dim}")
     with torch.random.fork_rng(devices=[]):  # seeded permutations and weights, global RNG left as it was
         torch.manual_seed(spec.seed)
-        return LatentFlow(FLOWS[spec.kind](spec, dim), dim, mean, std)
+        return LatentFlow(FLOWS[spec.kind](spec, dim, LAYERS[layers]), dim, mean, std)
 
 
 @torch.no_grad()
@@ -267,17 +234,69 @@ def divergence(nats: float | None, dim: int, train_lp: float, val_lp: float, his
     return None
 
 
-def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device: torch.device | str = "cpu"
-             ) -> tuple[LatentFlow, list[dict]]:
+def cosine_lr(spec: FlowSpec, epoch: int) -> float:
+    """The learning rate of epoch `epoch` (0-based): spec.lr decayed along a half cosine to zero at spec.epochs."""
+    return spec.lr * 0.5 * (1 + math.cos(math.pi * epoch / spec.epochs))
+
+
+class FlowSteps:
+    """fit_flow's training step: -mean log p(z) of a batch, its gradient clipped to norm 5, fused Adam's update.
+
+    On a CUDA device (unless cuda_graph=False) each batch size's step (a fit has two: the full batches and the last)
+    is captured once as a CUDA graph and replayed (pae.train.graphed, as train.cuda_graph does for the AE): the flow's
+    step is some thousand small kernels whose launches, not the arithmetic, bound it. The capture's warm-up steps are
+    undone, so the graph continues the eager step's trajectory from wherever it is captured, and the learning rate is
+    a tensor on the device that every replay reads (set_lr), so the cosine schedule needs no new capture. Elsewhere
+    the step runs eagerly."""
+
+    def __init__(self, flow: LatentFlow, spec: FlowSpec, cuda_graph: bool = True):
+        device = flow.mean.device
+        self.flow, self.graphed = flow, cuda_graph and device.type == "cuda"
+        self.params = list(flow.parameters())
+        lr = torch.tensor(spec.lr, device=device) if self.graphed else spec.lr  # fused Adam reads a float32 tensor
+        self.opt = torch.optim.Adam(self.params, lr=lr, fused=True)  # one kernel for all parameters
+        self.graphs: dict[int, GraphedStep] = {}
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+
+    def loss(self, z: torch.Tensor) -> torch.Tensor:
+        """The objective: -mean log p(z) of the batch."""
+        return -self.flow.log_prob(z).mean()
+
+    def clip_gradients(self) -> None:
+        nn.utils.clip_grad_norm_(self.params, 5.0)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """One step on the batch z; returns its loss (detached; a graph's loss is overwritten by the next step)."""
+        if self.graphed:
+            if len(z) not in self.graphs:
+                self.graphs[len(z)] = GraphedStep(self.loss, self.flow, self.opt, False,
+                                                  before_step=self.clip_gradients)
+            return self.graphs[len(z)](z).detach()
+        loss = self.loss(z)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.clip_gradients()
+        self.opt.step()
+        return loss.detach()
+
+
+def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device: torch.device | str = "cpu",
+             cuda_graph: bool = True) -> tuple[LatentFlow, list[dict]]:
     """Maximum likelihood with Adam and a cosine learning-rate decay over `spec.epochs`, on training latents jittered
     by `spec.noise` (flow.noise); early stopping on the clean validation latents' log-likelihood, best state kept. A
-    fit that diverges raises PaeError (flow.divergence_nats; see divergence)."""
+    fit that diverges raises PaeError (flow.divergence_nats; see divergence). On a CUDA device the training step is
+    replayed as a CUDA graph (FlowSteps; cuda_graph=False runs it eagerly)."""
     device = torch.device(device)
     mean, std = train_z.mean(0), train_z.std(0).clamp_min(1e-6)
     flow = build_flow(spec, train_z.shape[1], mean, std).to(device)
     train_z, val_z = train_z.to(device), val_z.to(device)
-    opt = torch.optim.Adam(flow.parameters(), lr=spec.lr, fused=True)  # one kernel for all parameters
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.epochs)  # to zero at the last epoch
+    step = FlowSteps(flow, spec, cuda_graph)
     g = torch.Generator().manual_seed(spec.seed)
     start = mean_log_prob(flow, val_z)  # the untrained flow's: the divergence test's reference before epoch 1
     start = start if math.isfinite(start) else -math.inf
@@ -286,19 +305,14 @@ def fit_flow(spec: FlowSpec, train_z: torch.Tensor, val_z: torch.Tensor, device:
     for epoch in bar:
         t0 = time.perf_counter()
         flow.train()
+        step.set_lr(cosine_lr(spec, epoch))
         perm = torch.randperm(len(train_z), generator=g).to(device)
         total = torch.zeros((), device=device)
         for i in range(0, len(perm), spec.batch_size):
             z = train_z[perm[i:i + spec.batch_size]]
             if spec.noise:  # flow.noise, per standardised dimension; drawn on the CPU: the same draws on any device
                 z = z + spec.noise * flow.std * torch.randn(z.shape, generator=g).to(device)
-            loss = -flow.log_prob(z).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(flow.parameters(), 5.0)
-            opt.step()
-            total += loss.detach() * len(perm[i:i + spec.batch_size])
-        schedule.step()
+            total += step(z) * len(z)
         train_lp = -(total / len(perm)).item()
         val_lp = mean_log_prob(flow, val_z)
         history.append({"epoch": epoch + 1, "train_logp": train_lp, "val_logp": val_lp,

@@ -8,11 +8,14 @@ without its weight cache). The warm-up steps change weights, Adam's moments and 
 afterwards (the graph reads fixed addresses), so the first replay is the step the eager loop would take next, and a
 run resumed from a checkpoint continues the same stream of random numbers.
 
-The graph bakes in the learning rates it was captured with: a step whose rates differ (train.lr_drop) captures anew.
+The graph bakes in float learning rates it was captured with: a step whose rates differ (train.lr_drop) captures
+anew. A learning rate held in a CUDA tensor (Adam(lr=tensor), changed with fill_) is read by every replay instead, so
+a schedule that moves it every epoch (the flow fit's cosine decay) keeps one graph.
 """
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import torch
 from torch import nn
@@ -46,17 +49,25 @@ def _restore(model: nn.Module, opt: torch.optim.Optimizer, snap: dict) -> None:
     torch.cuda.set_rng_state(snap["cuda_rng"])
 
 
+def _baked_lrs(opt: torch.optim.Optimizer) -> list[float | None]:
+    """The float learning rates a capture bakes in (None for a tensor one, which the graph reads when replayed)."""
+    return [None if isinstance(group["lr"], torch.Tensor) else group["lr"] for group in opt.param_groups]
+
+
 class GraphedStep:
     """`step(*inputs)` -> the loss of one training step (a tensor that the next step overwrites: clone it to keep
     it). `objective(*inputs)` returns the loss; inputs are tensors or None, and each call must pass the same shapes,
-    dtypes and Nones as the first (a training's batches do, with drop_last)."""
+    dtypes and Nones as the first (a training's batches do, with drop_last). `before_step()`, if given, runs between
+    the backward pass and the optimizer's step, in the graph too (gradient clipping)."""
 
-    def __init__(self, objective: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, bf16: bool):
+    def __init__(self, objective: Callable[..., torch.Tensor], model: nn.Module, opt: torch.optim.Optimizer,
+                 bf16: bool, before_step: Callable[[], object] | None = None):
         self.objective, self.model, self.opt, self.bf16 = objective, model, opt, bf16
+        self.before_step = before_step
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: list[torch.Tensor | None] = []
         self.loss: torch.Tensor | None = None
-        self.lrs: list[float] = []
+        self.lrs: list[float | None] = []
         for group in opt.param_groups:
             group["capturable"] = True  # Adam's step count on the GPU, updated inside the graph
 
@@ -72,17 +83,23 @@ class GraphedStep:
             for _ in range(WARMUP_STEPS):
                 self.opt.zero_grad(set_to_none=True)
                 self._eager().backward()
-                self.opt.step()
+                self._update()
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         self.opt.zero_grad(set_to_none=True)  # the captured backward allocates the grads it then overwrites
         with torch.cuda.graph(self.graph):
             self.loss = self._eager()
             self.loss.backward()
-            self.opt.step()
+            self._update()
         _restore(self.model, self.opt, snap)
-        self.lrs = [group["lr"] for group in self.opt.param_groups]
-        log.info("captured the training step as a CUDA graph (learning rates %s)", self.lrs)
+        self.lrs = _baked_lrs(self.opt)
+        log.info("captured the training step as a CUDA graph (learning rates %s)",
+                 [float(group["lr"]) for group in self.opt.param_groups])
+
+    def _update(self) -> None:
+        if self.before_step is not None:
+            self.before_step()
+        self.opt.step()
 
     def __call__(self, *inputs: torch.Tensor | None) -> torch.Tensor:
         if self.graph is None:
@@ -93,7 +110,7 @@ class GraphedStep:
                     raise ValueError("a CUDA-graph step takes inputs of the shapes it was captured with")
                 if t is not None:
                     static.copy_(t)
-        if self.graph is None or self.lrs != [group["lr"] for group in self.opt.param_groups]:
+        if self.graph is None or self.lrs != _baked_lrs(self.opt):
             self._capture()
         self.graph.replay()
         return self.loss
