@@ -23,8 +23,9 @@ from pae.data.sources import DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, read_i
 from pae.data.store import pick
 from pae.device import resolve_device
 from pae.eval import fid, inception
+from pae.eval.fid import minmax_per_image
+from pae.eval.sample_quality import decode, flow_latents
 from pae.stages.common import load_run
-from pae.stages.fid import decode, flow_latents, minmax_per_image
 
 
 def _samples(run_dir: Path, data: Path, n: int, device: str) -> dict[str, torch.Tensor]:

@@ -303,6 +303,25 @@ def data_key(config: dict[str, Any], dataset: str) -> str:
     return f"{dataset}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]}"
 
 
+# The eval.fid keys that only a run's own image sets depend on; the dataset's FID reference (the real test images'
+# features and the train-vs-test floor, pae.eval.sample_quality) depends on all the others.
+FID_RUN_ONLY_KEYS = ("temperatures",)
+
+
+def fid_reference_spec(fid_spec: dict[str, Any]) -> dict[str, Any]:
+    """The eval.fid settings the dataset's FID reference is made with: the section without FID_RUN_ONLY_KEYS (the
+    number of real images and of those through Inception, the seed drawing them, the preprocessing and scalings, the
+    Inception mode and weights file, the floor's bootstrap, and the batch size: Inception's float32 round-off)."""
+    return {k: v for k, v in fid_spec.items() if k not in FID_RUN_ONLY_KEYS}
+
+
+def fid_reference_key(fid_spec: dict[str, Any]) -> str:
+    """The name of the FID reference file of a run's eval.fid settings (within its dataset's folder): a hash of
+    fid_reference_spec, so that settings that differ never share a file."""
+    text = json.dumps(fid_reference_spec(fid_spec), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def ood_datasets(config: dict[str, Any], dataset: str) -> list[str]:
     """The datasets whose test images are OoD sets for runs trained on `dataset` (eval.ood.datasets; auto:
     AUTO_OOD), never `dataset` itself."""
@@ -336,6 +355,10 @@ PATHS = {
     "samples": "{res}/{run}/samples.h5",
     "fid": "{res}/{run}/metrics/fid.json",
     "fid_partial": "{res}/{run}/checkpoint/fid",  # an interrupted fid stage's finished pieces (not a declared output)
+    # The dataset's FID reference per eval.fid settings (fid_reference_key), shared by the runs of the dataset, and
+    # an interrupted fid_reference stage's finished pieces (not a declared output)
+    "fid_reference": "{res}/fid_reference/{data_key}/{fid_key}.h5",
+    "fid_reference_partial": "{res}/fid_reference/{data_key}/{fid_key}.partial",
     "ood": "{res}/{run}/metrics/ood.json",
     "ood_scores": "{res}/{run}/metrics/ood_scores.csv",
     "posterior": "{res}/{run}/metrics/posterior.json",
@@ -351,12 +374,13 @@ PATHS = {
 # Each rule's log (logs/{stem}.log) and benchmark (benchmarks/{stem}.tsv); {exp} is the experiment. Rules not named
 # here run once per run: {exp}/{run}/{rule}.
 JOB_FILES = {"prepare": "prepare/{data_key}", "train_classifier": "{exp}/classifiers/{data_key}",
+             "fid_reference": "{exp}/fid_reference/{data_key}/{fid_key}",
              "report": "{exp}/report"}
 RUN_STAGES = ("train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior", "impute", "uncertainty")
 
 # The keys of PATHS in a run's entry of the report manifest (run_paths).
 RUN_FILES = ("data", "classifier", "model", "history", "checkpoint", "latents", "flow", "flow_history", "recon",
-             "flow_metrics", "elbo", "samples", "fid", "fid_partial", "ood", "ood_scores", "posterior",
+             "flow_metrics", "elbo", "samples", "fid", "fid_partial", "fid_reference", "ood", "ood_scores", "posterior",
              "posterior_panels", "impute", "uncertainty", "uncertainty_panels")
 # The files of the stages a grid block may leave out (its `skip`): a run that skips a stage has none of them.
 STAGE_FILES = {"ood": ("ood", "ood_scores")}
@@ -405,7 +429,8 @@ def report_manifest(config: dict[str, Any], configfiles: list[str]) -> dict[str,
 def run_paths(config: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """Every file of one run (an entry of runs(config)), as the report manifest lists them: RUN_FILES and the
     benchmarks of its data's prepare and of its stages, without those of the stages its block skips."""
-    values = {"run": run["run"], "data_key": data_key(config, run["dataset"])}
+    values = {"run": run["run"], "data_key": data_key(config, run["dataset"]),
+              "fid_key": fid_reference_key(run["eval"]["fid"])}
     paths = workflow_paths(config)
     skipped = {f for stage in run["skip"] for f in STAGE_FILES[stage]}
     stages = [s for s in RUN_STAGES if s not in run["skip"]]

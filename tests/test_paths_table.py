@@ -133,3 +133,27 @@ def test_the_report_stage_builds_its_manifest_from_the_config():
     assert all(r["files"] == pae.config.run_paths(cfg, runs[r["run"]]) for r in manifest["runs"])
     assert manifest["experiment"] == cfg["experiment"] and manifest["configfiles"] == ["configs/paper.yaml"]
     assert len(json.dumps(manifest)) > 128 * 1024 > 10 * len(json.dumps(cfg))
+
+
+def test_the_fid_reference_is_one_file_per_dataset_and_eval_fid_settings_but_the_temperatures():
+    """Runs share their dataset's FID reference where their eval.fid settings differ in the temperatures alone;
+    settings that differ in any other key, or another prepared dataset, get a file of their own."""
+    cfg = config(grid=[{"datasets": ["fashion_mnist"], "latent_sizes": [4, 8]},
+                       {"datasets": ["fashion_mnist"], "name": "t", "eval": {"fid": {"temperatures": [0.9]}}},
+                       {"datasets": ["fashion_mnist"], "name": "n", "eval": {"fid": {"n_samples": 500}}}])
+    runs = pae.config.runs(cfg)
+    ref = {run: pae.config.run_paths(cfg, spec)["fid_reference"] for run, spec in runs.items()}
+    key = pae.config.fid_reference_key(cfg["eval"]["fid"])
+    assert ref["fashion_mnist-ae-z4-s0"] == f"results/x/fid_reference/fashion_mnist/{key}.h5"
+    assert ref["fashion_mnist-ae-z4-s0"] == ref["fashion_mnist-ae-z8-s0"] == ref["fashion_mnist-ae-z4-s0-t"]
+    assert ref["fashion_mnist-ae-z4-s0-n"] != ref["fashion_mnist-ae-z4-s0"]
+    spec = cfg["eval"]["fid"]
+    other = {"n_samples": 500, "fid_samples": 100, "scalings": ["uint8", "minmax"], "preprocessing": "tensorflow",
+             "bootstrap": 0, "inception": "never", "weights": "w.pth", "batch_size": 100, "seed": 1}
+    assert set(other) == set(spec) - set(pae.config.FID_RUN_ONLY_KEYS)  # every key the reference depends on
+    keys = {pae.config.fid_reference_key({**spec, k: v}) for k, v in other.items()}
+    assert len(keys) == len(other) and key not in keys
+    assert pae.config.fid_reference_key({**spec, "temperatures": [0.5]}) == key
+    small = config(datasets={"fashion_mnist": {"limit_train": 2000}})
+    small_ref = pae.config.run_paths(small, pae.config.runs(small)["fashion_mnist-ae-z4-s0"])["fid_reference"]
+    assert small_ref == f"results/x/fid_reference/{pae.config.data_key(small, 'fashion_mnist')}/{key}.h5"

@@ -9,6 +9,7 @@ pae.eval, pae.report) and writes the outputs atomically.
   fit_flow.py          fit_flow: the normalizing flow on the train latents
   evaluate.py          evaluate: reconstruction error, flow log-likelihoods, samples
   train_classifier.py  train_classifier: the domain classifier of a dataset (features of the domain FD)
+  fid_reference.py     fid_reference: the real test images' features and the train-vs-test floor of a dataset
   fid.py               fid: FID / domain Fréchet distance of samples and reconstructions
   ood.py               ood: out-of-distribution detection scores and AUROC / AUPR / FPR95
   posterior.py         posterior: inpainting and denoising with MAP, Laplace and MCMC posteriors
@@ -45,6 +46,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "fit_flow": ("fit_flow", "fit a normalizing flow on the train latents"),
     "evaluate": ("evaluate", "recon error, flow log-likelihoods, samples"),
     "train_classifier": ("train_classifier", "the domain classifier of a dataset (features of the domain FD)"),
+    "fid_reference": ("fid_reference", "the real test images' features and the train-vs-test floor of a dataset, "
+                      "shared by the fid stage of its runs"),
     "fid": ("fid", "FID and domain Fréchet distance of samples and reconstructions -> fid.json"),
     "ood": ("ood", "out-of-distribution detection -> ood.json, ood_scores.csv"),
     "posterior": ("posterior", "inpainting and denoising: MAP, Laplace, MCMC -> posterior.json"),

@@ -1,5 +1,6 @@
 """FID: the Fréchet distance against closed forms; its bootstrap interval (agreement with pytorch-fid, coverage,
-width, seeding); the TensorFlow graph's preprocessing. The Inception weights and features:
+width, seeding); the TensorFlow graph's preprocessing; KID and precision / recall; the min-max stretch and its pass
+that sends only the changed images through Inception. The Inception weights and features:
 tests/eval/test_inception.py."""
 from __future__ import annotations
 
@@ -178,3 +179,43 @@ def test_precision_is_fidelity_and_recall_is_coverage():
     assert pr["precision"] == 1.0 and 0.4 <= pr["recall"] <= 0.55 and pr["k"] == 3
     swapped = fid_lib.precision_recall(real, generated)
     assert swapped["recall"] == 1.0 and 0.4 <= swapped["precision"] <= 0.55
+
+
+def test_minmax_stretches_each_image_to_the_full_range():
+    images = torch.tensor([[[[10, 20], [30, 40]]], [[[7, 7], [7, 7]]], [[[0, 255], [128, 3]]]], dtype=torch.uint8)
+    out = fid_lib.minmax_per_image(images)
+    assert out.dtype == torch.uint8
+    assert out[0].flatten().tolist() == [0, 85, 170, 255] and out[1].flatten().tolist() == [0, 0, 0, 0]
+    assert torch.equal(out[2], images[2])
+
+
+def test_the_stretched_pass_sends_only_the_images_the_stretch_changes_through_inception():
+    seen = []
+
+    class Probe(torch.nn.Module):  # stands in for Inception: counts its images; each image's features are its own
+        def forward(self, x):
+            seen.append(len(x))
+            return [torch.stack([x.mean(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3)), x[:, 0, 3, 5]], 1)[:, :, None, None]]
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(20, 200, (6, 1, 28, 28), dtype=torch.uint8, generator=g)
+    images[:3, :, 0, 0], images[:3, :, 0, 1] = 0, 255  # these three span 0-255: the stretch leaves them alone
+    full = fid_lib.InceptionFeatures(Probe(), torch.device("cpu"), 4, "pytorch")._features(
+        fid_lib.minmax_per_image(images))
+    features = fid_lib.InceptionFeatures(Probe(), torch.device("cpu"), 4, "pytorch")
+    seen.clear()
+    features.plain(images)
+    assert sum(seen) == 6
+    seen.clear()
+    stretched = features.stretched(images)
+    assert sum(seen) == 3
+    # float32 features of the same images in batches of other sizes: equal up to float32 round-off
+    np.testing.assert_allclose(stretched, full, rtol=1e-6)
+    seen.clear()
+    features.stretched(images.flip(0))  # not the images of the plain pass: all of them go through
+    assert sum(seen) == 6
+    seen.clear()
+    features.remember(images, features._features(images))  # a piece read back counts as a plain pass
+    seen.clear()
+    np.testing.assert_allclose(features.stretched(images), full, rtol=1e-6)
+    assert sum(seen) == 3

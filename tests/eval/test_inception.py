@@ -18,7 +18,6 @@ from pae.data.store import pick
 from pae import threads
 from pae.eval import fid, inception
 from pae.io import PaeError
-from pae.stages import fid as fid_stage
 from tests.helpers import require_real_data
 
 
@@ -238,10 +237,10 @@ def test_fid_of_fashion_mnist_train_against_test_is_its_recorded_value(real_ince
 @pytest.fixture(scope="module")
 def tensorflow_features(real_inception, fashion_mnist_500):
     """{"uint8": (train, test), "minmax": (train, test)} Inception features with eval.fid.preprocessing: tensorflow,
-    computed as the fid stage computes them (pae.stages.fid._InceptionFeatures: `plain`, then `stretched` of the same
+    computed as the fid stages compute them (pae.eval.fid.InceptionFeatures: `plain`, then `stretched` of the same
     images, which sends only the images the min-max stretch changes through Inception and keeps the plain features of
     the rest): one 1,000-image pass and ~70 more images for both scalings, shared by the two tests below."""
-    features = fid_stage._InceptionFeatures(real_inception, torch.device("cpu"), 50, "tensorflow")
+    features = fid.InceptionFeatures(real_inception, torch.device("cpu"), 50, "tensorflow")
     out = {"uint8": [], "minmax": []}
     with threads.fixed(os.cpu_count()):  # every core, as above (the value does not depend on it)
         for images in fashion_mnist_500:
@@ -284,7 +283,7 @@ def test_fid_with_the_tensorflow_preprocessing_is_its_recorded_value(tensorflow_
 @pytest.mark.integration
 def test_fid_of_min_max_stretched_images_with_the_tensorflow_preprocessing_is_its_recorded_value(
         tensorflow_features, fashion_mnist_500):
-    changed = tuple(int((fid_stage.minmax_per_image(x) != x).flatten(1).any(1).sum()) for x in fashion_mnist_500)
+    changed = tuple(int((fid.minmax_per_image(x) != x).flatten(1).any(1).sum()) for x in fashion_mnist_500)
     assert changed == STRETCHED_500
     a, b = tensorflow_features["minmax"]
     plain_a, plain_b = tensorflow_features["uint8"]
