@@ -11,7 +11,9 @@ schema's blocks, bins and tail bound) at latent 32 and batch 512 unless told oth
   top       the top-level ones: those not inside another ATen op (what Python and autograd dispatch);
   ms/step   the median over --rounds rounds of --steps steps each, after 3 warm-up steps.
 With --device cuda the step also runs as a CUDA graph (pae's layers; the profiler then sees the few ops that launch
-it, not the kernels the graph replays).
+it, not the kernels the graph replays). With --compile, also pae's layers with the loss (forward and, through
+AOTAutograd, backward) compiled by torch.compile (default mode), on CUDA also inside the CUDA graph; the warm-up's
+time with the compilation is printed, not counted in ms/step.
 
 Epoch table (--epochs N > 0): fit_flow for --epochs epochs per (kind, latent size) with the schema's default `flow:`
 settings, on N training and --val validation latents drawn from a mixture of 10 Gaussians with random means, scales
@@ -20,7 +22,7 @@ depend on the values anyway). It reports the last epoch from the returned histor
 plus the validation log-likelihood pass, what the stage spends per epoch) and training latents per second.
 
     .venv/bin/python bench/flow_fit.py [--threads N] [--device cpu|cuda] [--batch 512] [--latent-step 32]
-        [--steps 10] [--rounds 5] [--epochs 0] [--kinds ...] [--latent 8 32 128] [--n 55000] [--val 5000]
+        [--steps 10] [--rounds 5] [--compile] [--epochs 0] [--kinds ...] [--latent 8 32 128] [--n 55000] [--val 5000]
 """
 from __future__ import annotations
 
@@ -102,19 +104,26 @@ def step_table(args, spec: FlowSpec) -> None:
     z = mixture_latents(args.batch, args.latent_step, seed=1).to(device)
     print(f"step: {spec.kind}, {spec.layers} layers, hidden {spec.hidden}, blocks {spec.blocks}, bins {spec.bins}, "
           f"tail bound {spec.tail_bound}; latent {args.latent_step}, batch {args.batch}, {device}")
-    print(f"{'layers':<8s} {'mode':<6s} {'ops':>6s} {'forward':>8s} {'backward':>9s} {'clip+adam':>10s} {'top':>5s} "
+    print(f"{'layers':<8s} {'mode':<13s} {'ops':>6s} {'forward':>8s} {'backward':>9s} {'clip+adam':>10s} {'top':>5s} "
           f"{'ms/step':>8s} {'load':>5s}")
-    runs = [("nflows", False), ("pae", False)] + ([("pae", True)] if device.type == "cuda" else [])
-    for layers, graphed in runs:
+    cuda = device.type == "cuda"
+    runs = [("nflows", "eager"), ("pae", "eager")] + ([("pae", "graph")] if cuda else []) \
+        + ([("pae", "compile")] + ([("pae", "compile+graph")] if cuda else []) if args.compile else [])
+    for layers, mode in runs:
         flow = build_flow(spec, args.latent_step, z.mean(0).cpu(), z.std(0).cpu(), layers=layers).to(device)
-        steps = FlowSteps(flow, spec, cuda_graph=graphed)
-        for _ in range(3):  # warm-up (and the graph's capture)
+        steps = FlowSteps(flow, spec, cuda_graph="graph" in mode)
+        t0 = time.perf_counter()
+        if "compile" in mode:
+            steps.loss = torch.compile(steps.loss)
+        for _ in range(3):  # warm-up (and the graph's capture, the compilation)
             steps(z)
+        warm_up = time.perf_counter() - t0
         ops = count_ops(steps, z)
         ms = time_steps(steps, z, args.steps, args.rounds)
-        phases = [f"{ops[p]:>8d}" if not graphed else f"{'-':>8s}" for p in PHASES]
-        print(f"{layers:<8s} {'graph' if graphed else 'eager':<6s} {ops['ops']:>6d} {phases[0]} {phases[1]:>9s} "
-              f"{phases[2]:>10s} {ops['top']:>5d} {ms:>8.2f} {os.getloadavg()[0]:>5.2f}", flush=True)
+        phases = [f"{ops[p]:>8d}" if not steps.graphed else f"{'-':>8s}" for p in PHASES]
+        print(f"{layers:<8s} {mode:<13s} {ops['ops']:>6d} {phases[0]} {phases[1]:>9s} {phases[2]:>10s} "
+              f"{ops['top']:>5d} {ms:>8.2f} {os.getloadavg()[0]:>5.2f}"
+              + (f"  (warm-up with compilation {warm_up:.0f} s)" if "compile" in mode else ""), flush=True)
 
 
 def epoch_table(args, defaults: dict) -> None:
@@ -147,6 +156,7 @@ def main() -> None:
     ap.add_argument("--latent-step", type=int, default=32, help="step table: latent size")
     ap.add_argument("--steps", type=int, default=10, help="step table: steps per timed round")
     ap.add_argument("--rounds", type=int, default=5, help="step table: timed rounds (the median is reported)")
+    ap.add_argument("--compile", action="store_true", help="step table: also pae's layers under torch.compile")
     ap.add_argument("--epochs", type=int, default=0, help="epoch table: epochs per fit (0: no epoch table)")
     ap.add_argument("--kinds", nargs="+", default=sorted(FLOWS), choices=sorted(FLOWS))
     ap.add_argument("--latent", type=int, nargs="+", default=[8, 32, 128])

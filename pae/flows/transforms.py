@@ -10,8 +10,9 @@ as they were), evaluated with few, static-shape operations so that a training st
 The couplings split the latent with slices: every mask the flows build transforms one contiguous half (nflows
 indexes with the mask's feature lists and scatters the halves back).
 
-NFLOWS holds nflows' own implementations of the same layers (masked spline, index-based split, numpy-indexed LU), the
-code the flows ran before: bench/flow_fit.py measures both, the tests check that they agree.
+LAYERS["nflows"] holds nflows' own implementations of the same layers (masked spline, index-based split, numpy-indexed
+LU), the code the flows ran before (build_flow(..., layers="nflows")): bench/flow_fit.py measures both, the tests
+check that they agree.
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from nflows.transforms import AffineCouplingTransform, LULinear, PiecewiseRationalQuadraticCouplingTransform
 from nflows.transforms.base import Transform
-from nflows.transforms.coupling import CouplingTransform
 
 from pae.flows.spline import rational_quadratic_spline
 
