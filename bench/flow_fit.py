@@ -9,7 +9,8 @@ schema's blocks, bins and tail bound) at latent 32 and batch 512 unless told oth
   ops       ATen ops per step as torch.profiler records them: every aten:: event, ops called inside other ops
             included (the count the issue quotes), split into forward, backward, and clipping plus Adam;
   top       the top-level ones: those not inside another ATen op (what Python and autograd dispatch);
-  ms/step   the median over --rounds rounds of --steps steps each, after 3 warm-up steps.
+  ms/step   the median over --rounds rounds of --steps steps each, after 3 warm-up steps; the rounds alternate
+            between the rows (a shared machine's load changes weigh on all alike); best: the fastest round.
 With --device cuda the step also runs as a CUDA graph (pae's layers; the profiler then sees the few ops that launch
 it, not the kernels the graph replays). With --compile, also pae's layers with the loss (forward and, through
 AOTAutograd, backward) compiled by torch.compile (default mode), on CUDA also inside the CUDA graph; the warm-up's
@@ -85,18 +86,15 @@ def count_ops(steps: FlowSteps, z: torch.Tensor) -> dict[str, int]:
     return counts
 
 
-def time_steps(steps: FlowSteps, z: torch.Tensor, n_steps: int, rounds: int) -> float:
-    """Median milliseconds per step over `rounds` rounds of `n_steps` steps."""
+def time_round(steps: FlowSteps, z: torch.Tensor, n_steps: int) -> float:
+    """Milliseconds per step over `n_steps` steps."""
     sync = torch.cuda.synchronize if z.is_cuda else (lambda: None)
-    per_step = []
-    for _ in range(rounds):
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(n_steps):
-            steps(z)
-        sync()
-        per_step.append((time.perf_counter() - t0) / n_steps * 1e3)
-    return statistics.median(per_step)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n_steps):
+        steps(z)
+    sync()
+    return (time.perf_counter() - t0) / n_steps * 1e3
 
 
 def step_table(args, spec: FlowSpec) -> None:
@@ -105,10 +103,11 @@ def step_table(args, spec: FlowSpec) -> None:
     print(f"step: {spec.kind}, {spec.layers} layers, hidden {spec.hidden}, blocks {spec.blocks}, bins {spec.bins}, "
           f"tail bound {spec.tail_bound}; latent {args.latent_step}, batch {args.batch}, {device}")
     print(f"{'layers':<8s} {'mode':<13s} {'ops':>6s} {'forward':>8s} {'backward':>9s} {'clip+adam':>10s} {'top':>5s} "
-          f"{'ms/step':>8s} {'load':>5s}")
+          f"{'ms/step':>8s} {'best':>7s}")
     cuda = device.type == "cuda"
     runs = [("nflows", "eager"), ("pae", "eager")] + ([("pae", "graph")] if cuda else []) \
         + ([("pae", "compile")] + ([("pae", "compile+graph")] if cuda else []) if args.compile else [])
+    built = []
     for layers, mode in runs:
         flow = build_flow(spec, args.latent_step, z.mean(0).cpu(), z.std(0).cpu(), layers=layers).to(device)
         steps = FlowSteps(flow, spec, cuda_graph="graph" in mode)
@@ -117,13 +116,18 @@ def step_table(args, spec: FlowSpec) -> None:
             steps.loss = torch.compile(steps.loss)
         for _ in range(3):  # warm-up (and the graph's capture, the compilation)
             steps(z)
-        warm_up = time.perf_counter() - t0
-        ops = count_ops(steps, z)
-        ms = time_steps(steps, z, args.steps, args.rounds)
+        built.append((layers, mode, steps, time.perf_counter() - t0, count_ops(steps, z)))
+    # the timed rounds alternate between the rows, so that a shared machine's load changes weigh on all alike
+    times = [[] for _ in built]
+    for _ in range(args.rounds):
+        for i, (_, _, steps, _, _) in enumerate(built):
+            times[i].append(time_round(steps, z, args.steps))
+    for (layers, mode, steps, warm_up, ops), ms in zip(built, times):
         phases = [f"{ops[p]:>8d}" if not steps.graphed else f"{'-':>8s}" for p in PHASES]
         print(f"{layers:<8s} {mode:<13s} {ops['ops']:>6d} {phases[0]} {phases[1]:>9s} {phases[2]:>10s} "
-              f"{ops['top']:>5d} {ms:>8.2f} {os.getloadavg()[0]:>5.2f}"
-              + (f"  (warm-up with compilation {warm_up:.0f} s)" if "compile" in mode else ""), flush=True)
+              f"{ops['top']:>5d} {statistics.median(ms):>8.2f} {min(ms):>7.2f}"
+              + (f"  (warm-up with compilation {warm_up:.0f} s)" if "compile" in mode else ""))
+    print(f"load average {os.getloadavg()[0]:.2f} after the timed rounds")
 
 
 def epoch_table(args, defaults: dict) -> None:
@@ -174,7 +178,7 @@ def main() -> None:
     print()
     step_table(args, dataclasses.replace(FlowSpec.from_dict(paper), batch_size=args.batch))
     print("ops: ATen ops per step (torch.profiler; ops inside ops included), by phase; top: those not inside another "
-          "ATen op; ms/step: median of the timed rounds; load: 1-minute load average after the row.")
+          "ATen op; ms/step: median of the timed rounds; best: the fastest round.")
     if args.epochs:
         print()
         epoch_table(args, defaults)
