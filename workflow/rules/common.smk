@@ -38,11 +38,16 @@ PATHS = pae.config.workflow_paths(config)  # every file's pattern, written once 
 DATA_KEYS = pae.config.data_keys(config)  # prepared file key -> dataset
 # One run = dataset x model x latent size x seed (per grid block), plus the matched-imputation runs: pae.config.runs.
 RUNS = pae.config.runs(config)
+# The datasets' FID references, one per eval.fid settings but the temperatures (pae.config.fid_reference_key): key ->
+# those settings, as the fid_reference stage takes them.
+FID_REFERENCES = {pae.config.fid_reference_key(r["eval"]["fid"]):
+                  json.dumps(pae.config.fid_reference_spec(r["eval"]["fid"]), sort_keys=True) for r in RUNS.values()}
 
 
 wildcard_constraints:
     run="|".join(re.escape(r) for r in RUNS),
     data_key="|".join(re.escape(k) for k in DATA_KEYS),
+    fid_key="|".join(FID_REFERENCES),
 
 
 def log_file(rule):
@@ -161,6 +166,10 @@ def eval_spec(section=None):
     keys = [k for k, v in config["eval"].items() if not isinstance(v, dict)]
     spec = config["eval"][section] if section else {k: config["eval"][k] for k in keys}
     return json.dumps(spec, sort_keys=True)
+
+
+def get_fid_reference_spec(wildcards):
+    return FID_REFERENCES[wildcards.fid_key]
 
 
 def get_run_eval_spec(section):
