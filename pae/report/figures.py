@@ -526,12 +526,12 @@ def draw_posterior_classes(meta: dict, arrays: dict) -> plt.Figure:
     cell = (PAGE_IN - 0.1) / sum(widths)
     n_rows = sum(len(arrays[f"{c['kind']}/truth"]) for c in blocks)
     title_h, header_h = 0.28, 0.22  # a block title's and the column headers' (two lines) heights, inches
-    fig = plt.figure(figsize=(PAGE_IN, cell * n_rows + title_h * len(blocks) + header_h + 0.3), layout="constrained")
+    row = cell + 0.13  # a tile and its class under it
+    fig = plt.figure(figsize=(PAGE_IN, row * n_rows + title_h * len(blocks) + header_h + 0.45), layout="constrained")
     fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
     subfigs = fig.subfigures(len(blocks), 1, squeeze=False, height_ratios=[
-        len(arrays[f"{c['kind']}/truth"]) * cell + title_h + header_h * (b == 0) for b, c in enumerate(blocks)])[:, 0]
-    tag = dict(fontsize=7, color="white", ha="left", va="top", bbox=dict(boxstyle="square,pad=0.1", fc="black",
-                                                                         ec="none", alpha=0.7))
+        len(arrays[f"{c['kind']}/truth"]) * row + title_h + header_h * (b == 0) for b, c in enumerate(blocks)])[:, 0]
+    tag = dict(fontsize=7, labelpad=1)  # a tile's class, under it: the image stays whole
     for b, (sub, c) in enumerate(zip(subfigs, blocks)):
         kd = c["kind"]
         n = len(arrays[f"{kd}/truth"])
@@ -543,7 +543,7 @@ def draw_posterior_classes(meta: dict, arrays: dict) -> plt.Figure:
                 method, _, what = key.partition("/")
                 if key == "truth":
                     show_image(ax, arrays[f"{kd}/truth"][i])
-                    ax.text(1, 1, short_class(names[int(arrays[f"{kd}/labels"][i])]), **tag)
+                    ax.set_xlabel(short_class(names[int(arrays[f"{kd}/labels"][i])]), **tag)
                 elif key == "map":
                     show_image(ax, arrays[f"{kd}/map"][i])
                 elif key == "observed":
@@ -557,10 +557,10 @@ def draw_posterior_classes(meta: dict, arrays: dict) -> plt.Figure:
                 else:
                     s = int(what[len("sample"):])
                     show_image(ax, arrays[f"{kd}/{method}/samples"][i, s])
-                    ax.text(1, 1, short_class(names[int(arrays[f"{kd}/{method}/sample_classes"][i, s])]), **tag)
+                    ax.set_xlabel(short_class(names[int(arrays[f"{kd}/{method}/sample_classes"][i, s])]), **tag)
                 if b == 0 and i == 0:
                     ax.set_title(header, fontsize=7)
-    fig.suptitle(f"{meta['run']}: classes of the posterior samples (domain classifier), label on the truth")
+    fig.suptitle(f"{meta['run']}: the classifier's class under each posterior sample, the label under the truth")
     return fig
 
 # ---- Sample quality against the temperature and the latent size (from the tables) ----

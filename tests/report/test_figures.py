@@ -308,7 +308,7 @@ def test_posterior_classes_figure_marks_each_sample_with_its_class(tmp_path):
     assert names[0] == "T-shirt" and names[9] == "boot"
     images = [ax for ax in fig.axes if ax.images]
     assert len(images) == 2 * 2 * (3 + 2 * 3)  # corruptions x images x (truth, observed, MAP, 3 samples per method)
-    tags = [ax.texts[0].get_text() for ax in images if ax.texts]
+    tags = [ax.get_xlabel() for ax in images if ax.get_xlabel()]
     with h5py.File(path) as f:
         expected = []
         for kind in ("left_half", "noise"):
