@@ -53,6 +53,12 @@ def test_tiny_workflow_end_to_end(tiny_workflow):
         assert f.attrs["source"] == "debian" and len(f["splits/train"]) == 2000
     assert "debian" in (tmp_path / "logs" / "prepare" / f"{data.stem}.log").read_text()
     assert not (res / TINY_RUN / "checkpoint" / "train.pt").exists()
+    # The real test images' features and the floor: one reference of the dataset, which the run's fid stage read
+    (reference,) = (res / "fid_reference").rglob("*.h5")
+    assert reference.parent.name == data.stem and not list((res / "fid_reference").rglob("*.partial"))
+    fid_log = (tmp_path / "logs" / "tiny" / TINY_RUN / "fid.log").read_text()
+    assert f"FID reference: {reference.relative_to(tmp_path)}" in fid_log
+    assert "train_vs_test (reference)" in fid_log
 
     again = snakemake(tmp_path, "--dry-run")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -66,6 +72,7 @@ def test_tiny_workflow_end_to_end(tiny_workflow):
     assert all(f"rule {r}:" in out for r in ("fid", "ood", "posterior", "impute"))
     assert "rule train:" not in out and "rule encode:" not in out and "rule prepare:" not in out
     assert "rule train_classifier:" not in out  # the domain classifier depends on the data only
+    assert "rule fid_reference:" not in out  # the real images' features and the floor neither depend on the run
 
     # A posterior setting changed: only the posterior stage and the report rerun.
     changed = snakemake(tmp_path, "--dry-run", "--config", "eval={'posterior': {'n_images': 5}}")
@@ -80,7 +87,18 @@ def test_tiny_workflow_end_to_end(tiny_workflow):
     out = changed.stdout + changed.stderr
     assert changed.returncode == 0, out[-3000:]
     assert "rule fid:" in out and "rule report:" in out and '"bootstrap": 3' in out
+    assert "rule fid_reference:" in out  # the floor's interval is bootstrapped too
     assert not any(f"rule {r}:" in out for r in ("posterior", "ood", "impute", "evaluate", "fit_flow", "train"))
+
+    # Runs of one dataset share its FID reference unless their eval.fid settings differ in more than the
+    # temperatures: blocks t and n add two runs (with their fid jobs) and one reference (n's).
+    changed = snakemake(tmp_path, "--dry-run", "--config", "grid=[{'datasets': ['fashion_mnist']}, "
+                        "{'datasets': ['fashion_mnist'], 'name': 't', 'eval': {'fid': {'temperatures': [0.9]}}}, "
+                        "{'datasets': ['fashion_mnist'], 'name': 'n', 'eval': {'fid': {'n_samples': 400}}}]")
+    out = changed.stdout + changed.stderr
+    assert changed.returncode == 0, out[-3000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    assert (jobs["fid"], jobs["fid_reference"]) == ("2", "1"), out[-3000:]
 
     # A grid block that skips the ood stage: only the report reruns, without the run's OoD files.
     changed = snakemake(tmp_path, "--dry-run", "--config", "grid=[{'datasets': ['fashion_mnist'], 'skip': ['ood']}]")
