@@ -1,5 +1,6 @@
 """Per-stage wall times and peak memory of an experiment, from the benchmark files snakemake writes for every job:
 benchmarks/{exp}/{run}/{stage}.tsv, benchmarks/{exp}/classifiers/{data}.tsv (train_classifier),
+benchmarks/{exp}/fid_reference/{data}/{key}.tsv (fid_reference),
 benchmarks/{exp}/report.tsv, and benchmarks/prepare/{data}.tsv (shared by every experiment that uses the dataset).
 
 Prints, per stage: jobs, median and max seconds, total seconds, and the largest max_rss (MB); with --by model (or
@@ -19,8 +20,8 @@ import pandas as pd
 
 RUN_ID = re.compile(r"^(?P<dataset>.+)-(?P<model>ae|vae|beta_vae|vad)-z(?P<latent>\d+)-s(?P<seed>\d+)"
                     r"(?P<missing>-miss.+)?$")
-STAGE_ORDER = ["prepare", "train_classifier", "train", "encode", "fit_flow", "evaluate", "fid", "ood", "posterior",
-               "impute", "report"]
+STAGE_ORDER = ["prepare", "train_classifier", "fid_reference", "train", "encode", "fit_flow", "evaluate", "fid",
+               "ood", "posterior", "impute", "report"]
 
 
 def classify(path: Path, exp_dir: Path, prepare_dir: Path) -> dict:
@@ -32,6 +33,8 @@ def classify(path: Path, exp_dir: Path, prepare_dir: Path) -> dict:
         return {"stage": rel.stem, "run": ""}
     if rel.parts[0] == "classifiers":
         return {"stage": "train_classifier", "run": "", "dataset": path.stem}
+    if rel.parts[0] == "fid_reference":
+        return {"stage": "fid_reference", "run": "", "dataset": rel.parts[1]}
     row = {"stage": path.stem, "run": rel.parts[0]}
     m = RUN_ID.match(rel.parts[0])
     if m:
