@@ -188,12 +188,15 @@ def test_dry_run_prints_each_stages_shell_command(tmp_path):
     commands = re.findall(r"^Shell command: (.*)$", out, flags=re.MULTILINE)
     stages = [c for c in commands if c != "None"]
     assert len(commands) - len(stages) <= 1  # rule all
-    assert len(stages) == 21, out[-3000:]  # 2 prepare, 3 train, encode, fit_flow, impute, 1 of each other rule
+    assert len(stages) == 22, out[-3000:]  # 2 prepare, 3 train, encode, fit_flow, impute, 1 of each other rule
     for command in stages:
         assert command.startswith("set -o pipefail; OMP_NUM_THREADS=") and " -m pae --launcher local --job '{" in command, command
         assert " > logs/" in command and "pae.io.log_errors" in command, command
     assert any(" train --spec '{" in c and "--model-out results/tiny/fashion_mnist-ae-z4-s0/model/model.pt" in c
                for c in stages)
+    (reference,) = [c for c in stages if " fid_reference --spec '{" in c]  # the spec without the temperatures
+    assert "temperatures" not in reference and "--out results/tiny/fid_reference/fashion_mnist-" in reference
+    assert any(" fid --spec '{" in c and "--reference results/tiny/fid_reference/fashion_mnist-" in c for c in stages)
 
 
 @pytest.mark.integration
