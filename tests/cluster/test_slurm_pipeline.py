@@ -1,7 +1,7 @@
-"""pae on a real SLURM cluster (cluster/local-slurm/): the tiny workflow through `snakemake --profile cluster/slurm`,
-2-node DDP training through submitit, a training job that outlives its time limit (signalled, checkpointed,
-requeued, resumed), and a failing stage's message. Needs the cluster (PAE_SLURM=1), as tests/cluster/conftest.py
-says."""
+"""pae on a real SLURM cluster (cluster/local-slurm/): the tiny workflow through the README's first commands
+(install-profile, then `snakemake --profile slurm`: tests/cluster/conftest.py's slurm_workflow), 2-node DDP training
+through submitit, a training job that outlives its time limit (signalled, checkpointed, requeued, resumed), and a
+failing stage's message. Needs the cluster (PAE_SLURM=1), as tests/cluster/conftest.py says."""
 from __future__ import annotations
 
 import csv
@@ -16,81 +16,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from pae.io import torch_load
-from tests.helpers import (DDP_RTOL, DDP_RTOL_FIRST, REPO, TINY_CONFIG, TINY_RUN, epochs_lasting, run_pae,
-                           train_argv)
+from tests.cluster.conftest import COMPUTE_RULES, profile_run
+from tests.helpers import DDP_RTOL, DDP_RTOL_FIRST, TINY_RUN, epochs_lasting, run_pae, train_argv
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
-# SLURM jobs per rule of the tiny workflow: Fashion-MNIST and MNIST (an OoD set) prepared; the run and two
-# matched-imputation runs trained, encoded, flow-fitted and imputed; one of each evaluation stage; one report.
-COMPUTE_RULES = {"prepare": 2, "train": 3, "encode": 3, "fit_flow": 3, "evaluate": 1, "train_classifier": 1, "fid": 1,
-                 "ood": 1, "posterior": 1, "impute": 3, "uncertainty": 1, "report": 1}
 TRAIN = {"model": "ae", "latent_dim": 8, "seed": 1, "arch": "conv", "channels": [16, 32], "hidden": 64,
          "epochs": 2, "batch_size": 64, "lr": 0.001, "weight_decay": 0.0, "precision": "fp32",
          "channels_last": False}
 
 
-def sacct_jobs(env, since: str) -> list[dict]:
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "-o", "JobID,JobName,State"], capture_output=True,
-                         text=True, env=env, timeout=60, check=True).stdout
-    return [dict(zip(("id", "name", "state"), line.split("|"))) for line in out.splitlines() if line.strip()]
-
-
-def snakemake(workdir: Path, env, *args) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(TINY_CONFIG), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
-
-
-@pytest.fixture(scope="module")
-def slurm_profile(tmp_path_factory) -> Path:
-    """cluster/slurm's profile pointed at the test cluster: partition debug, 2 cores (rules' threads are capped by
-    it; the nodes have 2 CPUs), 1 GB per job."""
-    profile = yaml.safe_load((REPO / "cluster" / "slurm" / "config.yaml").read_text())
-    profile["cores"] = 2
-    profile["default-resources"]["slurm_partition"] = "'debug'"
-    profile["default-resources"]["mem_mb"] = 1000
-    for rule in profile["set-resources"].values():
-        rule["mem_mb"] = 1000
-    folder = tmp_path_factory.mktemp("profile")
-    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def slurm_workflow(slurm_env, slurm_profile, fashion_mnist_dir, tmp_path_factory):
-    """The tiny workflow run twice: locally, and through SLURM; returns (local dir, slurm dir, sacct rows, times)."""
-    local, remote = tmp_path_factory.mktemp("local"), tmp_path_factory.mktemp("slurm")
-    t0 = time.time()
-    proc = snakemake(local, slurm_env, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    t1 = time.time()
-    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t1 - 1))
-    proc = snakemake(remote, slurm_env, "--profile", str(slurm_profile))
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    t2 = time.time()
-    print(f"tiny workflow wall time: local {t1 - t0:.1f} s, through SLURM {t2 - t1:.1f} s")
-    # Accounting records a job's end a second or two after the job: wait until every rule's job is recorded ended.
-    deadline = time.time() + 60
-    while True:
-        jobs = sacct_jobs(slurm_env, since)
-        ended = [j for j in jobs if j["name"].startswith("pae-") and j["state"] not in ("PENDING", "RUNNING")]
-        if len(ended) >= sum(COMPUTE_RULES.values()) or time.time() > deadline:
-            return local, remote, jobs
-        time.sleep(1)
-
-
-def test_tiny_workflow_through_slurm_profile(slurm_workflow):
-    local, remote, jobs = slurm_workflow
-    ours = [j for j in jobs if j["name"].startswith("pae-")]
+def test_the_readmes_first_commands_run_the_tiny_workflow_through_slurm(slurm_workflow):
+    """`python -m pae install-profile`, then `snakemake --profile slurm --configfile tests/workflow/config.yaml`, as
+    the README has them: install-profile fits the rules' CPUs per task to the 2-CPU nodes (train asked for 8), and
+    every rule's job runs on the default partition with the packaged profile's runtime and memory; the results match
+    a local run's."""
+    local, remote, jobs, installed = slurm_workflow
+    assert "fitted to this cluster: train: CPUs per task 8 -> 2 (partition debug's largest node has 2 CPUs)" \
+        in installed.splitlines(), installed
+    assert "use it: snakemake --profile slurm" in installed
+    ours = [j for j in jobs if j["JobName"].startswith("pae-")]
     for rule, count in COMPUTE_RULES.items():
-        rows = [j for j in ours if j["name"] == f"pae-{rule}" or j["name"].startswith(f"pae-{rule}-")]
+        rows = [j for j in ours if j["JobName"] == f"pae-{rule}" or j["JobName"].startswith(f"pae-{rule}-")]
         assert len(rows) == count, f"{rule}: expected {count} SLURM job(s), sacct shows {rows}"
-        assert all(r["state"] == "COMPLETED" for r in rows), rows
+        assert all(r["State"] == "COMPLETED" and r["Partition"] == "debug" for r in rows), rows
     assert len(ours) == sum(COMPUTE_RULES.values()), ours
+    train = [j for j in ours if j["JobName"].startswith("pae-train-")]
+    assert {(j["Timelimit"], j["ReqMem"], j["ReqCPUS"]) for j in train} == {("04:00:00", "16000M", "2")}, train
 
     table = lambda d: list(csv.DictReader(open(d / "results" / "tiny" / "tables" / "runs.csv")))  # noqa: E731
     a, b = table(local), table(remote)
@@ -118,15 +72,15 @@ def test_tiny_workflow_through_slurm_profile(slurm_workflow):
     assert re.search(r"submitted SLURM job \d+", log) and "epoch 2/2: train loss" in log
 
 
-def test_failing_stage_reports_job_id_state_and_log_tail(slurm_workflow, slurm_profile, slurm_env):
-    """A corrupt dataset file: the train rule fails with the SLURM job id, its state and its log's tail."""
-    _, remote, _ = slurm_workflow
+def test_failing_stage_reports_job_id_state_and_the_stages_error(slurm_workflow, site):
+    """A corrupt dataset file: the train rule fails with the SLURM job id, its state and the stage's own error, once
+    on the terminal."""
+    _, remote, _, _ = slurm_workflow
     data = next((remote / "resources" / "data").glob("fashion_mnist-*.h5"))
     content = data.read_bytes()
     data.write_bytes(content[: len(content) // 3])  # newer than the model: train reruns, prepare does not
     model = remote / "results" / "tiny" / TINY_RUN / "model" / "model.pt"
-    proc = snakemake(remote, slurm_env, "--profile", str(slurm_profile), "--retries", "0",
-                     str(model.relative_to(remote)))
+    proc = profile_run(remote, site, "slurm", "--retries", "0", str(model.relative_to(remote)))
     assert proc.returncode != 0
     log = (remote / "logs" / "tiny" / TINY_RUN / "train.log").read_text()
     match = re.search(r"ERROR pae: SLURM job (\d+) \(pae-train-[^)]*\) ended in state (\w+): (.*) \(its log: (\S+)\)$",
