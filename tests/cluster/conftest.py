@@ -70,6 +70,15 @@ def profile_run(workdir: Path, env, profile: str, *args: str) -> subprocess.Comp
                           timeout=1200)
 
 
+def train_mem_mb(env, partition: str) -> int:
+    """The memory per node a fitted profile asks for the train rule: the packaged profile's 16,000 MB, capped by
+    install-profile at the partition's smallest node (the local cluster's nodes get the machine's available memory
+    when it starts, which can be less)."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-p", partition, "-o", "%m"], capture_output=True, text=True, env=env,
+                         timeout=60, check=True).stdout
+    return min(16000, *(int(v) for v in out.split()))
+
+
 def jobs_in(workdir: Path, env, since: str, count: int) -> list[dict]:
     """The SLURM jobs submitted from `workdir` (other tests' jobs may share the cluster), once `count` have ended:
     accounting records an end a second or two after it."""

@@ -223,7 +223,7 @@ def held_then_cancelled(slurm_env, fashion_mnist_dir, tmp_path_factory):
     said why they wait; the training scancelled once it runs; snakemake's retry of the rule. Then a new snakemake
     run. Returns what the tests below look at."""
     tmp_path = tmp_path_factory.mktemp("held")
-    epochs = _tiny_epochs_lasting(40, tmp_path)
+    epochs = _tiny_epochs_lasting(120, tmp_path)  # still running when the terminal has said that no job waits
     cmd, target, folder, rule_log = _tiny_training_workflow(tmp_path, epochs)
     config = pae.config.load(tmp_path / "config.yaml")
     mnist = pae.config.workflow_paths(config)["data"].replace("{data_key}", pae.config.data_key(config, "mnist"))
@@ -243,6 +243,9 @@ def held_then_cancelled(slurm_env, fashion_mnist_dir, tmp_path_factory):
                 told_after = time.time() - t0
                 subprocess.run([*scontrol, "state=resume"], env=slurm_env, check=True, timeout=60)
                 drained = False
+                # the watch looks every 30 s: the line that the jobs no longer wait comes at its next look
+                _wait_for(lambda: "pae: no SLURM job of this run is waiting now" in terminal.read_text(), 120,
+                          "the terminal to say that no job waits any more")
                 job_id = str(_wait_for(lambda: _record(folder), 60, "the train job's record")["job_id"])
                 _wait_for(lambda: f"epoch 2/{epochs}" in rule_log.read_text(), 300, "the training's second epoch")
                 subprocess.run(["scancel", job_id], env=slurm_env, check=True, timeout=60)

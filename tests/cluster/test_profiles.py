@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.cluster.conftest import jobs_in, pae_command, profile_run
+from tests.cluster.conftest import jobs_in, pae_command, profile_run, train_mem_mb
 from tests.helpers import TINY_RUN
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
@@ -41,8 +41,10 @@ def test_multi_node_site_profile(slurm_workflow, site, tmp_path):
     (train,) = jobs_in(workdir, site, since, 1)
     assert train["JobName"].startswith("pae-train") and train["State"] == "COMPLETED", train
     assert (train["Partition"], train["NNodes"], train["NodeList"]) == ("multi", "2", "n[1-2]"), train
-    # sacct's ReqMem and ReqCPUS are the job's totals: 16000 MB and 2 CPUs per node
-    assert (train["Timelimit"], train["ReqMem"], train["ReqCPUS"]) == ("04:00:00", "32000M", "4"), train
+    # sacct's ReqMem and ReqCPUS are the job's totals: the memory per node (16000 MB, or a smaller node's) and 2 CPUs
+    # per node
+    mem = 2 * train_mem_mb(site, "multi")
+    assert (train["Timelimit"], train["ReqMem"], train["ReqCPUS"]) == ("04:00:00", f"{mem}M", "4"), train
     history = json.loads((workdir / f"results/tiny/{TINY_RUN}/model/history.json").read_text())
     assert history["meta"]["world_size"] == 2
     assert (workdir / MODEL).exists()

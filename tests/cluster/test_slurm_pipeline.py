@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from pae.io import torch_load
-from tests.cluster.conftest import COMPUTE_RULES, profile_run
+from tests.cluster.conftest import COMPUTE_RULES, profile_run, train_mem_mb
 from tests.helpers import DDP_RTOL, DDP_RTOL_FIRST, TINY_RUN, epochs_lasting, run_pae, train_argv
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
@@ -28,7 +28,7 @@ TRAIN = {"model": "ae", "latent_dim": 8, "seed": 1, "arch": "conv", "channels": 
          "channels_last": False}
 
 
-def test_the_readmes_first_commands_run_the_tiny_workflow_through_slurm(slurm_workflow):
+def test_the_readmes_first_commands_run_the_tiny_workflow_through_slurm(slurm_workflow, site):
     """`python -m pae install-profile`, then `snakemake --profile slurm --configfile tests/workflow/config.yaml`, as
     the README has them: install-profile fits the rules' CPUs per task to the 2-CPU nodes (train asked for 8), and
     every rule's job runs on the default partition with the packaged profile's runtime and memory; the results match
@@ -44,7 +44,8 @@ def test_the_readmes_first_commands_run_the_tiny_workflow_through_slurm(slurm_wo
         assert all(r["State"] == "COMPLETED" and r["Partition"] == "debug" for r in rows), rows
     assert len(ours) == sum(COMPUTE_RULES.values()), ours
     train = [j for j in ours if j["JobName"].startswith("pae-train-")]
-    assert {(j["Timelimit"], j["ReqMem"], j["ReqCPUS"]) for j in train} == {("04:00:00", "16000M", "2")}, train
+    mem = train_mem_mb(site, "debug")
+    assert {(j["Timelimit"], j["ReqMem"], j["ReqCPUS"]) for j in train} == {("04:00:00", f"{mem}M", "2")}, train
 
     table = lambda d: list(csv.DictReader(open(d / "results" / "tiny" / "tables" / "runs.csv")))  # noqa: E731
     a, b = table(local), table(remote)
