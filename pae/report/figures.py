@@ -431,6 +431,17 @@ def _observed(corrupted: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def _input_tile(ax, arrays: dict, kind: str, key: str, i: int) -> bool:
+    """Draw image i's truth, observed image or MAP (the posterior figures' first columns); False for other keys."""
+    if key in ("truth", "map"):
+        show_image(ax, arrays[f"{kind}/{key}"][i])
+    elif key == "observed":
+        show_image(ax, _observed(arrays[f"{kind}/corrupted"][i], arrays[f"{kind}/mask"][i]))
+    else:
+        return False
+    return True
+
+
 @drawer("posterior")
 def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
     """Inpainting / denoising of one run: a block of rows (one per test image) per corruption, columns truth |
@@ -461,10 +472,8 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
             for j, (header, key) in enumerate(columns):
                 ax = axes[i, j]
                 method, _, what = key.partition("/")
-                if key in ("truth", "map"):
-                    show_image(ax, arrays[f"{k}/{key}"][i])
-                elif key == "observed":
-                    show_image(ax, _observed(arrays[f"{k}/corrupted"][i], arrays[f"{k}/mask"][i]))
+                if _input_tile(ax, arrays, k, key, i):
+                    pass
                 elif method not in c["methods"]:
                     ax.axis("off")
                 elif what == "std":
@@ -541,13 +550,9 @@ def draw_posterior_classes(meta: dict, arrays: dict) -> plt.Figure:
             for j, (header, key) in enumerate(columns):
                 ax = axes[i, j]
                 method, _, what = key.partition("/")
-                if key == "truth":
-                    show_image(ax, arrays[f"{kd}/truth"][i])
-                    ax.set_xlabel(short_class(names[int(arrays[f"{kd}/labels"][i])]), **tag)
-                elif key == "map":
-                    show_image(ax, arrays[f"{kd}/map"][i])
-                elif key == "observed":
-                    show_image(ax, _observed(arrays[f"{kd}/corrupted"][i], arrays[f"{kd}/mask"][i]))
+                if _input_tile(ax, arrays, kd, key, i):
+                    if key == "truth":
+                        ax.set_xlabel(short_class(names[int(arrays[f"{kd}/labels"][i])]), **tag)
                 elif method not in c["methods"]:
                     ax.axis("off")
                 elif what == "shares":
