@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from pae.io import PaeError, read_json
 from pae.report import figdata
-from pae.report.style import (BASE_MODELS, COLUMN_IN, PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
+from pae.report.style import (BASE_MODELS, COLUMN_IN, PAGE_HEIGHT_IN, PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
                               model_colours, model_label, save, styled)
 from pae.report.summary import load_references, over_seeds
 
@@ -176,20 +176,49 @@ def samples_data(runs: list[dict], dataset: str, n: int = 64, read=None) -> tupl
     return {"dataset": dataset, "cells": cells}, arrays
 
 
-@drawer("samples")
-def draw_samples(meta: dict, arrays: dict) -> plt.Figure:
-    """A grid of sample grids: with one model, a column per sampler and a row per latent size; with several, a
-    column per model and a row per latent size x sampler."""
-    cells = meta["cells"]
+SAMPLERS = ("flow", "prior")
+SAMPLE_TITLE_IN = 0.22  # each sample grid's title, inches
+
+
+def _samples_layout(cells: list[dict]) -> tuple[list, list, float]:
+    """The sample figure's rows and columns: with one model, a column per sampler and a row per latent size; with
+    several, a column per model and a row per latent size x sampler; and a grid's side in inches."""
     models = sorted(dict.fromkeys(c["model"] for c in cells), key=_model_order)
     sizes = sorted({c["latent_dim"] for c in cells})
-    samplers = ("flow", "prior")
     if len(models) == 1:
-        rows, cols = [(z, None) for z in sizes], [(models[0], s) for s in samplers]
+        rows, cols = [(z, None) for z in sizes], [(models[0], s) for s in SAMPLERS]
     else:
-        rows, cols = [(z, s) for z in sizes for s in samplers], [(m, None) for m in models]
-    cell_in = min((PAGE_IN - 0.3) / len(cols), 2.6)
-    title_in = 0.22  # each grid's title
+        rows, cols = [(z, s) for z in sizes for s in SAMPLERS], [(m, None) for m in models]
+    return rows, cols, min((PAGE_IN - 0.3) / len(cols), 2.6)
+
+
+def samples_pages(runs: list[dict], dataset: str, read=None) -> dict[str, tuple[dict, dict]]:
+    """The dataset's sample figure(s) by name: "samples_{dataset}" when every latent size fits one page, else one
+    figure per run of latent sizes that fits, "samples_{dataset}_z{first}-{last}"."""
+    meta, arrays = samples_data(runs, dataset, read=read)
+    rows, _, cell_in = _samples_layout(meta["cells"])
+    sizes = sorted({c["latent_dim"] for c in meta["cells"]})
+    per_size = len(rows) // max(len(sizes), 1)
+    fit = max(1, int((PAGE_HEIGHT_IN - 0.35) // ((cell_in + SAMPLE_TITLE_IN) * per_size)))
+    if len(sizes) <= fit:
+        return {f"samples_{dataset}": (meta, arrays)}
+    pages = {}
+    for p in range(0, len(sizes), fit):
+        chunk = sizes[p:p + fit]
+        keep = [i for i, c in enumerate(meta["cells"]) if c["latent_dim"] in chunk]
+        pages[f"samples_{dataset}_z{chunk[0]}-{chunk[-1]}"] = (
+            {**meta, "cells": [meta["cells"][i] for i in keep]},
+            {f"{j}/{s}": arrays[f"{i}/{s}"] for j, i in enumerate(keep) for s in SAMPLERS})
+    return pages
+
+
+@drawer("samples")
+def draw_samples(meta: dict, arrays: dict) -> plt.Figure:
+    """A grid of sample grids (rows and columns: _samples_layout)."""
+    cells = meta["cells"]
+    models = sorted(dict.fromkeys(c["model"] for c in cells), key=_model_order)
+    rows, cols, cell_in = _samples_layout(cells)
+    title_in = SAMPLE_TITLE_IN
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell_in * len(cols) + 0.3,
                                                             (cell_in + title_in) * len(rows) + 0.35),
                              squeeze=False, layout="constrained")
@@ -409,6 +438,14 @@ def posterior_data(run: dict) -> tuple[dict, dict]:
     return meta, arrays
 
 
+def by_corruption(meta: dict, arrays: dict) -> dict[str, tuple[dict, dict]]:
+    """Posterior figure data split into one (meta, arrays) per corruption: a figure per corruption stays within a
+    page however many images the panels hold."""
+    return {c["kind"]: ({**meta, "corruptions": [c]},
+                        {k: v for k, v in arrays.items() if k.split("/", 1)[0] == c["kind"]})
+            for c in meta["corruptions"]}
+
+
 def has_classes(meta: dict) -> bool:
     """Whether posterior figure data carries the classifier's classes of the samples (posterior_classes draws it)."""
     return "class_names" in meta
@@ -457,7 +494,9 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
     bar_w = 1.0  # the colour bar's column, inches, its label and ticks included
     cell = (PAGE_IN - bar_w - 0.2) / len(columns)
     title_h, header_h = 0.28, 0.22  # a block title's and the column headers' (two lines) heights, inches
-    fig = plt.figure(figsize=(PAGE_IN, cell * n_rows + title_h * len(blocks) + header_h + 0.3), layout="constrained")
+    # at least as tall as the colour bar's three-line label
+    height = max(cell * n_rows + title_h * len(blocks) + header_h + 0.3, 2.2)
+    fig = plt.figure(figsize=(PAGE_IN, height), layout="constrained")
     fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
     images_fig, bar_fig = fig.subfigures(1, 2, width_ratios=[PAGE_IN - bar_w, bar_w])
     subfigs = images_fig.subfigures(len(blocks), 1, squeeze=False, height_ratios=[
@@ -493,8 +532,7 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
         left = bar_fig.bbox.x0 / fig.bbox.width
         cax = fig.add_axes([left + 0.01, bottom, 0.018, top - bottom])
         bar = fig.colorbar(shown, cax=cax, extend="max")
-        bar.set_label(f"posterior std per pixel (pixels on [−0.5, 0.5]),\n"
-                      f"fixed scale 0–{STD_MAX:g} in every figure")
+        bar.set_label(f"posterior std per pixel\n(pixels on [−0.5, 0.5]),\nfixed scale 0–{STD_MAX:g}")
         bar.set_ticks(np.linspace(0, STD_MAX, 6))
     fig.suptitle(f"{meta['run']}: posterior of corrupted test images under the flow prior")
     return fig

@@ -64,6 +64,13 @@ def _figure(figures: Path, name: str, alt: str) -> str:
     return f"![{alt}]({figures.name}/{name})" if (figures / name).exists() else f"({alt}: not drawn)"
 
 
+def _sample_figures(figures: Path, dataset: str) -> list[Path]:
+    """The dataset's sample figure, or its pages by latent size (figures.samples_pages), in latent order."""
+    pages = sorted(figures.glob(f"samples_{dataset}_z*-*.png"),
+                   key=lambda p: int(p.stem.rsplit("_z", 1)[1].split("-")[0]))
+    return pages or [figures / f"samples_{dataset}.png"]
+
+
 def _showcase(runs_rows: list[dict]) -> list[dict]:
     """One run per dataset x model for the per-run figures: the largest latent size, the lowest seed."""
     best: dict[tuple, dict] = {}
@@ -130,7 +137,7 @@ def _quality_section(t1: list[dict], fid_note: str, figures: Path) -> list[str]:
     return lines + [
         _figure(figures, "fd_vs_latent.png", "distance and reconstruction error vs latent size"), "",
         _figure(figures, "fd_vs_temperature.png", "distance vs flow temperature"), "",
-        *[_figure(figures, f"samples_{d}.png", f"samples, {d}") + "\n" for d in datasets],
+        *[_figure(figures, f.name, f"samples, {d}") + "\n" for d in datasets for f in _sample_figures(figures, d)],
     ]
 
 
@@ -264,10 +271,21 @@ def _posterior_section(posterior_rows: list[dict], showcase: list[dict], figures
         table(["dataset", "model", "latent", "corruption", "images", "method", "seeds", "MSE missing", "MSE all",
                "coverage 68% (missing)", "coverage 95% (missing)", "coverage 95% (all)"], rows), "",
         *_classes_lines(list(class_rows)),
-        *[_figure(figures, f"{r['run']}_posterior.png", f"posterior panels, {r['run']}") + "\n" for r in showcase],
-        *[_figure(figures, f"{r['run']}_posterior_classes.png", f"classes of the posterior samples, {r['run']}")
-          + "\n" for r in showcase if (figures / f"{r['run']}_posterior_classes.png").exists()],
+        *_posterior_figures(posterior_rows, showcase, figures),
     ]
+
+
+def _posterior_figures(posterior_rows: list[dict], showcase: list[dict], figures: Path) -> list[str]:
+    """Per showcase run and corruption: its posterior panels, then the classes of its samples where drawn."""
+    lines = []
+    for r in showcase:
+        corruptions = dict.fromkeys(p["corruption"] for p in posterior_rows if p["run"] == r["run"])
+        lines += [_figure(figures, f"{r['run']}_posterior_{c}.png", f"posterior panels, {r['run']}, {c}") + "\n"
+                  for c in corruptions]
+        lines += [_figure(figures, f"{r['run']}_posterior_classes_{c}.png",
+                          f"classes of the posterior samples, {r['run']}, {c}") + "\n"
+                  for c in corruptions if (figures / f"{r['run']}_posterior_classes_{c}.png").exists()]
+    return lines
 
 
 def _impute_section(impute_rows: list[dict], figures: Path) -> list[str]:

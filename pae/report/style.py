@@ -17,6 +17,7 @@ from pae.io import atomic_path  # noqa: E402
 
 COLUMN_IN = 3.4  # one column of a two-column journal page, inches
 PAGE_IN = 7.0  # the full text width
+PAGE_HEIGHT_IN = 9.0  # the full text height: no figure is taller
 MIN_FONT_PT = 7.0
 DPI = 200  # at the printed size: sharp in print, small enough to commit
 

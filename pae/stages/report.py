@@ -86,13 +86,14 @@ def write_figures(runs: list[dict], rows: dict[str, list[dict]], refs: list[dict
         make(f"{name}_interpolations", "interpolations", *figures.interpolations_data(run, samples=s))
         if "ood_scores" in run["files"]:
             make(f"{name}_ood_roc", "roc", *figures.roc_data(run))
-        meta, arrays = figures.posterior_data(run)
-        make(f"{name}_posterior", "posterior", meta, arrays)
-        if figures.has_classes(meta):
-            make(f"{name}_posterior_classes", "posterior_classes", meta, arrays)
+        for kind, (meta, arrays) in figures.by_corruption(*figures.posterior_data(run)).items():
+            make(f"{name}_posterior_{kind}", "posterior", meta, arrays)
+            if figures.has_classes(meta):
+                make(f"{name}_posterior_classes_{kind}", "posterior_classes", meta, arrays)
     uncertainty.write_uncertainty_figures(runs, figures_dir)
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
-        make(f"samples_{dataset}", "samples", *figures.samples_data(runs, dataset, read=lambda r: samples[r["run"]]))
+        for name, data in figures.samples_pages(runs, dataset, read=lambda r: samples[r["run"]]).items():
+            make(name, "samples", *data)
     make("training_curves", "training", *figures.training_data(runs, colours))
     make("fd_vs_temperature", "temperature", *figures.temperature_data(rows["samplers"], refs, colours))
     make("fd_vs_latent", "latent", *figures.latent_data(rows["table1"], refs, colours))

@@ -8,7 +8,7 @@ from matplotlib.colors import to_hex
 from matplotlib.lines import Line2D
 from matplotlib.text import Text
 
-from pae.report.style import MIN_FONT_PT, PAGE_IN
+from pae.report.style import MIN_FONT_PT, PAGE_HEIGHT_IN, PAGE_IN
 
 
 def small_texts(fig) -> list[tuple[str, float]]:
@@ -23,6 +23,10 @@ def small_texts(fig) -> list[tuple[str, float]]:
 
 def too_wide(fig) -> bool:
     return fig.get_figwidth() > PAGE_IN + 1e-9
+
+
+def too_tall(fig) -> bool:
+    return fig.get_figheight() > PAGE_HEIGHT_IN + 1e-9
 
 
 def hidden_lines(fig) -> list[tuple[str, str]]:
@@ -115,6 +119,7 @@ def referee(fig) -> list[str]:
     """Every general defect of a figure, in words (empty for a figure that passes)."""
     problems = [f"text under {MIN_FONT_PT} pt: {t!r} at {s:g} pt" for t, s in small_texts(fig)]
     problems += [f"{fig.get_figwidth():.2f} in wide, wider than the page"] if too_wide(fig) else []
+    problems += [f"{fig.get_figheight():.2f} in tall, taller than the page"] if too_tall(fig) else []
     problems += [f"curves {a!r} and {b!r} drawn on top of each other" for a, b in hidden_lines(fig)]
     problems += [f"panels {a!r} and {b!r} overlap" for a, b in overlapping_panels(fig)]
     problems += [f"text {t!r} cut off at the canvas's edge" for t in cut_off(fig)]

@@ -208,6 +208,9 @@ def test_every_figure_passes_the_referee(tmp_path, experiment, monkeypatch):
         if kind in ("samples", "posterior", "posterior_classes", "interpolation_grid", "reconstructions",
                     "interpolations"):
             assert checks.empty_fraction(fig) < 0.3, (path.name, checks.empty_fraction(fig))
+    # two models at two latent sizes: 8 sample grids, taller than a page in one figure, so a page per latent size
+    assert {n for n in drawn if n.startswith("samples_fashion")} == {"samples_fashion_mnist_z4-4",
+                                                                     "samples_fashion_mnist_z16-16"}
     assert kinds == {"samples", "reconstructions", "interpolations", "roc", "posterior", "posterior_classes",
                      "uncertainty",
                      "sample_uncertainty", "interpolation_grid", "training", "temperature", "latent", "impute"}
@@ -324,6 +327,22 @@ def test_posterior_classes_figure_marks_each_sample_with_its_class(tmp_path):
     plain = figures.posterior_data({"run": "r", "files": {"posterior_panels": str(
         write_posterior_panels(tmp_path / "plain.h5", classes=False))}})
     assert not figures.has_classes(plain[0])
+
+
+def test_posterior_figures_one_per_corruption_each_within_a_page(tmp_path):
+    """The reproductions' panels (8 images, two corruptions) drawn in one figure are taller than a page; split per
+    corruption, each figure fits, and holds only its corruption's images."""
+    meta, arrays = figures.posterior_data({"run": "r", "files": {
+        "posterior_panels": str(write_posterior_panels(tmp_path / "p.h5", n=8, size=28))}})
+    assert checks.too_tall(_drawn("posterior", meta, arrays))
+    split = figures.by_corruption(meta, arrays)
+    assert list(split) == ["left_half", "noise"]
+    for kind, (m, a) in split.items():
+        assert [c["kind"] for c in m["corruptions"]] == [kind] and all(k.startswith(f"{kind}/") for k in a)
+        for drawer in ("posterior", "posterior_classes"):
+            fig = _drawn(drawer, m, a)
+            assert checks.referee(fig) == [], (kind, drawer)
+            assert len([ax for ax in fig.axes if ax.images]) > 8 * 3
 
 
 def test_uncertainty_figure_writes_a_constant_std_as_a_number(tmp_path):

@@ -152,11 +152,14 @@ def test_posterior_section_gives_each_row_its_images(tmp_path):
     rows["posterior"] = [{**base, "method": "map", "image_set": "all", "n_images": 30, "mse_missing": 0.05},
                          {**base, "method": "mcmc", "image_set": "nuts", "n_images": 8, "mse_missing": 0.03},
                          {**base, "method": "laplace", "image_set": "nuts", "n_images": 8, "mse_missing": 0.04}]
+    (tmp_path / f"{grid['run']}_posterior_left_half.png").write_bytes(b"")  # a figure per corruption
     markdown.write_report(tmp_path / "report.md", "exp", rows, REFS, tmp_path, "")
     posterior = _section((tmp_path / "report.md").read_text(), "Inpainting and denoising: posterior analysis")
     assert "| left_half | all (30) | map | 1 | 0.05 |" in posterior
     assert "| left_half | NUTS's (8) | laplace | 1 | 0.04 |" in posterior
     assert "| left_half | NUTS's (8) | mcmc | 1 | 0.03 |" in posterior
+    assert f"![posterior panels, {grid['run']}, left_half]({tmp_path.name}/{grid['run']}_posterior_left_half.png)" \
+        in posterior
 
 
 def test_kid_precision_and_recall_beside_every_fid_and_the_coverage_claim_judged(tmp_path):
