@@ -1,6 +1,6 @@
 """The flow fit's training step and epochs: ATen ops and milliseconds per step of pae.flows' layers against nflows'
 own implementations of the same layers (the code before: masked spline, index-based coupling split, numpy-indexed LU
-map), measured in the same run on the same machine; optionally the time per epoch of pae.flows.fit_flow (what the
+map, and clipping and Adam over each parameter tensor where pae's run over one flat buffer), measured in the same run on the same machine; optionally the time per epoch of pae.flows.fit_flow (what the
 fit_flow stage runs) for each flow kind and latent size.
 
 Step table. One training step of FlowSteps (pae.flows.latent_flow; what fit_flow runs per batch): -mean log p(z),
@@ -70,7 +70,7 @@ def count_ops(steps: FlowSteps, z: torch.Tensor) -> dict[str, int]:
         else:
             with record_function("forward"):
                 loss = steps.loss(z)
-            steps.opt.zero_grad(set_to_none=True)
+            steps.zero_grad()
             with record_function("backward"):
                 loss.backward()
             with record_function("clip+adam"):
@@ -110,7 +110,8 @@ def step_table(args, spec: FlowSpec) -> None:
     built = []
     for layers, mode in runs:
         flow = build_flow(spec, args.latent_step, z.mean(0).cpu(), z.std(0).cpu(), layers=layers).to(device)
-        steps = FlowSteps(flow, spec, cuda_graph="graph" in mode)
+        # before: nflows' layers and Adam and clipping over each parameter tensor; after: pae's, over one flat buffer
+        steps = FlowSteps(flow, spec, cuda_graph="graph" in mode, flat=layers == "pae")
         t0 = time.perf_counter()
         if "compile" in mode:
             steps.loss = torch.compile(steps.loss)

@@ -58,12 +58,16 @@ class GraphedStep:
     """`step(*inputs)` -> the loss of one training step (a tensor that the next step overwrites: clone it to keep
     it). `objective(*inputs)` returns the loss; inputs are tensors or None, and each call must pass the same shapes,
     dtypes and Nones as the first (a training's batches do, with drop_last). `before_step()`, if given, runs between
-    the backward pass and the optimizer's step, in the graph too (gradient clipping)."""
+    the backward pass and the optimizer's step, in the graph too (gradient clipping). `zero_grad()`, if given, zeroes
+    gradients that must stay where they are (views into one flat buffer, FlowSteps): it runs inside the graph before
+    the forward pass, and the captured backward accumulates into them; without it the grads are unset before the
+    capture and the captured backward allocates them."""
 
     def __init__(self, objective: Callable[..., torch.Tensor], model: nn.Module, opt: torch.optim.Optimizer,
-                 bf16: bool, before_step: Callable[[], object] | None = None):
+                 bf16: bool, before_step: Callable[[], object] | None = None,
+                 zero_grad: Callable[[], object] | None = None):
         self.objective, self.model, self.opt, self.bf16 = objective, model, opt, bf16
-        self.before_step = before_step
+        self.before_step, self.zero_grad = before_step, zero_grad
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: list[torch.Tensor | None] = []
         self.loss: torch.Tensor | None = None
@@ -81,13 +85,16 @@ class GraphedStep:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(WARMUP_STEPS):
-                self.opt.zero_grad(set_to_none=True)
+                self._zero_grad()
                 self._eager().backward()
                 self._update()
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        self.opt.zero_grad(set_to_none=True)  # the captured backward allocates the grads it then overwrites
+        if self.zero_grad is None:
+            self.opt.zero_grad(set_to_none=True)  # the captured backward allocates the grads it then overwrites
         with torch.cuda.graph(self.graph):
+            if self.zero_grad is not None:
+                self.zero_grad()
             self.loss = self._eager()
             self.loss.backward()
             self._update()
@@ -95,6 +102,12 @@ class GraphedStep:
         self.lrs = _baked_lrs(self.opt)
         log.info("captured the training step as a CUDA graph (learning rates %s)",
                  [float(group["lr"]) for group in self.opt.param_groups])
+
+    def _zero_grad(self) -> None:
+        if self.zero_grad is None:
+            self.opt.zero_grad(set_to_none=True)
+        else:
+            self.zero_grad()
 
     def _update(self) -> None:
         if self.before_step is not None:
