@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from pathlib import Path
 from typing import Callable
 
@@ -134,6 +135,14 @@ def band_label(n_seeds: int | set) -> str:
                 "where there is one")
     n = next(iter(counts), 1)
     return f"band: range over {n} seeds" if n > 1 else "band: 95% bootstrap interval over images (1 seed)"
+
+
+def wrapped_suptitle(fig: plt.Figure, text: str) -> None:
+    """The figure's title, each line wrapped to the figure's width (an average glyph taken as 0.55 em wide)."""
+    size = matplotlib.rcParams["figure.titlesize"]
+    size = size if isinstance(size, (int, float)) else matplotlib.font_manager.font_scalings.get(size, 1.2) * 10
+    width = max(20, int(fig.get_figwidth() * 72 / (0.55 * size)))
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")))
 
 
 def std_map(std: np.ndarray) -> np.ndarray:
@@ -677,11 +686,11 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
     fig, axes = plt.subplots(len(datasets), ncols, figsize=(min(PAGE_IN, 2.6 * ncols + 0.4), 2.6 * len(datasets) + 1.0),
                              squeeze=False, layout="constrained")
     n_seeds = {r["n_seeds"] for r in rows} or {1}
+    markers = _latent_markers(r["latent_dim"] for r in rows)  # a latent size keeps its marker in every panel
     handles: dict[str, Line2D] = {}
     for i, dataset in enumerate(datasets):
         mine = [r for r in rows if r["dataset"] == dataset]
         groups = sorted({(r["model"], r["latent_dim"]) for r in mine}, key=lambda g: (list(colours).index(g[0]), g[1]))
-        markers = _latent_markers(z for _, z in groups)
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
             ys = []
@@ -710,7 +719,7 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
             ax.set(xlabel="flow temperature T", ylabel=METRIC_LABELS.get(metric, metric),
                    title=dataset_label(dataset))
     fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(len(handles), 3))
-    fig.suptitle(f"Flow samples against the temperature T\n{band_label(n_seeds)}")
+    wrapped_suptitle(fig, f"Flow samples against the temperature T\n{band_label(n_seeds)}")
     return fig
 
 
@@ -808,7 +817,7 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
                                                                     if isinstance(h, Line2D)) else None)
     what = band_label(n_seeds) if not any(len({r["latent_dim"] for r in rows if r["dataset"] == d}) == 1
                                           for d in datasets) else band_label(n_seeds).replace("band", "bars, bands")
-    fig.suptitle(f"Samples and reconstructions against the latent size\n{what}")
+    wrapped_suptitle(fig, f"Samples and reconstructions against the latent size\n{what}")
     return fig
 
 

@@ -247,6 +247,29 @@ def test_the_referee_check_finds_a_hidden_curve():
     plt.close(fig)
 
 
+def test_a_long_band_note_wraps_inside_a_narrow_figure_and_latent_sizes_keep_their_marker(experiment):
+    """The smoke grid's case: FID in one protocol only (two metric columns, a narrower figure) and a model with two
+    seeds beside models with one, so the band note names both kinds; it wraps within the canvas. A latent size has
+    one marker in every panel (before, latent 4 on Fashion-MNIST and latent 8 on MNIST shared one)."""
+    runs, rows = experiment
+    colours = style.model_colours(r["model"] for r in runs)
+    samplers = [{k: v for k, v in r.items() if not k.startswith("fid_minmax")} for r in rows["samplers"]]
+    samplers += [{**r, "seed": 1, "run": r["run"] + "-s1"} for r in samplers if r["model"] == "vae"]
+    mnist = [{**r, "dataset": "mnist", "latent_dim": 8, "run": r["run"] + "-mnist"} for r in samplers
+             if r["latent_dim"] == 4 and r["dataset"] == "fashion_mnist"]
+    fig = _drawn("temperature", *figures.temperature_data(samplers + mnist, REFS, colours))
+    assert fig.get_figwidth() < style.PAGE_IN and "\n" in fig._suptitle.get_text()
+    assert "where there is one" in fig._suptitle.get_text().replace("\n", " ")
+    assert checks.referee(fig) == []
+    by_size = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_label().startswith("_"):
+                continue
+            by_size.setdefault(line.get_label().rsplit("latent ", 1)[1], set()).add(line.get_marker())
+    assert all(len(m) == 1 for m in by_size.values()) and len(set().union(*by_size.values())) == len(by_size)
+
+
 def test_one_colour_per_model_in_every_panel_and_figure(tmp_path, experiment):
     """A model keeps one colour across the panels of a figure and across figures, even where a panel holds fewer
     models (before, the imputation figure gave the VAD another colour in its panel of its own)."""
