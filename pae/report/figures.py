@@ -145,6 +145,27 @@ def wrapped_suptitle(fig: plt.Figure, text: str) -> None:
     fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")))
 
 
+def legend_columns(labels, width_in: float, most: int = 3, fontsize: float = 7.0) -> int:
+    """How many columns of these legend labels fit across `width_in` inches: an average glyph 0.55 em wide, each
+    entry's handle and gaps 0.6 in; at most `most`, at least one."""
+    labels = list(labels)
+    column = max((len(str(t)) for t in labels), default=1) * 0.55 * fontsize / 72 + 0.6
+    return max(1, min(most, len(labels), int(width_in // column)))
+
+
+def log_y(ax) -> None:
+    """A log y axis labelled in plain numbers at 1, 2 and 5 times the powers of ten (20, 50, 100, not 2 × 10¹)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def wrapped(text: str, width_in: float, fontsize: float = 7.0) -> str:
+    """Text wrapped to `width_in` inches at `fontsize` points (an average glyph 0.55 em wide)."""
+    return textwrap.fill(text, max(20, int(width_in * 72 / (0.55 * fontsize))))
+
+
 def std_map(std: np.ndarray) -> np.ndarray:
     """(C, H, W) per-pixel std -> (H, W): the channel of a grey image, the rms over the channels of a colour one."""
     return std[0] if std.shape[0] == 1 else np.sqrt((std.astype(np.float64) ** 2).mean(0))
@@ -338,6 +359,9 @@ def draw_training(meta: dict, arrays: dict) -> plt.Figure:
 
 SCORE_COLOURS = {"flow_logp": "#0072B2", "recon_mse": "#D55E00", "pae_density": "#009E73", "pae_marginal": "#CC79A7",
                  "elbo": "#E69F00"}
+# Dashed: the score drawn second of a pair whose curves can all but coincide (-ELBO over reconstruction MSE, the
+# PAE density over the flow's log p(z)), so the solid one shows between its dashes.
+SCORE_LINESTYLES = {"pae_density": (0, (3, 2)), "elbo": (0, (3, 2))}
 
 
 def roc_data(run: dict) -> tuple[dict, dict]:
@@ -388,7 +412,7 @@ def draw_roc(meta: dict, arrays: dict) -> plt.Figure:
             label = " = ".join(SCORE_LABELS.get(s, s) for s in names) + f": {auc:.3f}"
             keep = fpr > 0 if log_x else slice(None)
             ax.plot(fpr[keep], tpr[keep], color=SCORE_COLOURS.get(names[0]), lw=1.0, label=label,
-                    drawstyle="steps-post")
+                    ls=SCORE_LINESTYLES.get(names[0], "-"), drawstyle="steps-post")
         ax.plot([1 / inside_n, 1] if log_x else [0, 1], [1 / inside_n, 1] if log_x else [0, 1], color="0.6",
                 lw=0.6, ls=":")
         if log_x:
@@ -709,8 +733,12 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
                 ax.axis("off")
                 continue
             lo, hi = min(ys), max(ys)
-            pad = max(0.15 * (hi - lo), 0.03 * hi)
-            lo, hi = lo - pad, hi + pad
+            if lo > 0 and hi / lo > 10:  # models a decade or more apart: a log axis keeps the lower ones apart
+                log_y(ax)
+                lo, hi = lo / 1.4, hi * 1.4
+            else:
+                pad = max(0.15 * (hi - lo), 0.03 * hi)
+                lo, hi = lo - pad, hi + pad
             for r in refs:  # a dotted line in the model's colour, named in the legend with its source
                 label = f"{model_label(r['model'])}, latent {r['latent_dim']}, T = 1: {r['label']}"
                 handles.setdefault(label, ax.axhline(r["value"], color=colours[r["model"]], lw=1.0,
@@ -718,7 +746,8 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
             ax.set_ylim(lo, hi)
             ax.set(xlabel="flow temperature T", ylabel=METRIC_LABELS.get(metric, metric),
                    title=dataset_label(dataset))
-    fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(len(handles), 3))
+    fig.legend(handles=list(handles.values()), loc="outside lower center",
+               ncols=legend_columns(handles, fig.get_figwidth()))
     wrapped_suptitle(fig, f"Flow samples against the temperature T\n{band_label(n_seeds)}")
     return fig
 
@@ -808,11 +837,14 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
                 ax.set_xticks(sizes, [str(z) for z in sizes])
                 ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
                 ax.set_xlabel("latent size")
+            ys = np.array([y for ln in ax.get_lines() for y in np.asarray(ln.get_ydata(), float)])
+            if len(ys) and ys.min() > 0 and ys.max() / ys.min() > 10:  # a decade or more apart: keep the lower apart
+                log_y(ax)
             ax.set_ylabel("test MSE per pixel\n(pixels on [−0.5, 0.5])" if panel == "recon_mse" else
                           METRIC_LABELS.get(panel, panel))
             ax.set_title(dataset_label(dataset))
     fig.legend(handles=list(handles.values()), labels=list(handles), loc="outside lower center",
-               ncols=min(len(handles), 2),
+               ncols=legend_columns(handles, fig.get_figwidth(), most=2),
                title="★ = a reference value, with its source" if any(h.get_marker() == "*" for h in handles.values()
                                                                     if isinstance(h, Line2D)) else None)
     what = band_label(n_seeds) if not any(len({r["latent_dim"] for r in rows if r["dataset"] == d}) == 1
@@ -886,13 +918,15 @@ def draw_impute(meta: dict, arrays: dict) -> plt.Figure:
             ax.set_ylabel(("" if len(conditions) == 1 else f"{dataset_label(dataset)}, latent {z}:\n")
                           + "MSE per missing pixel\n(pixels on [−0.5, 0.5])")
     if len(conditions) == 1:
-        fig.suptitle(f"Imputation of pixels missing at random, models {IMPUTE_TITLES[conditions[0]]}")
+        wrapped_suptitle(fig, f"Imputation of pixels missing at random, models {IMPUTE_TITLES[conditions[0]]}")
     handles = [Line2D([], [], color=colours[m], lw=2, label=model_label(m)) for m in colours
                if any(r["model"] == m for r in rows)]
     methods = {method_label(m): m for m in dict.fromkeys(k[1] for k in keys)}
     handles += [Line2D([], [], color="0.3", label=label, **method_style(m)) for label, m in methods.items()]
     n_images = max((r.get("n_images") or 0 for r in rows), default=0)
     bands = band_label(n_seeds).replace("bootstrap interval over images", "interval over images (±1.96 se)")
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3),
-               title=f"{bands}; {n_images:,} test images per point" if n_images else bands)
+    title = f"{bands}; {n_images:,} test images per point" if n_images else bands
+    fig.legend(handles=handles, loc="outside lower center",
+               ncols=legend_columns([h.get_label() for h in handles], fig.get_figwidth()),
+               title=wrapped(title, fig.get_figwidth() - 0.2))
     return fig

@@ -44,6 +44,33 @@ def hidden_lines(fig) -> list[tuple[str, str]]:
     return out
 
 
+def _values_at(line, x: np.ndarray) -> np.ndarray:
+    xs, ys = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+    if line.get_drawstyle().startswith("steps"):  # steps-post: each y holds until the next x
+        return ys[np.clip(np.searchsorted(xs, x, side="right") - 1, 0, len(ys) - 1)]
+    return np.interp(x, xs, ys)
+
+
+def nearly_hidden_lines(fig, tol: float = 0.01) -> list[tuple[str, str]]:
+    """Pairs of labelled curves of one panel in the same line style that never part by more than `tol` of the
+    panel's y range: the one drawn first cannot be seen, though they are not identical."""
+    out = []
+    for ax in fig.axes:
+        lines = [ln for ln in ax.get_lines() if ln.get_visible() and len(ln.get_xdata()) > 1
+                 and not ln.get_label().startswith("_")]
+        scale = np.log10 if ax.get_yscale() == "log" else (lambda v: v)  # apart as drawn, on the panel's axis
+        span = np.ptp(scale(np.asarray(ax.get_ylim())))
+        for a, b in itertools.combinations(lines, 2):
+            if a.get_linestyle() != b.get_linestyle() or a.get_marker() != b.get_marker():
+                continue
+            xa, xb = np.asarray(a.get_xdata(), float), np.asarray(b.get_xdata(), float)
+            x = np.union1d(xa, xb)
+            x = x[(x >= max(xa.min(), xb.min())) & (x <= min(xa.max(), xb.max()))]
+            if len(x) and np.max(np.abs(scale(_values_at(a, x)) - scale(_values_at(b, x)))) < tol * span:
+                out.append((a.get_label(), b.get_label()))
+    return out
+
+
 def line_colours_by_gid(figs) -> dict[str, set[str]]:
     """Model -> the colours its curves have, over every panel of every figure (curves name their model in their
     gid, "model/method")."""
@@ -121,6 +148,8 @@ def referee(fig) -> list[str]:
     problems += [f"{fig.get_figwidth():.2f} in wide, wider than the page"] if too_wide(fig) else []
     problems += [f"{fig.get_figheight():.2f} in tall, taller than the page"] if too_tall(fig) else []
     problems += [f"curves {a!r} and {b!r} drawn on top of each other" for a, b in hidden_lines(fig)]
+    problems += [f"curve {a!r} hidden under {b!r} (never more than 1% of the panel apart)"
+                 for a, b in nearly_hidden_lines(fig)]
     problems += [f"panels {a!r} and {b!r} overlap" for a, b in overlapping_panels(fig)]
     problems += [f"text {t!r} cut off at the canvas's edge" for t in cut_off(fig)]
     return problems
