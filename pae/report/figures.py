@@ -471,12 +471,23 @@ def posterior_data(run: dict) -> tuple[dict, dict]:
     return meta, arrays
 
 
+PAGE_IMAGES = 12  # test images (rows) in one posterior figure: 12 rows and their headers fit a page
+
+
 def by_corruption(meta: dict, arrays: dict) -> dict[str, tuple[dict, dict]]:
-    """Posterior figure data split into one (meta, arrays) per corruption: a figure per corruption stays within a
-    page however many images the panels hold."""
-    return {c["kind"]: ({**meta, "corruptions": [c]},
-                        {k: v for k, v in arrays.items() if k.split("/", 1)[0] == c["kind"]})
-            for c in meta["corruptions"]}
+    """Posterior figure data split into one (meta, arrays) per corruption, keyed by its name, and where it has more
+    than PAGE_IMAGES images (eval.posterior.figure_images) into pages of them, keyed "{corruption}_images{a}-{b}"
+    (1-based): each figure stays within a page."""
+    out = {}
+    for c in meta["corruptions"]:
+        mine = {k: v for k, v in arrays.items() if k.split("/", 1)[0] == c["kind"]}
+        n = len(mine[f"{c['kind']}/truth"])
+        for start in range(0, n, PAGE_IMAGES):
+            stop = min(start + PAGE_IMAGES, n)
+            key = c["kind"] if n <= PAGE_IMAGES else f"{c['kind']}_images{start + 1}-{stop}"
+            # every array of a corruption has its images first
+            out[key] = ({**meta, "corruptions": [c]}, {k: v[start:stop] for k, v in mine.items()})
+    return out
 
 
 def has_classes(meta: dict) -> bool:

@@ -277,14 +277,19 @@ def _posterior_section(posterior_rows: list[dict], showcase: list[dict], figures
 
 def _posterior_figures(posterior_rows: list[dict], showcase: list[dict], figures: Path) -> list[str]:
     """Per showcase run and corruption: its posterior panels, then the classes of its samples where drawn."""
+    def pages(prefix: str, corruption: str) -> list[str]:  # the figure, or its pages of images in order
+        paged = sorted(figures.glob(f"{prefix}_{corruption}_images*-*.png"),
+                       key=lambda p: int(p.stem.rsplit("_images", 1)[1].split("-")[0]))
+        return [p.name for p in paged] or [f"{prefix}_{corruption}.png"]
+
     lines = []
     for r in showcase:
         corruptions = dict.fromkeys(p["corruption"] for p in posterior_rows if p["run"] == r["run"])
-        lines += [_figure(figures, f"{r['run']}_posterior_{c}.png", f"posterior panels, {r['run']}, {c}") + "\n"
-                  for c in corruptions]
-        lines += [_figure(figures, f"{r['run']}_posterior_classes_{c}.png",
-                          f"classes of the posterior samples, {r['run']}, {c}") + "\n"
-                  for c in corruptions if (figures / f"{r['run']}_posterior_classes_{c}.png").exists()]
+        lines += [_figure(figures, name, f"posterior panels, {r['run']}, {c}") + "\n"
+                  for c in corruptions for name in pages(f"{r['run']}_posterior", c)]
+        lines += [_figure(figures, name, f"classes of the posterior samples, {r['run']}, {c}") + "\n"
+                  for c in corruptions for name in pages(f"{r['run']}_posterior_classes", c)
+                  if (figures / name).exists()]
     return lines
 
 

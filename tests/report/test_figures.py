@@ -383,6 +383,15 @@ def test_posterior_figures_one_per_corruption_each_within_a_page(tmp_path):
             fig = _drawn(drawer, m, a)
             assert checks.referee(fig) == [], (kind, drawer)
             assert len([ax for ax in fig.axes if ax.images]) > 8 * 3
+    # eval.posterior.figure_images: 30 -> pages of at most 12 images, in order
+    meta, arrays = figures.posterior_data({"run": "r", "files": {
+        "posterior_panels": str(write_posterior_panels(tmp_path / "q.h5", kinds=("noise",), n=30, size=28))}})
+    pages = figures.by_corruption(meta, arrays)
+    assert list(pages) == ["noise_images1-12", "noise_images13-24", "noise_images25-30"]
+    assert np.array_equal(pages["noise_images13-24"][1]["noise/mcmc/samples"], arrays["noise/mcmc/samples"][12:24])
+    for m, a in pages.values():
+        for drawer in ("posterior", "posterior_classes"):
+            assert checks.referee(_drawn(drawer, m, a)) == [], drawer
 
 
 def test_uncertainty_figure_writes_a_constant_std_as_a_number(tmp_path):

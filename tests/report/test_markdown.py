@@ -185,3 +185,21 @@ def test_kid_precision_and_recall_beside_every_fid_and_the_coverage_claim_judged
     assert ("the PAE's samples (AE + flow, T = 1) have recall 0.600, more than ae: N(0, I) (0.200), vae: N(0, I) "
             "(0.400); not more than vae: flow (PAE), T = 1 (0.700) (one seed each: no interval).") in text
     assert markdown._coverage_section(summary.table1(runs, [{**r, "fid_recall": None} for r in samplers], [])) == []
+
+
+def test_posterior_figures_in_pages_are_linked_in_order(tmp_path):
+    """A corruption with more figure images than a page holds is drawn in pages (figures.by_corruption): the report
+    links each page in image order, and "noise" does not pick up "noise_sparse"'s figure."""
+    rows = _rows()
+    grid = {k: rows["runs"][0][k] for k in ("run", "dataset", "model", "latent_dim", "seed")}
+    base = {**grid, "method": "map", "image_set": "all", "n_images": 30, "mse_missing": 0.05, "mse_all": 0.02,
+            "coverage68_missing": 0.6, "coverage95_missing": 0.9, "coverage95_all": 0.93}
+    rows["posterior"] = [{**base, "corruption": "noise"}, {**base, "corruption": "noise_sparse"}]
+    run = grid["run"]
+    for name in ("noise_images13-24", "noise_images1-12", "noise_images25-30", "noise_sparse"):
+        (tmp_path / f"{run}_posterior_{name}.png").write_bytes(b"")
+    markdown.write_report(tmp_path / "report.md", "exp", rows, REFS, tmp_path, "")
+    links = [line for line in (tmp_path / "report.md").read_text().splitlines()
+             if line.startswith("![posterior panels")]
+    assert [link.rsplit("_posterior_", 1)[1] for link in links] == [
+        "noise_images1-12.png)", "noise_images13-24.png)", "noise_images25-30.png)", "noise_sparse.png)"]

@@ -150,7 +150,8 @@ def _check_evaluation_battery(res: Path):
     assert imp["clean", "0.7", "pae_map"] < imp["clean", "0.7", "encoder"]
 
     figures = {p.name for p in (res / "figures").glob("*.png")}
-    assert {f"{TINY_RUN}_ood_roc.png", f"{TINY_RUN}_posterior.png", "fd_vs_temperature.png",
+    assert {f"{TINY_RUN}_ood_roc.png", f"{TINY_RUN}_posterior_left_half.png", f"{TINY_RUN}_posterior_noise_sparse.png",
+            "fd_vs_temperature.png",
             "impute_mse_vs_ratio.png", "fd_vs_latent.png", "samples_fashion_mnist.png"} <= figures
 
     # The paper-style summaries (one seed: the run's own numbers) and report.md linking drawn figures only.
