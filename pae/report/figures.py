@@ -536,13 +536,15 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
         columns += [(f"{METHOD_NAMES.get(m, m)}\nstd", f"{m}/std")]
     n_rows = sum(len(arrays[f"{c['kind']}/truth"]) for c in blocks)
     bar_w = 1.0  # the colour bar's column, inches, its label and ticks included
-    cell = (PAGE_IN - bar_w - 0.2) / len(columns)
     title_h, header_h = 0.28, 0.22  # a block title's and the column headers' (two lines) heights, inches
-    # at least as tall as the colour bar's three-line label
-    height = max(cell * n_rows + title_h * len(blocks) + header_h + 0.3, 2.2)
-    fig = plt.figure(figsize=(PAGE_IN, height), layout="constrained")
+    fixed_h = title_h * len(blocks) + header_h + 0.3
+    # a tile as wide as the page allows, and no taller than lets every row fit the page's height
+    cell = min((PAGE_IN - bar_w - 0.2) / len(columns), (PAGE_HEIGHT_IN - fixed_h) / n_rows)
+    width = cell * len(columns) + bar_w + 0.2
+    height = max(cell * n_rows + fixed_h, 2.2)  # at least as tall as the colour bar's three-line label
+    fig = plt.figure(figsize=(width, height), layout="constrained")
     fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
-    images_fig, bar_fig = fig.subfigures(1, 2, width_ratios=[PAGE_IN - bar_w, bar_w])
+    images_fig, bar_fig = fig.subfigures(1, 2, width_ratios=[width - bar_w, bar_w])
     subfigs = images_fig.subfigures(len(blocks), 1, squeeze=False, height_ratios=[
         len(arrays[f"{c['kind']}/truth"]) * cell + title_h + header_h * (b == 0) for b, c in enumerate(blocks)])[:, 0]
     shown = None
@@ -614,11 +616,13 @@ def draw_posterior_classes(meta: dict, arrays: dict) -> plt.Figure:
         columns += [(f"{METHOD_NAMES.get(m, m)}\nsample {i + 1}", f"{m}/sample{i}") for i in range(k)]
         columns += [(f"{METHOD_NAMES.get(m, m)}: classes\nof {n_all} samples", f"{m}/shares")]
     widths = [1.9 if key.endswith("/shares") else 1.0 for _, key in columns]
-    cell = (PAGE_IN - 0.1) / sum(widths)
     n_rows = sum(len(arrays[f"{c['kind']}/truth"]) for c in blocks)
     title_h, header_h = 0.28, 0.22  # a block title's and the column headers' (two lines) heights, inches
+    fixed_h = title_h * len(blocks) + header_h + 0.45
+    # a tile as wide as the page allows, and no taller than lets every row (a tile and its class) fit the page
+    cell = min((PAGE_IN - 0.1) / sum(widths), (PAGE_HEIGHT_IN - fixed_h) / n_rows - 0.13)
     row = cell + 0.13  # a tile and its class under it
-    fig = plt.figure(figsize=(PAGE_IN, row * n_rows + title_h * len(blocks) + header_h + 0.45), layout="constrained")
+    fig = plt.figure(figsize=(cell * sum(widths) + 0.1, row * n_rows + fixed_h), layout="constrained")
     fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
     subfigs = fig.subfigures(len(blocks), 1, squeeze=False, height_ratios=[
         len(arrays[f"{c['kind']}/truth"]) * row + title_h + header_h * (b == 0) for b, c in enumerate(blocks)])[:, 0]

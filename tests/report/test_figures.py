@@ -370,11 +370,13 @@ def test_posterior_classes_figure_marks_each_sample_with_its_class(tmp_path):
 
 
 def test_posterior_figures_one_per_corruption_each_within_a_page(tmp_path):
-    """The reproductions' panels (8 images, two corruptions) drawn in one figure are taller than a page; split per
-    corruption, each figure fits, and holds only its corruption's images."""
+    """The reproductions' panels (8 images, two corruptions) in one figure fit a page only with smaller tiles (before,
+    one figure was 11.4 in tall); split per corruption, each figure fits at the page's width, and holds only its
+    corruption's images. Any number of rows fits: the tiles shrink to the page's height."""
     meta, arrays = figures.posterior_data({"run": "r", "files": {
         "posterior_panels": str(write_posterior_panels(tmp_path / "p.h5", n=8, size=28))}})
-    assert checks.too_tall(_drawn("posterior", meta, arrays))
+    together = _drawn("posterior", meta, arrays)
+    assert not checks.too_tall(together) and together.get_figwidth() < style.PAGE_IN - 1
     split = figures.by_corruption(meta, arrays)
     assert list(split) == ["left_half", "noise"]
     for kind, (m, a) in split.items():
@@ -383,9 +385,10 @@ def test_posterior_figures_one_per_corruption_each_within_a_page(tmp_path):
             fig = _drawn(drawer, m, a)
             assert checks.referee(fig) == [], (kind, drawer)
             assert len([ax for ax in fig.axes if ax.images]) > 8 * 3
+            assert fig.get_figwidth() == pytest.approx(style.PAGE_IN)
     # eval.posterior.figure_images: 30 -> pages of at most 12 images, in order
     meta, arrays = figures.posterior_data({"run": "r", "files": {
-        "posterior_panels": str(write_posterior_panels(tmp_path / "q.h5", kinds=("noise",), n=30, size=28))}})
+        "posterior_panels": str(write_posterior_panels(tmp_path / "q.h5", kinds=("noise",), n=30, k=2))}})
     pages = figures.by_corruption(meta, arrays)
     assert list(pages) == ["noise_images1-12", "noise_images13-24", "noise_images25-30"]
     assert np.array_equal(pages["noise_images13-24"][1]["noise/mcmc/samples"], arrays["noise/mcmc/samples"][12:24])
