@@ -722,7 +722,8 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
     rows, metrics, colours = meta["rows"], meta["metrics"], meta["colours"]
     datasets = sorted({r["dataset"] for r in rows})
     ncols = len(metrics)
-    fig, axes = plt.subplots(len(datasets), ncols, figsize=(min(PAGE_IN, 2.6 * ncols + 0.4), 2.6 * len(datasets) + 1.0),
+    fig, axes = plt.subplots(len(datasets), ncols, figsize=(min(PAGE_IN, max(COLUMN_IN, 2.6 * ncols + 0.4)),
+                                                          2.6 * len(datasets) + 1.0),
                              squeeze=False, layout="constrained")
     n_seeds = {r["n_seeds"] for r in rows} or {1}
     markers = _latent_markers(r["latent_dim"] for r in rows)  # a latent size keeps its marker in every panel
@@ -748,11 +749,14 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
                 ax.axis("off")
                 continue
             lo, hi = min(ys), max(ys)
+            bands = [y for c in ax.collections for path in c.get_paths() for y in path.vertices[:, 1]
+                     if np.isfinite(y)]  # the whole of every band in view, not only the lines
             if lo > 0 and hi / lo > 10:  # models a decade or more apart: a log axis keeps the lower ones apart
                 log_y(ax)
-                lo, hi = lo / 1.4, hi * 1.4
+                lo, hi = min([lo] + [y for y in bands if y > 0]) / 1.2, max([hi] + bands) * 1.2
             else:
-                pad = max(0.15 * (hi - lo), 0.03 * hi)
+                lo, hi = min([lo] + bands), max([hi] + bands)
+                pad = max(0.05 * (hi - lo), 0.03 * hi)
                 lo, hi = lo - pad, hi + pad
             for r in refs:  # a dotted line in the model's colour, named in the legend with its source
                 label = f"{model_label(r['model'])}, latent {r['latent_dim']}, T = 1: {r['label']}"
