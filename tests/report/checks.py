@@ -53,7 +53,9 @@ def _values_at(line, x: np.ndarray) -> np.ndarray:
 
 def nearly_hidden_lines(fig, tol: float = 0.01) -> list[tuple[str, str]]:
     """Pairs of labelled curves of one panel in the same line style that never part by more than `tol` of the
-    panel's y range: the one drawn first cannot be seen, though they are not identical."""
+    panel's y range: the one drawn first cannot be seen, though they are not identical. Two models' curves (gids
+    "model/method" naming different models) are left out: two models with the same numbers is a result, shown as
+    it is, where one quantity drawn twice (ROC curves of scores that rank alike) is a drawing's defect."""
     out = []
     for ax in fig.axes:
         lines = [ln for ln in ax.get_lines() if ln.get_visible() and len(ln.get_xdata()) > 1
@@ -62,6 +64,9 @@ def nearly_hidden_lines(fig, tol: float = 0.01) -> list[tuple[str, str]]:
         span = np.ptp(scale(np.asarray(ax.get_ylim())))
         for a, b in itertools.combinations(lines, 2):
             if a.get_linestyle() != b.get_linestyle() or a.get_marker() != b.get_marker():
+                continue
+            models = {str(ln.get_gid()).split("/")[0] for ln in (a, b) if ln.get_gid()}
+            if len(models) == 2:
                 continue
             xa, xb = np.asarray(a.get_xdata(), float), np.asarray(b.get_xdata(), float)
             x = np.union1d(xa, xb)
