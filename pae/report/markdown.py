@@ -66,8 +66,9 @@ def _figure(figures: Path, name: str, alt: str) -> str:
 
 def _sample_figures(figures: Path, dataset: str) -> list[Path]:
     """The dataset's sample figure, or its pages by latent size (figures.samples_pages), in latent order."""
-    pages = sorted(figures.glob(f"samples_{dataset}_z*-*.png"),
-                   key=lambda p: int(p.stem.rsplit("_z", 1)[1].split("-")[0]))
+    page = re.compile(rf"samples_{re.escape(dataset)}_z(\d+)-(\d+)")  # not another dataset's "{dataset}_..."
+    pages = sorted((p for p in figures.glob(f"samples_{dataset}_z*-*.png") if page.fullmatch(p.stem)),
+                   key=lambda p: int(page.fullmatch(p.stem)[1]))
     return pages or [figures / f"samples_{dataset}.png"]
 
 
@@ -278,8 +279,9 @@ def _posterior_section(posterior_rows: list[dict], showcase: list[dict], figures
 def _posterior_figures(posterior_rows: list[dict], showcase: list[dict], figures: Path) -> list[str]:
     """Per showcase run and corruption: its posterior panels, then the classes of its samples where drawn."""
     def pages(prefix: str, corruption: str) -> list[str]:  # the figure, or its pages of images in order
-        paged = sorted(figures.glob(f"{prefix}_{corruption}_images*-*.png"),
-                       key=lambda p: int(p.stem.rsplit("_images", 1)[1].split("-")[0]))
+        page = re.compile(rf"{re.escape(prefix)}_{re.escape(corruption)}_images(\d+)-(\d+)")
+        paged = sorted((p for p in figures.glob(f"{prefix}_{corruption}_images*-*.png") if page.fullmatch(p.stem)),
+                       key=lambda p: int(page.fullmatch(p.stem)[1]))
         return [p.name for p in paged] or [f"{prefix}_{corruption}.png"]
 
     lines = []

@@ -203,3 +203,14 @@ def test_posterior_figures_in_pages_are_linked_in_order(tmp_path):
              if line.startswith("![posterior panels")]
     assert [link.rsplit("_posterior_", 1)[1] for link in links] == [
         "noise_images1-12.png)", "noise_images13-24.png)", "noise_images25-30.png)", "noise_sparse.png)"]
+
+
+def test_sample_figures_in_pages_are_linked_in_latent_order_and_only_their_dataset(tmp_path):
+    rows = _rows()
+    dataset = rows["runs"][0]["dataset"]
+    for name in (f"samples_{dataset}_z64-128", f"samples_{dataset}_z8-32", f"samples_{dataset}_zoo_z4-4"):
+        (tmp_path / f"{name}.png").write_bytes(b"")
+    markdown.write_report(tmp_path / "report.md", "exp", rows, REFS, tmp_path, "")
+    links = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("![samples")]
+    assert [link.rsplit("/", 1)[1] for link in links] == [f"samples_{dataset}_z8-32.png)",
+                                                           f"samples_{dataset}_z64-128.png)"]
