@@ -23,8 +23,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from pae.io import PaeError, read_json
 from pae.report import figdata
-from pae.report.style import (BASE_MODELS, COLUMN_IN, PAGE_HEIGHT_IN, PAGE_IN, SCORE_LABELS, dataset_label, method_label, method_style,
-                              model_colours, model_label, save, styled)
+from pae.report.style import (BASE_MODELS, COLUMN_IN, PAGE_HEIGHT_IN, PAGE_IN, SCORE_LABELS, dataset_label,
+                              method_label, method_style, model_colours, model_label, save, styled)
 from pae.report.summary import load_references, over_seeds
 
 DRAWERS: dict[str, Callable] = {}

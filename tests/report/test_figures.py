@@ -92,8 +92,8 @@ def write_uncertainty_panels(path, likelihood="gaussian_pixel", model="vae", see
 
 def make_run(tmp_path, dataset="fashion_mnist", model="ae", z=4, seed=0, identical_scores=True):
     """A run's stage outputs, small and synthetic: samples, histories, OoD scores (recon_mse and elbo rank the
-    images alike when `identical_scores`, nearly alike when it is "near", and the flow separates MNIST almost perfectly), posterior and
-    uncertainty panels."""
+    images alike when `identical_scores`, nearly alike when it is "near", and the flow separates MNIST almost
+    perfectly), posterior and uncertainty panels."""
     name = f"{dataset}-{model}-z{z}-s{seed}"
     rng = np.random.default_rng(abs(hash(name)) % 2 ** 32)
     folder = tmp_path / name
