@@ -1,7 +1,8 @@
 """The flow fit's training step and epochs: ATen ops and milliseconds per step of pae.flows' layers against nflows'
 own implementations of the same layers (the code before: masked spline, index-based coupling split, numpy-indexed LU
-map, and clipping and Adam over each parameter tensor where pae's run over one flat buffer), measured in the same run on the same machine; optionally the time per epoch of pae.flows.fit_flow (what the
-fit_flow stage runs) for each flow kind and latent size.
+map, and clipping and Adam over each parameter tensor where pae's run over one flat buffer), measured in the same
+run on the same machine; optionally the time per epoch of pae.flows.fit_flow (what the fit_flow stage runs) for each
+flow kind and latent size.
 
 Step table. One training step of FlowSteps (pae.flows.latent_flow; what fit_flow runs per batch): -mean log p(z),
 backward, gradient clipping, fused Adam. The flow is configs/paper.yaml's (hybrid, 8 layers, hidden 128, the

@@ -138,11 +138,9 @@ def band_label(n_seeds: int | set) -> str:
 
 
 def wrapped_suptitle(fig: plt.Figure, text: str) -> None:
-    """The figure's title, each line wrapped to the figure's width (an average glyph taken as 0.55 em wide)."""
-    size = matplotlib.rcParams["figure.titlesize"]
-    size = size if isinstance(size, (int, float)) else matplotlib.font_manager.font_scalings.get(size, 1.2) * 10
-    width = max(20, int(fig.get_figwidth() * 72 / (0.55 * size)))
-    fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")))
+    """The figure's title, each line wrapped to the figure's width at the title's font size."""
+    size = matplotlib.font_manager.FontProperties(size=matplotlib.rcParams["figure.titlesize"]).get_size_in_points()
+    fig.suptitle("\n".join(wrapped(line, fig.get_figwidth(), size) for line in text.split("\n")))
 
 
 def legend_columns(labels, width_in: float, most: int = 3, fontsize: float = 7.0) -> int:
@@ -153,12 +151,16 @@ def legend_columns(labels, width_in: float, most: int = 3, fontsize: float = 7.0
     return max(1, min(most, len(labels), int(width_in // column)))
 
 
-def log_y(ax) -> None:
-    """A log y axis labelled in plain numbers at 1, 2 and 5 times the powers of ten (20, 50, 100, not 2 × 10¹)."""
+def log_y_if_decades(ax, lo: float, hi: float) -> bool:
+    """Where a panel's values (lo to hi) lie a decade or more apart, a log y axis keeps the lower ones apart: set
+    it, labelled in plain numbers at 1, 2 and 5 times the powers of ten (20, 50, 100, not 2 × 10¹). Whether it did."""
+    if not (lo > 0 and hi / lo > 10):
+        return False
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    return True
 
 
 def wrapped(text: str, width_in: float, fontsize: float = 7.0) -> str:
@@ -749,13 +751,11 @@ def draw_temperature(meta: dict, arrays: dict) -> plt.Figure:
                 ax.axis("off")
                 continue
             lo, hi = min(ys), max(ys)
-            bands = [y for c in ax.collections for path in c.get_paths() for y in path.vertices[:, 1]
-                     if np.isfinite(y)]  # the whole of every band in view, not only the lines
-            if lo > 0 and hi / lo > 10:  # models a decade or more apart: a log axis keeps the lower ones apart
-                log_y(ax)
-                lo, hi = min([lo] + [y for y in bands if y > 0]) / 1.2, max([hi] + bands) * 1.2
+            drawn = ax.dataLim  # the lines and every band whole, so that no band runs off the panel
+            if log_y_if_decades(ax, lo, hi):
+                lo, hi = min(lo, drawn.minposy) / 1.2, max(hi, drawn.y1) * 1.2
             else:
-                lo, hi = min([lo] + bands), max([hi] + bands)
+                lo, hi = min(lo, drawn.y0), max(hi, drawn.y1)
                 pad = max(0.05 * (hi - lo), 0.03 * hi)
                 lo, hi = lo - pad, hi + pad
             for r in refs:  # a dotted line in the model's colour, named in the legend with its source
@@ -856,9 +856,9 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
                 ax.set_xticks(sizes, [str(z) for z in sizes])
                 ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
                 ax.set_xlabel("latent size")
-            ys = np.array([y for ln in ax.get_lines() for y in np.asarray(ln.get_ydata(), float)])
-            if len(ys) and ys.min() > 0 and ys.max() / ys.min() > 10:  # a decade or more apart: keep the lower apart
-                log_y(ax)
+            ys = [y for ln in ax.get_lines() for y in np.asarray(ln.get_ydata(), float)]
+            if ys:
+                log_y_if_decades(ax, min(ys), max(ys))
             ax.set_ylabel("test MSE per pixel\n(pixels on [−0.5, 0.5])" if panel == "recon_mse" else
                           METRIC_LABELS.get(panel, panel))
             ax.set_title(dataset_label(dataset))

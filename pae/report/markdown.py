@@ -64,12 +64,13 @@ def _figure(figures: Path, name: str, alt: str) -> str:
     return f"![{alt}]({figures.name}/{name})" if (figures / name).exists() else f"({alt}: not drawn)"
 
 
-def _sample_figures(figures: Path, dataset: str) -> list[Path]:
-    """The dataset's sample figure, or its pages by latent size (figures.samples_pages), in latent order."""
-    page = re.compile(rf"samples_{re.escape(dataset)}_z(\d+)-(\d+)")  # not another dataset's "{dataset}_..."
-    pages = sorted((p for p in figures.glob(f"samples_{dataset}_z*-*.png") if page.fullmatch(p.stem)),
+def _pages(figures: Path, stem: str, marker: str) -> list[str]:
+    """The figure `stem`.png, or where it was drawn in pages, "{stem}_{marker}{first}-{last}.png" (the samples by
+    latent size, a posterior by image), those in order; exactly these names (not "{stem}_other_{marker}...")."""
+    page = re.compile(rf"{re.escape(stem)}_{marker}(\d+)-(\d+)")
+    paged = sorted((p for p in figures.glob(f"{stem}_{marker}*-*.png") if page.fullmatch(p.stem)),
                    key=lambda p: int(page.fullmatch(p.stem)[1]))
-    return pages or [figures / f"samples_{dataset}.png"]
+    return [p.name for p in paged] or [f"{stem}.png"]
 
 
 def _showcase(runs_rows: list[dict]) -> list[dict]:
@@ -138,7 +139,8 @@ def _quality_section(t1: list[dict], fid_note: str, figures: Path) -> list[str]:
     return lines + [
         _figure(figures, "fd_vs_latent.png", "distance and reconstruction error vs latent size"), "",
         _figure(figures, "fd_vs_temperature.png", "distance vs flow temperature"), "",
-        *[_figure(figures, f.name, f"samples, {d}") + "\n" for d in datasets for f in _sample_figures(figures, d)],
+        *[_figure(figures, name, f"samples, {d}") + "\n"
+          for d in datasets for name in _pages(figures, f"samples_{d}", "z")],
     ]
 
 
@@ -278,11 +280,8 @@ def _posterior_section(posterior_rows: list[dict], showcase: list[dict], figures
 
 def _posterior_figures(posterior_rows: list[dict], showcase: list[dict], figures: Path) -> list[str]:
     """Per showcase run and corruption: its posterior panels, then the classes of its samples where drawn."""
-    def pages(prefix: str, corruption: str) -> list[str]:  # the figure, or its pages of images in order
-        page = re.compile(rf"{re.escape(prefix)}_{re.escape(corruption)}_images(\d+)-(\d+)")
-        paged = sorted((p for p in figures.glob(f"{prefix}_{corruption}_images*-*.png") if page.fullmatch(p.stem)),
-                       key=lambda p: int(page.fullmatch(p.stem)[1]))
-        return [p.name for p in paged] or [f"{prefix}_{corruption}.png"]
+    def pages(prefix: str, corruption: str) -> list[str]:
+        return _pages(figures, f"{prefix}_{corruption}", "images")
 
     lines = []
     for r in showcase:
