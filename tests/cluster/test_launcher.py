@@ -105,10 +105,14 @@ def test_a_request_the_partition_can_never_satisfy_fails_at_once(slurm_env, tmp_
     assert _final_state(match.group(1), slurm_env).startswith("CANCELLED")
 
 
+TRAIN_THREADS = 1
+
+
 def _tiny_training_workflow(tmp_path: Path, epochs: int) -> tuple[list[str], str, Path, Path]:
     """(snakemake command, target, the train rule's job folder, its log) of the tiny config's run trained for
-    `epochs`, through the SLURM profile installed by install-profile on the test cluster (fitted to its 2-CPU nodes:
-    set-threads), partition debug and 1 GB per job, so that jobs run side by side."""
+    `epochs`, through the SLURM profile installed by install-profile on the test cluster: partition debug, 1 GB and
+    TRAIN_THREADS CPU per job, so that the training and a data preparation run side by side on a 2-CPU node (with the
+    training fitted to the node's 2 CPUs, whichever job SLURM starts first would hold the other back)."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["train"].update(epochs=epochs, batch_size=50)
     config_file = tmp_path / "config.yaml"
@@ -117,6 +121,10 @@ def _tiny_training_workflow(tmp_path: Path, epochs: int) -> tuple[list[str], str
     install_profile("profile", folder=tmp_path, force=True, cluster=True,
                     default_resources=["slurm_partition=debug", "mem_mb=1000"],
                     set_resources=[f"{rule}:mem_mb=1000" for rule in rules])
+    profile = tmp_path / "profile" / "config.yaml"
+    settings = yaml.safe_load(profile.read_text())
+    settings.setdefault("set-threads", {})["train"] = TRAIN_THREADS
+    profile.write_text(yaml.safe_dump(settings))
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile",
            str(config_file), "--profile", str(tmp_path / "profile")]
@@ -126,8 +134,9 @@ def _tiny_training_workflow(tmp_path: Path, epochs: int) -> tuple[list[str], str
 
 def _tiny_epochs_lasting(seconds: float, tmp_path: Path) -> int:
     """Epochs of the tiny run's training (as _tiny_training_workflow sets it up in `tmp_path`) that take about
-    `seconds` here with the job's 2 threads: its data prepared by a local snakemake run in the workflow's folder (the
-    SLURM run then starts at the training), then a short timed training on it (tests.helpers.epochs_lasting)."""
+    `seconds` here on the job's TRAIN_THREADS threads: its data prepared by a local snakemake run in the workflow's
+    folder (the SLURM run then starts at the training), then a short timed training on it
+    (tests.helpers.epochs_lasting)."""
     cmd, *_ = _tiny_training_workflow(tmp_path, epochs=2)
     config = pae.config.load(tmp_path / "config.yaml")
     run = pae.config.runs(config)[TINY_RUN]
@@ -136,7 +145,7 @@ def _tiny_epochs_lasting(seconds: float, tmp_path: Path) -> int:
     proc = subprocess.run([*local, "--cores", "1", data], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return epochs_lasting(seconds, tmp_path / "work" / data, pae.config.train_spec(run), tmp_path / "timing",
-                          threads=2)
+                          threads=TRAIN_THREADS)
 
 
 def _gone(pid: int) -> bool:
