@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from pae.io import PaeError, read_json
 from pae.report import figdata
 from pae.report.style import (BASE_MODELS, COLUMN_IN, PAGE_HEIGHT_IN, PAGE_IN, SCORE_LABELS, dataset_label,
-                              method_label, method_style, model_colours, model_label, save, styled)
+                              method_label, method_style, model_colours, model_label, run_label, save, styled)
 from pae.report.summary import load_references, over_seeds
 
 DRAWERS: dict[str, Callable] = {}
@@ -138,9 +138,14 @@ def band_label(n_seeds: int | set) -> str:
 
 
 def wrapped_suptitle(fig: plt.Figure, text: str) -> None:
-    """The figure's title, each line wrapped to the figure's width at the title's font size."""
+    """The figure's title, each line wrapped to the figure's width at the title's font size; the figure grows by the
+    lines that wrapping adds, so that the panels keep the room they were given."""
     size = matplotlib.font_manager.FontProperties(size=matplotlib.rcParams["figure.titlesize"]).get_size_in_points()
-    fig.suptitle("\n".join(wrapped(line, fig.get_figwidth(), size) for line in text.split("\n")))
+    title = "\n".join(wrapped(line, fig.get_figwidth(), size) for line in text.split("\n"))
+    added = title.count("\n") - text.count("\n")
+    if added:
+        fig.set_figheight(fig.get_figheight() + added * 1.2 * size / 72)
+    fig.suptitle(title)
 
 
 def legend_columns(labels, width_in: float, most: int = 3, fontsize: float = 7.0) -> int:
@@ -164,8 +169,9 @@ def log_y_if_decades(ax, lo: float, hi: float) -> bool:
 
 
 def wrapped(text: str, width_in: float, fontsize: float = 7.0) -> str:
-    """Text wrapped to `width_in` inches at `fontsize` points (an average glyph 0.55 em wide)."""
-    return textwrap.fill(text, max(20, int(width_in * 72 / (0.55 * fontsize))))
+    """Text wrapped to `width_in` inches at `fontsize` points (an average glyph 0.55 em wide), between words only
+    ("beta-NLL", "left-right" stay whole)."""
+    return textwrap.fill(text, max(20, int(width_in * 72 / (0.55 * fontsize))), break_on_hyphens=False)
 
 
 def std_map(std: np.ndarray) -> np.ndarray:
@@ -291,7 +297,7 @@ def draw_reconstructions(meta: dict, arrays: dict) -> plt.Figure:
     for ax, key, label in zip(axes, ("originals", "reconstructions"), ("test images", "reconstructions")):
         show_image(ax, image_grid(arrays[key], cols))
         ax.set_ylabel(label)
-    fig.suptitle(f"{meta['run']}: test images and their reconstructions (same positions)")
+    wrapped_suptitle(fig, f"{run_label(meta['run'])}: test images and their reconstructions (same positions)")
     return fig
 
 
@@ -307,7 +313,7 @@ def draw_interpolations(meta: dict, arrays: dict) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(PAGE_IN, PAGE_IN / steps * pairs + 0.45), layout="constrained")
     show_image(ax, image_grid(interp.reshape(-1, *interp.shape[2:]), steps))
     ax.set_xlabel("decoded along the straight line between the latents of two test images (a row per pair)")
-    fig.suptitle(f"{meta['run']}: latent interpolations")
+    wrapped_suptitle(fig, f"{run_label(meta['run'])}: latent interpolations")
     return fig
 
 
@@ -427,7 +433,8 @@ def draw_roc(meta: dict, arrays: dict) -> plt.Figure:
         below = axes[1, list(sets).index(name)]
         below.axis("off")
         below.legend(*ax.get_legend_handles_labels(), loc="upper center", title="score: AUROC", handlelength=1.5)
-    fig.suptitle(f"{meta['run']}: OoD detection\n(in-distribution: {dataset_label(meta['dataset'])} test images)")
+    wrapped_suptitle(fig, f"{run_label(meta['run'])}: OoD detection\n"
+                          f"(in-distribution: {dataset_label(meta['dataset'])} test images)")
     return fig
 
 
@@ -582,7 +589,7 @@ def draw_posterior(meta: dict, arrays: dict) -> plt.Figure:
         bar = fig.colorbar(shown, cax=cax, extend="max")
         bar.set_label(f"posterior std per pixel\n(pixels on [−0.5, 0.5]),\nfixed scale 0–{STD_MAX:g}")
         bar.set_ticks(np.linspace(0, STD_MAX, 6))
-    fig.suptitle(f"{meta['run']}: posterior of corrupted test images under the flow prior")
+    wrapped_suptitle(fig, f"{run_label(meta['run'])}: posterior of corrupted test images under the flow prior")
     return fig
 
 
@@ -653,7 +660,8 @@ def draw_posterior_classes(meta: dict, arrays: dict) -> plt.Figure:
                     ax.set_xlabel(short_class(names[int(arrays[f"{kd}/{method}/sample_classes"][i, s])]), **tag)
                 if b == 0 and i == 0:
                     ax.set_title(header, fontsize=7)
-    fig.suptitle(f"{meta['run']}: the classifier's class under each posterior sample, the label under the truth")
+    wrapped_suptitle(fig, f"{run_label(meta['run'])}: the classifier's class under each posterior sample, the "
+                          "label under the truth")
     return fig
 
 # ---- Sample quality against the temperature and the latent size (from the tables) ----

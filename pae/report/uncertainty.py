@@ -21,8 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pae.io import PaeError  # noqa: E402
-from pae.report.figures import bare, drawer, image_grid, make, show_image, std_map  # noqa: E402
-from pae.report.style import PAGE_IN  # noqa: E402
+from pae.report.figures import (bare, drawer, image_grid, make, show_image, std_map,  # noqa: E402
+                                wrapped_suptitle)
+from pae.report.style import PAGE_IN, run_label  # noqa: E402
 
 PANELS_FORMAT = "pae-uncertainty-panels/1"  # the format pae.stages.uncertainty writes (no torch imported here)
 LIKELIHOOD_LABELS = {
@@ -133,7 +134,7 @@ def draw_uncertainty(meta: dict, arrays: dict) -> plt.Figure:
         ax.set_title(title)
     if im is not None:
         _colorbar(fig, im, axes[:, 3], attrs, cell * k)
-    fig.suptitle(f"{meta['run']}: {likelihood_label(attrs['likelihood'], attrs['beta_nll'])}")
+    wrapped_suptitle(fig, f"{run_label(meta['run'])}: {likelihood_label(attrs['likelihood'], attrs['beta_nll'])}")
     return fig
 
 
@@ -164,8 +165,8 @@ def draw_sample_uncertainty(meta: dict, arrays: dict) -> plt.Figure:
                 show_image(ax, arrays[key][j])
         axes[r, 0].set_ylabel(label)
     _colorbar(fig, im, axes[:, -1], attrs, 4 * cell)
-    fig.suptitle(f"{meta['run']}: decoded samples and their predicted std\n"
-                 f"{likelihood_label(attrs['likelihood'], attrs['beta_nll'])}")
+    wrapped_suptitle(fig, f"{run_label(meta['run'])}: decoded samples and their predicted std\n"
+                          f"{likelihood_label(attrs['likelihood'], attrs['beta_nll'])}")
     return fig
 
 
@@ -191,7 +192,7 @@ def draw_interpolation_grid(meta: dict, arrays: dict) -> plt.Figure:
     ax = right.subplots()
     show_image(ax, image_grid(grid.reshape(-1, *grid.shape[2:]), s))
     ax.set_title(f"decoded on a {s} x {s} bilinear grid between their latents\n(corners: their reconstructions)")
-    fig.suptitle(f"{meta['run']}: latent interpolation between four test images")
+    wrapped_suptitle(fig, f"{run_label(meta['run'])}: latent interpolation between four test images")
     return fig
 
 

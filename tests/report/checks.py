@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 from matplotlib.colors import to_hex
@@ -147,6 +148,15 @@ def cut_off(fig) -> list[str]:
     return out
 
 
+# a config key or a run id where words belong: "fashion_mnist", "recon_mse", "mnist-vae-z10-s0"
+CODE_NAME = re.compile(r"\b[a-z]+_[a-z0-9_]+\b|\b[a-z_]+-[a-z_]+-z\d+-s\d+\b")
+
+
+def code_names(fig) -> list[str]:
+    """Visible texts that name a run or a setting by its config key rather than in words."""
+    return [t.get_text() for t in fig.findobj(Text) if t.get_visible() and CODE_NAME.search(t.get_text())]
+
+
 def referee(fig) -> list[str]:
     """Every general defect of a figure, in words (empty for a figure that passes)."""
     problems = [f"text under {MIN_FONT_PT} pt: {t!r} at {s:g} pt" for t, s in small_texts(fig)]
@@ -157,4 +167,5 @@ def referee(fig) -> list[str]:
                  for a, b in nearly_hidden_lines(fig)]
     problems += [f"panels {a!r} and {b!r} overlap" for a, b in overlapping_panels(fig)]
     problems += [f"text {t!r} cut off at the canvas's edge" for t in cut_off(fig)]
+    problems += [f"text {t!r} names a config key, not the thing in words" for t in code_names(fig)]
     return problems

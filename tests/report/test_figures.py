@@ -264,6 +264,25 @@ def test_the_referee_check_finds_a_hidden_curve():
     plt.close(fig)
 
 
+def test_titles_name_a_run_in_words_and_the_referee_finds_config_keys():
+    """A per-run figure's title gives the run as words (model, dataset, latent size, seed; a named block after the
+    model as the legends give it); the referee check flags a run id or a config key left in a figure's text."""
+    import matplotlib.pyplot as plt
+
+    assert style.run_label("fashion_mnist-beta_vae-z32-s2") == "β-VAE on Fashion-MNIST, latent 32, seed 2"
+    assert style.run_label("mnist-vad-z50-s0-miss0.7-random") == "VAD (miss0.7-random) on MNIST, latent 50, seed 0"
+    assert style.run_label("not a run id") == "not a run id"
+    fig, ax = plt.subplots()
+    fig.suptitle("mnist-vae-z10-s0: OoD detection")
+    ax.plot([0, 1], [0, 1], label="recon_mse")
+    ax.legend()
+    assert sorted(checks.code_names(fig)) == ["mnist-vae-z10-s0: OoD detection", "recon_mse"]
+    fig.suptitle(style.run_label("mnist-vae-z10-s0") + ": OoD detection")
+    ax.legend(["reconstruction MSE"])
+    assert checks.code_names(fig) == []
+    plt.close(fig)
+
+
 def test_a_long_band_note_wraps_inside_a_narrow_figure_and_latent_sizes_keep_their_marker(experiment):
     """The smoke grid's case: FID in one protocol only (two metric columns, a narrower figure) and a model with two
     seeds beside models with one, so the band note names both kinds; it wraps within the canvas. A latent size has

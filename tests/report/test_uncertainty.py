@@ -60,8 +60,10 @@ def test_uncertainty_figure_rows_bars_and_one_colour_bar(tmp_path):
         assert im.get_clim() == (0, pytest.approx(0.3, abs=0.01))  # one scale for every row: the largest std
     lo, hi = _images(panels[3])[0].get_clim()
     assert "predicted std σ" in colorbar.get_ylabel() and f"scale 0–{hi:.3g}" in colorbar.get_ylabel()
-    assert fig._suptitle.get_text() == ("mnist-vae-z6-s0-x: Gaussian, a sigma per pixel (pixel-wise "
-                                        "heteroscedastic), beta-NLL 0.5")
+    # the run in words (the named block in brackets, as in the legends), wrapped between words only
+    assert fig._suptitle.get_text().replace("\n", " ") == ("VAE (x) on MNIST, latent 6, seed 0: Gaussian, a sigma per "
+                                                           "pixel (pixel-wise heteroscedastic), beta-NLL 0.5")
+    assert "beta-NLL" in fig._suptitle.get_text()
     assert checks.referee(fig) == []
 
 
