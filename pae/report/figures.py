@@ -170,8 +170,17 @@ def log_y_if_decades(ax, lo: float, hi: float) -> bool:
 
 def wrapped(text: str, width_in: float, fontsize: float = 7.0) -> str:
     """Text wrapped to `width_in` inches at `fontsize` points (an average glyph 0.55 em wide), between words only
-    ("beta-NLL", "left-right" stay whole)."""
-    return textwrap.fill(text, max(20, int(width_in * 72 / (0.55 * fontsize))), break_on_hyphens=False)
+    ("beta-NLL", "left-right" stay whole), in lines of even length: as many lines as the width needs, each as short
+    as that number of lines allows (no last line of one word)."""
+    def lines(width: int) -> list[str]:
+        return textwrap.wrap(text, width, break_on_hyphens=False)
+
+    widest = max(20, int(width_in * 72 / (0.55 * fontsize)))
+    n = len(lines(widest))
+    narrow = widest
+    while narrow > 20 and len(lines(narrow - 1)) == n:
+        narrow -= 1
+    return "\n".join(lines(narrow))
 
 
 def std_map(std: np.ndarray) -> np.ndarray:
