@@ -223,6 +223,11 @@ def grid_blocks(config: dict[str, Any], source: str = "config") -> list[dict[str
     return out
 
 
+# A run id as runs() builds it: {dataset}-{model}-z{latent}-s{seed}, then what follows the seed (-{name} of a named
+# grid block, -miss{ratio}-{mode} of a run trained with missing pixels), read back where only the id is at hand.
+RUN_ID = re.compile(r"(?P<dataset>[a-z_]+)-(?P<model>[a-z_]+)-z(?P<z>\d+)-s(?P<seed>\d+)(?:-(?P<suffix>.+))?")
+
+
 def runs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, Any]]:
     """Every run of a resolved config, by id ({dataset}-{model}-z{latent}-s{seed}, and -{name} for a named grid block;
     also its folder name): its grid coordinates, the block's name (`variant`, "" when unnamed), `train`, `flow` and

@@ -6,7 +6,6 @@ font's size here is its size on paper; no text is smaller than MIN_FONT_PT."""
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pae.config import RUN_ID  # noqa: E402
 from pae.io import atomic_path  # noqa: E402
 
 COLUMN_IN = 3.4  # one column of a two-column journal page, inches
@@ -74,18 +74,14 @@ def dataset_label(name: str) -> str:
     return DATASET_LABELS.get(name, name.replace("_", " "))
 
 
-# a run id as pae.config.runs names it: {dataset}-{model}-z{latent}-s{seed}, -{block name} for a named grid block
-_RUN_ID = re.compile(r"(?P<dataset>[a-z_]+)-(?P<model>[a-z_]+)-z(?P<z>\d+)-s(?P<seed>\d+)(?:-(?P<block>.+))?")
-
-
 def run_label(run: str) -> str:
-    """A run id in words for a figure's title: "fashion_mnist-vae-z16-s0" -> "VAE on Fashion-MNIST, latent 16, seed
-    0"; a named grid block's name follows the model in brackets, as in the legends (model_label); an id of another
-    form is given as it is."""
-    m = _RUN_ID.fullmatch(run)
+    """A run id (pae.config.RUN_ID) in words for a figure's title: "fashion_mnist-vae-z16-s0" -> "VAE on
+    Fashion-MNIST, latent 16, seed 0"; what follows the seed in the id (a named grid block) follows the model in
+    brackets, as in the legends (model_label); an id of another form is given as it is."""
+    m = RUN_ID.fullmatch(run)
     if m is None:
         return run
-    model = model_label(m["model"] + (f"-{m['block']}" if m["block"] else ""))
+    model = model_label(m["model"] + (f"-{m['suffix']}" if m["suffix"] else ""))
     return f"{model} on {dataset_label(m['dataset'])}, latent {m['z']}, seed {m['seed']}"
 
 
