@@ -158,11 +158,14 @@ def legend_columns(labels, width_in: float, most: int = 3, fontsize: float = 7.0
 
 def log_y_if_decades(ax, lo: float, hi: float) -> bool:
     """Where a panel's values (lo to hi) lie a decade or more apart, a log y axis keeps the lower ones apart: set
-    it, labelled in plain numbers at 1, 2 and 5 times the powers of ten (20, 50, 100, not 2 × 10¹). Whether it did."""
+    it, labelled in plain numbers at 1, 2 and 5 times the powers of ten (20, 50, 100, not 2 × 10¹), and at 3 times
+    them too where the values span less than two decades (so that the panel has labels near its lowest values, 24
+    to 242 being labelled 30, 50, 100, 200). Whether it did."""
     if not (lo > 0 and hi / lo > 10):
         return False
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    subs = (1.0, 2.0, 3.0, 5.0) if hi / lo < 100 else (1.0, 2.0, 5.0)
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     return True

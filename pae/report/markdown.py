@@ -331,9 +331,14 @@ def _uncertainty_section(rows: list[dict], showcase: list[dict], figures: Path) 
     showcase runs' uncertainty, sample-uncertainty and interpolation-grid figures (each linked where it was drawn)."""
     metrics = ("test_nll", "coverage68_sample", "coverage95_sample", "coverage68_mean", "coverage95_mean",
                "rms_residual_sample", "rms_std_sample")
-    summary = over_seeds(rows, (*GROUP, "likelihood", "beta_nll"), metrics)
+    keys = (*GROUP, "likelihood", "beta_nll")
+    summary = over_seeds(rows, keys, metrics)
+
+    def n_test(group: dict) -> str:  # the test images of the group's runs (one count where the seeds agree)
+        return _count(_joined_counts(r.get("n_test") for r in rows if all(r[k] == group[k] for k in keys)))
+
     table_rows = [[r["dataset"], r["model"], str(r["latent_dim"]), r["likelihood"]
-                   + (f" (beta-NLL {r['beta_nll']:g})" if r["beta_nll"] else ""), str(r["n_seeds"]),
+                   + (f" (beta-NLL {r['beta_nll']:g})" if r["beta_nll"] else ""), str(r["n_seeds"]), n_test(r),
                    _cell(r, "test_nll", 4)]
                   + [_cell(r, m, 3) if r[m] is not None else "n/a" for m in metrics[1:5]]
                   + [_cell(r, m, 3) for m in metrics[5:]] for r in summary]
@@ -344,12 +349,11 @@ def _uncertainty_section(rows: list[dict], showcase: list[dict], figures: Path) 
                           ("interpolation_grid", "latent interpolation between four test images")):
             if (figures / f"{r['run']}_{name}.png").exists() or name == "interpolation_grid":
                 figure_links.append(_figure(figures, f"{r['run']}_{name}.png", f"{alt}, {r['run']}") + "\n")
-    n_test = _joined_counts(r.get("n_test") for r in rows)
     lines = ["## The decoder's uncertainty", ""]
     if table_rows:
         lines += [
-            "The likelihood p(x | z) as the decoder's prediction of the pixels, on all "
-            + (f"{_count(n_test)} " if n_test else "") + "test images of each run: the test NLL (-E_q log p(x | z), "
+            "The likelihood p(x | z) as the decoder's prediction of the pixels, on all the test images of each run "
+            "(*test images*): the test NLL (-E_q log p(x | z), "
             "nats per image, from the ELBO) and its calibration, the fraction of test pixels x inside the central "
             "68% / 95% intervals |x - mean| <= k std (k = 0.9945 / 1.960) of a Gaussian likelihood, at z drawn "
             "once from q(z | x) (the setting the likelihood is trained in) and at the posterior mean; a calibrated "
@@ -357,7 +361,7 @@ def _uncertainty_section(rows: list[dict], showcase: list[dict], figures: Path) 
             "(z drawn from q), on the [-0.5, 0.5] pixel scale. A Bernoulli likelihood has no intervals on grey levels "
             "(n/a) and its NLL is a cross-entropy with grey targets, not a density: it does not compare with the "
             "Gaussians' NLLs, which are densities on the same pixel scale.", "",
-            table(["dataset", "model", "latent", "likelihood", "seeds", "test NLL", "in 68% (z ~ q)",
+            table(["dataset", "model", "latent", "likelihood", "seeds", "test images", "test NLL", "in 68% (z ~ q)",
                    "in 95% (z ~ q)", "in 68% (z = mean)", "in 95% (z = mean)", "rms residual", "rms std"],
                   table_rows), ""]
     else:

@@ -121,11 +121,11 @@ def test_figures_written_as_png_with_their_data_and_a_bad_file_named(tmp_path):
         figs.interpolation_grid_data({"run": "r", "files": {"uncertainty_panels": str(bad)}})
 
 
-def _result(likelihood, coverage):
+def _result(likelihood, coverage, n_test=1000):
     calibration = None if likelihood is None else {
         w: {"coverage": coverage, "rms_residual": 0.1, "rms_std": 0.12} for w in ("sample", "mean")}
     return {"likelihood": likelihood, "beta_nll": 0.5 if likelihood == "gaussian_pixel" else 0.0,
-            "calibration": calibration, "n_test": 1000, "note": None if coverage else "no intervals"}
+            "calibration": calibration, "n_test": n_test, "note": None if coverage else "no intervals"}
 
 
 def _runs(tmp_path):
@@ -133,7 +133,8 @@ def _runs(tmp_path):
     for model, likelihood, coverage in (("ae", None, None), ("vae-px", "gaussian_pixel", {"0.68": 0.7, "0.95": 0.9}),
                                         ("vae-b", "bernoulli", None)):
         files = {"uncertainty": tmp_path / f"{model}.json", "elbo": tmp_path / f"{model}-elbo.json"}
-        write_json(files["uncertainty"], _result(likelihood, coverage))
+        # the runs' test sets differ (as MNIST's 1,000 and Fashion-MNIST's 10,000 do): each row gives its own
+        write_json(files["uncertainty"], _result(likelihood, coverage, 10000 if model == "vae-b" else 1000))
         write_json(files["elbo"], {"test_nll": -500.0, "test_elbo": -520.0})
         runs.append({"run": f"mnist-{model}-z8-s0", "dataset": "mnist", "model": model, "latent_dim": 8, "seed": 0,
                      "files": files})
@@ -153,9 +154,9 @@ def test_uncertainty_table_and_report_section(tmp_path):
     showcase = [{"run": "mnist-vae-px-z8-s0"}, {"run": "mnist-vae-b-z8-s0"}]
     text = "\n".join(markdown._uncertainty_section(rows, showcase, figures))
     assert text.startswith("## The decoder's uncertainty")
-    assert "| mnist | vae-px | 8 | gaussian_pixel (beta-NLL 0.5) | 1 | -500 | 0.7 | 0.9 | 0.7 | 0.9 | 0.1 | 0.12 |" \
+    assert "| mnist | vae-px | 8 | gaussian_pixel (beta-NLL 0.5) | 1 | 1,000 | -500 | 0.7 | 0.9 | 0.7 | 0.9 | 0.1 | 0.12 |" \
         in text
-    assert "| mnist | vae-b | 8 | bernoulli | 1 | -500 | n/a | n/a | n/a | n/a | 0.1 | 0.12 |" in text
+    assert "| mnist | vae-b | 8 | bernoulli | 1 | 10,000 | -500 | n/a | n/a | n/a | n/a | 0.1 | 0.12 |" in text
     # linked where drawn; a sample-uncertainty figure that was not drawn is left out, a missing interpolation grid named
     assert markdown.FIGURE_LINK.findall(text) == ["figures/mnist-vae-px-z8-s0_uncertainty.png"]
     assert "mnist-vae-px-z8-s0_sample_uncertainty" not in text
