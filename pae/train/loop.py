@@ -371,7 +371,7 @@ def train(spec: TrainSpec, data: Dataset, model_path: Path, history_path: Path, 
             _save(checkpoint_path, spec, state, model, opt, info)
             last_save = time.perf_counter()
         if signum and state["epoch"] < spec.epochs:
-            raise interrupt.Interrupted(signum, f"after epoch {state['epoch']}")
+            raise interrupt.Interrupted(signum, f"at {_where(state['epoch'], 0, spec, loader)}")
 
     # The final model and history (rank 0); the checkpoint is no longer needed.
     if info.is_main:

@@ -121,3 +121,33 @@ def test_unreadable_checkpoint_is_ignored_with_a_warning(synthetic_h5, tmp_path)
     proc = run_pae(*_train_args(synthetic_h5, out, spec))
     assert "ignoring unreadable checkpoint" in proc.stderr
     assert (out / "model.pt").exists()
+
+
+def test_a_stop_at_an_epochs_end_names_the_position_its_resume_starts_from(synthetic_h5, tmp_path, monkeypatch,
+                                                                           caplog):
+    """A stop seen by the look after an epoch (not mid-epoch) is reported in the one convention of stop and resume
+    messages: 'at epoch 2/3, batch 0/N', the position the rerun then says it resumes from."""
+    from pae.data.store import open_dataset
+    from pae.train import interrupt
+    from pae.train.distributed import DistInfo
+    from pae.train.loop import TrainSpec, train
+
+    spec = TrainSpec.from_dict({**TRAIN_SPEC, "epochs": 3, "batch_size": 20})
+    data = open_dataset(synthetic_h5)
+    batches = len(data.split("train")[0]) // 20
+    info = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    out = tmp_path / "run"
+    looks = {"n": 0}
+
+    def stop_after_the_first_epoch(synchronise=False):
+        # one look after each step but an epoch's last, then one after the epoch: the first epoch's last look
+        looks["n"] += 1
+        return signal.SIGTERM if looks["n"] == batches else 0
+
+    monkeypatch.setattr(interrupt, "requested", stop_after_the_first_epoch)
+    with pytest.raises(interrupt.Interrupted, match=rf"stopped by SIGTERM at epoch 2/3, batch 0/{batches};"):
+        train(spec, data, out / "model.pt", out / "history.json", out / "ckpt.pt", info)
+    monkeypatch.undo()
+    with caplog.at_level("INFO", logger="pae"):
+        train(spec, data, out / "model.pt", out / "history.json", out / "ckpt.pt", info)
+    assert f"resuming from {out / 'ckpt.pt'} at epoch 2/3, batch 0/{batches}" in caplog.text
