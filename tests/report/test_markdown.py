@@ -214,3 +214,36 @@ def test_sample_figures_in_pages_are_linked_in_latent_order_and_only_their_datas
     links = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("![samples")]
     assert [link.rsplit("/", 1)[1] for link in links] == [f"samples_{dataset}_z8-32.png)",
                                                            f"samples_{dataset}_z64-128.png)"]
+
+
+def test_rows_over_several_seeds_list_each_seed_with_its_own_intervals(tmp_path):
+    """A Table 1 row averaged over seeds is followed by each seed's FIDs (bootstrap over images) and recon MSE; a
+    row of one seed needs no such table."""
+    rows = _rows()
+    samplers = []
+    for seed in (0, 1):
+        grid = {"run": f"fashion_mnist-ae-z8-s{seed}", "dataset": "fashion_mnist", "model": "ae", "latent_dim": 8,
+                "seed": seed}
+        for name, t, v in (("prior", None, 100.0 + seed), ("pae_T1.0", 1.0, 30.0 + 2 * seed),
+                           ("reconstructions", None, 9.0), ("train_vs_test", None, 0.5)):
+            samplers.append({**grid, "set": name, "temperature": t, "domain_fd": v, "domain_fd_low": v - 1,
+                             "domain_fd_high": v + 1, "fid": v, "fid_low": v - 1,
+                             "fid_high": v + 1, "fid_n": 500})
+    for r, low, high in zip(rows["runs"], (0.009, 0.010), (0.011, 0.012)):
+        r.update(fid_preprocessing="tensorflow", fid_n=500, recon_mse_low=low, recon_mse_high=high)
+    rows["samplers"] = samplers
+    rows["table1"] = summary.table1(rows["runs"], samplers, REFS)
+    path = tmp_path / "report.md"
+    markdown.write_report(path, "exp", rows, REFS, tmp_path, "")
+    text = path.read_text()
+    assert "| dataset | model | latent | seed | protocol | FID n | PAE T=1 | N(0, I) | reconstructions | recon MSE |" \
+        in text
+    assert "| fashion_mnist | ae | 8 | 0 | tensorflow, uint8 (pixels as they are) | 500 | 30 [29, 31] | 100 [99, 101] " \
+        "| 9 [8, 10] | 0.01 [0.009, 0.011] |" in text
+    assert "| fashion_mnist | ae | 8 | 1 | tensorflow, uint8 (pixels as they are) | 500 | 32 [31, 33] | 101 [100, 102] " \
+        "| 9 [8, 10] | 0.011 [0.01, 0.012] |" in text
+
+    one = {k: [r for r in v if r.get("seed", 0) == 0] for k, v in rows.items() if k in ("runs", "samplers")}
+    one = {**rows, **one, "table1": summary.table1(one["runs"], one["samplers"], REFS)}
+    markdown.write_report(path, "exp", one, REFS, tmp_path, "")
+    assert "*Each seed*" not in path.read_text()
