@@ -833,7 +833,7 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
                 rs = sorted((r for r in mine if r["model"] == model), key=lambda r: r["latent_dim"])
                 for sampler, method in series:
                     col = f"{panel}_{sampler}" if sampler else panel
-                    label = model_label(model) + (f": {method_label(method)}" if sampler else "")
+                    label = model_label(model) + (f": {method_label(method, model)}" if sampler else "")
                     style = method_style(method if sampler else "flow")
                     if one:
                         r = rs[0]
@@ -858,7 +858,7 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
                     x = where.get((r["model"], s_), None) if one else r["latent_dim"]
                     if x is None:
                         continue
-                    what = f": {method_label(method)}" if s_ else ": test MSE"
+                    what = f": {method_label(method, r['model'])}" if s_ else ": test MSE"
                     label = f"{model_label(r['model'])}{what}, latent {r['latent_dim']}: {r['label']}"
                     star, = ax.plot([x + 0.25 if one else x], [r["value"]], marker="*", ms=8, ls="none",
                                     color=colours.get(r["model"], "0.2"), markeredgecolor="0.1", mew=0.4,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pae.io import atomic_path
 from pae.report import summary
+from pae.report.style import model_label
 from pae.report.summary import GROUP, over_seeds
 
 FIGURE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -119,13 +120,14 @@ def _quality_section(t1: list[dict], samplers_rows: list[dict], runs_rows: list[
         "Reconstruction MSE per pixel on the run's *test images* ([-0.5, 0.5] pixel scale; with one seed its interval "
         "is 1.96 standard errors over the images, none where the run's recon.json predates their spread). Fréchet "
         "distances between generated (or reconstructed) images and the test images, on *n* images per set. "
-        "Samplers: the PAE (the flow on the model's latents, base N(0, T^2 I)) at T = 1 and at its best T; N(0, I) "
+        "Samplers: *flow*, the decoder fed by the flow fitted on the model's latents (base N(0, T^2 I); for an AE "
+        "this is the PAE, for a VAE or beta-VAE the two-stage sampler), at T = 1 and at its best T; N(0, I) "
         "through the decoder (the VAE's own sampler); *floor* = training vs test images. The reference values are "
         "under \"Reference values\", each with its verdict.", "",
         "*Domain FD*: in the features of a classifier trained on the dataset; not an FID, and not comparable with "
         "FID values.", "",
-        table(["dataset", "model", "latent", "seeds", "test images", "recon MSE", "domain FD n", "domain FD: PAE T=1",
-               "PAE best T",
+        table(["dataset", "model", "latent", "seeds", "test images", "recon MSE", "domain FD n", "domain FD: flow T=1",
+               "flow best T",
                "N(0, I)", "reconstructions", "floor"], rows), ""]
     lines += [
         "*FID*: in Inception's pool3 features, one row per protocol (how the images entered Inception: "
@@ -134,7 +136,7 @@ def _quality_section(t1: list[dict], samplers_rows: list[dict], runs_rows: list[
         "PAE authors' FID notebook does). FID is biased upwards at small n and moves with the protocol: FIDs compare "
         "only at the same n and protocol. " + fid_note, ""]
     if fid_rows:
-        lines += [table(["dataset", "model", "latent", "seeds", "protocol", "FID n", "PAE T=1", "PAE best T",
+        lines += [table(["dataset", "model", "latent", "seeds", "protocol", "FID n", "flow T=1", "flow best T",
                          "N(0, I)", "reconstructions", "floor"], fid_rows), ""]
     lines += _per_seed_lines(t1, samplers_rows, runs_rows)
     lines += _coverage_section(t1)
@@ -146,7 +148,7 @@ def _quality_section(t1: list[dict], samplers_rows: list[dict], runs_rows: list[
     ]
 
 
-PER_SEED_SETS = {"pae_T1.0": "PAE T=1", "prior": "N(0, I)", "reconstructions": "reconstructions"}
+PER_SEED_SETS = {"pae_T1.0": "flow T=1", "prior": "N(0, I)", "reconstructions": "reconstructions"}
 
 
 def _per_seed_lines(t1: list[dict], samplers_rows: list[dict], runs_rows: list[dict]) -> list[str]:
@@ -177,8 +179,14 @@ def _per_seed_lines(t1: list[dict], samplers_rows: list[dict], runs_rows: list[d
                    "recon MSE"], rows), ""]
 
 
-COVERAGE_SETS = {"pae_T1": "flow (PAE), T = 1", "prior": "N(0, I)", "recon": "reconstructions",
+COVERAGE_SETS = {"pae_T1": "flow, T = 1", "prior": "N(0, I)", "recon": "reconstructions",
                  "floor": "training images (floor)"}
+
+
+def _coverage_set(name: str, model: str) -> str:
+    """An image set in words; an AE's flow samples are the PAE's."""
+    pae = name == "pae_T1" and model.partition("-")[0] == "ae"
+    return COVERAGE_SETS[name].replace("flow", "flow (PAE)") if pae else COVERAGE_SETS[name]
 
 
 def _coverage_section(t1: list[dict]) -> list[str]:
@@ -188,11 +196,12 @@ def _coverage_section(t1: list[dict]) -> list[str]:
     rows, fidelity = [], {}
     for r in t1:
         for distance in ("fid", "fid_minmax"):
-            for s, label in COVERAGE_SETS.items():
+            for s in COVERAGE_SETS:
                 if r.get(f"{distance}_recall_{s}") is None:
                     continue
                 rows.append([r["dataset"], r["model"], str(r["latent_dim"]), str(r["n_seeds"]),
-                             _protocol_words(r.get(f"{distance}_protocol")), _count(r.get("fid_n")), label,
+                             _protocol_words(r.get(f"{distance}_protocol")), _count(r.get("fid_n")),
+                             _coverage_set(s, r["model"]),
                              _cell(r, f"{distance}_{s}", 4), _cell(r, f"{distance}_kid_{s}", 3),
                              _cell(r, f"{distance}_precision_{s}", 3), _cell(r, f"{distance}_recall_{s}", 3)])
                 fidelity.setdefault((r["dataset"], r["latent_dim"], distance), {})[(r["model"], s)] = r
@@ -207,7 +216,7 @@ def _coverage_section(t1: list[dict]) -> list[str]:
                     "recall"], rows), ""]
     for (dataset, z, distance), by in fidelity.items():
         flows = {m: r[f"{distance}_recall_pae_T1"] for (m, s), r in by.items() if s == "pae_T1"}
-        others = {f"{m}: {COVERAGE_SETS[s]}": r[f"{distance}_recall_{s}"] for (m, s), r in by.items()
+        others = {f"{model_label(m)}: {_coverage_set(s, m)}": r[f"{distance}_recall_{s}"] for (m, s), r in by.items()
                   if s in ("prior", "pae_T1") and not (m == "ae" and s == "pae_T1")}
         if "ae" not in flows or not others:
             continue

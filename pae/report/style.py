@@ -35,7 +35,7 @@ MODEL_LABELS = {"ae": "AE", "vae": "VAE", "beta_vae": "β-VAE", "vad": "VAD"}
 # A method (how an image is generated or inferred) keeps its line style and marker in every figure.
 METHODS = {
     # samplers (fid.json, samplers.csv)
-    "flow": {"label": "flow samples (PAE)", "ls": "-", "marker": "o"},
+    "flow": {"label": "flow samples", "ls": "-", "marker": "o"},
     "prior": {"label": "N(0, I) samples", "ls": "--", "marker": "s"},
     "recon": {"label": "reconstructions", "ls": ":", "marker": "^"},
     "floor": {"label": "training images (floor)", "ls": "-.", "marker": "D"},
@@ -91,8 +91,12 @@ def method_style(method: str) -> dict:
     return {"ls": m["ls"], "marker": m["marker"]}
 
 
-def method_label(method: str) -> str:
-    return METHODS.get(method, {}).get("label", method.replace("_", " "))
+def method_label(method: str, model: str | None = None) -> str:
+    """A method in words; an AE's flow samples are the PAE's ("flow samples (PAE)"), a VAE's are not."""
+    label = METHODS.get(method, {}).get("label", method.replace("_", " "))
+    if method == "flow" and model is not None and model.partition("-")[0] == "ae":
+        label += " (PAE)"
+    return label
 
 
 def styled(draw):

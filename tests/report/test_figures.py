@@ -326,6 +326,16 @@ def test_one_colour_per_model_in_every_panel_and_figure(tmp_path, experiment):
     assert len(set(named.values())) == 3 and named["vae"] == colours["vae"]
 
 
+def test_only_an_aes_flow_samples_are_called_the_pae(experiment):
+    """The latent-size figure names the flow sampler of each model: the PAE for an AE, plain flow samples for a VAE
+    or VAD (the two-stage sampler, not the PAE)."""
+    runs, rows = experiment
+    fig = _drawn("latent", *figures.latent_data(rows["table1"], REFS, style.model_colours(r["model"] for r in runs)))
+    labels = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+    assert {"AE: flow samples (PAE)", "VAE: flow samples", "VAD: flow samples"} <= labels, labels
+    assert not any("PAE" in label for label in labels if not label.startswith("AE")), labels
+
+
 def test_posterior_figure_shows_laplace_and_nuts_on_one_fixed_std_scale(tmp_path):
     """Truth | observed | MAP | Laplace samples, std | NUTS samples, std; one colour bar as tall as the images, on the
     same 0 to STD_MAX scale in every figure, its range in its label; each block says its mask or noise sigma."""

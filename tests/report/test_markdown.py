@@ -182,8 +182,9 @@ def test_kid_precision_and_recall_beside_every_fid_and_the_coverage_claim_judged
     text = "\n".join(markdown._coverage_section(t1))
     assert ("| fashion_mnist | ae | 32 | 1 | tensorflow, uint8 (pixels as they are) | 10,000 | flow (PAE), T = 1 | "
             "30 [29, 31] | 0.012 | 0.8 | 0.6 |") in text
-    assert ("the PAE's samples (AE + flow, T = 1) have recall 0.600, more than ae: N(0, I) (0.200), vae: N(0, I) "
-            "(0.400); not more than vae: flow (PAE), T = 1 (0.700) (one seed each: no interval).") in text
+    assert ("the PAE's samples (AE + flow, T = 1) have recall 0.600, more than AE: N(0, I) (0.200), VAE: N(0, I) "
+            "(0.400); not more than VAE: flow, T = 1 (0.700) (one seed each: no interval).") in text
+    assert "| fashion_mnist | vae | 32 | 1 | tensorflow, uint8 (pixels as they are) | 10,000 | flow, T = 1 |" in text
     assert markdown._coverage_section(summary.table1(runs, [{**r, "fid_recall": None} for r in samplers], [])) == []
 
 
@@ -236,7 +237,7 @@ def test_rows_over_several_seeds_list_each_seed_with_its_own_intervals(tmp_path)
     path = tmp_path / "report.md"
     markdown.write_report(path, "exp", rows, REFS, tmp_path, "")
     text = path.read_text()
-    assert "| dataset | model | latent | seed | protocol | FID n | PAE T=1 | N(0, I) | reconstructions | recon MSE |" \
+    assert "| dataset | model | latent | seed | protocol | FID n | flow T=1 | N(0, I) | reconstructions | recon MSE |" \
         in text
     assert "| fashion_mnist | ae | 8 | 0 | tensorflow, uint8 (pixels as they are) | 500 | 30 [29, 31] | 100 [99, 101] " \
         "| 9 [8, 10] | 0.01 [0.009, 0.011] |" in text
