@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pae.io import atomic_path
 from pae.report import summary
-from pae.report.style import model_label
+from pae.report.style import is_pae, model_label
 from pae.report.summary import GROUP, over_seeds
 
 FIGURE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -185,8 +185,8 @@ COVERAGE_SETS = {"pae_T1": "flow, T = 1", "prior": "N(0, I)", "recon": "reconstr
 
 def _coverage_set(name: str, model: str) -> str:
     """An image set in words; an AE's flow samples are the PAE's."""
-    pae = name == "pae_T1" and model.partition("-")[0] == "ae"
-    return COVERAGE_SETS[name].replace("flow", "flow (PAE)") if pae else COVERAGE_SETS[name]
+    return COVERAGE_SETS[name].replace("flow", "flow (PAE)") if name == "pae_T1" and is_pae(model) \
+        else COVERAGE_SETS[name]
 
 
 def _coverage_section(t1: list[dict]) -> list[str]:

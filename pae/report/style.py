@@ -91,12 +91,16 @@ def method_style(method: str) -> dict:
     return {"ls": m["ls"], "marker": m["marker"]}
 
 
+def is_pae(model: str) -> bool:
+    """Whether the model's flow samples are the PAE's: an AE's (a named block of one too); a VAE's through a flow
+    are the two-stage sampler, not the PAE."""
+    return model.partition("-")[0] == "ae"
+
+
 def method_label(method: str, model: str | None = None) -> str:
     """A method in words; an AE's flow samples are the PAE's ("flow samples (PAE)"), a VAE's are not."""
     label = METHODS.get(method, {}).get("label", method.replace("_", " "))
-    if method == "flow" and model is not None and model.partition("-")[0] == "ae":
-        label += " (PAE)"
-    return label
+    return f"{label} (PAE)" if method == "flow" and model is not None and is_pae(model) else label
 
 
 def styled(draw):
