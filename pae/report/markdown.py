@@ -189,10 +189,20 @@ def _coverage_set(name: str, model: str) -> str:
         else COVERAGE_SETS[name]
 
 
+PAE_AGAINST_OTHERS = [
+    "*The PAE against the other samplers* (the PAE paper's claim that its samples are better and cover more of the "
+    "data): the FID and the recall of the PAE's samples (an AE's flow samples at T = 1) beside those of the AE's "
+    "N(0, I) samples and of every other model's flow and N(0, I) samples. Lower or higher only where the two 95% "
+    "intervals do not overlap (over seeds for a row of several seeds, over images for a row of one); \"not "
+    "distinguished\" where they overlap. Recall has no interval over images: between rows of one seed its comparison "
+    "is the values' alone (\"no interval\"). A row of one seed does not show how far another seed would move it.", ""]
+
+
 def _coverage_section(t1: list[dict]) -> list[str]:
-    """KID, precision and recall beside every FID (fid.json), a row per model x protocol x sampler, and whether the
-    flow's samples cover more of the test images (recall) than N(0, I) samples and than the other models' samples,
-    as the PAE paper claims for its flow ("ensures the entire data space is covered")."""
+    """KID, precision and recall beside every FID (fid.json), a row per model x protocol x sampler; then, for each
+    AE with a flow, whether its samples (the PAE's) have a lower FID and a higher recall (cover more of the test
+    images) than its N(0, I) samples and the other models' samples, as the PAE paper claims ("ensures the entire data
+    space is covered"), judged by the rows' intervals (_standing)."""
     rows, fidelity = [], {}
     for r in t1:
         for distance in ("fid", "fid_minmax"):
@@ -214,23 +224,72 @@ def _coverage_section(t1: list[dict]) -> list[str]:
              "2019), computed as torch-fidelity does.", "",
              table(["dataset", "model", "latent", "seeds", "protocol", "n", "images", "FID", "KID", "precision",
                     "recall"], rows), ""]
+    against = []
     for (dataset, z, distance), by in fidelity.items():
-        flows = {m: r[f"{distance}_recall_pae_T1"] for (m, s), r in by.items() if s == "pae_T1"}
-        others = {f"{model_label(m)}: {_coverage_set(s, m)}": r[f"{distance}_recall_{s}"] for (m, s), r in by.items()
-                  if s in ("prior", "pae_T1") and not (m == "ae" and s == "pae_T1")}
-        if "ae" not in flows or not others:
-            continue
-        more = [f"{k} ({v:.3f})" for k, v in others.items() if v < flows["ae"]]
-        less = [f"{k} ({v:.3f})" for k, v in others.items() if v >= flows["ae"]]
-        protocol = _protocol_words(by[("ae", "pae_T1")].get(f"{distance}_protocol"))
-        lines.append(f"Coverage, {dataset} latent {z}, {protocol}: "
-                     f"the PAE's samples (AE + flow, T = 1) have recall {flows['ae']:.3f}"
-                     + (f", more than {', '.join(more)}" if more else "")
-                     + (f"; not more than {', '.join(less)}" if less else "")
-                     + (" (one seed each: no interval)." if by[("ae", "pae_T1")]["n_seeds"] == 1 else
-                        f" (means over {by[('ae', 'pae_T1')]['n_seeds']} seeds; intervals in the table)."))
-        lines.append("")
-    return lines
+        for pae_model in sorted(m for (m, s) in by if s == "pae_T1" and is_pae(m)):
+            pae = by[(pae_model, "pae_T1")]
+            others = [(f"{model_label(m)}: {_coverage_set(s, m)}", r, s) for (m, s), r in by.items()
+                      if s in ("prior", "pae_T1") and (m, s) != (pae_model, "pae_T1")]
+            if not others:
+                continue
+            protocol = _protocol_words(pae.get(f"{distance}_protocol"))
+            parts = []
+            for what, key, digits, words in (("FID", "", 4, ("lower than", "higher than")),
+                                             ("Recall", "recall_", 3, ("more than", "less than"))):
+                value = _value_and_interval(pae, f"{distance}_{key}pae_T1", digits)
+                if value is None:
+                    continue
+                groups: dict[str, list[str]] = {}
+                for label, r, s in others:
+                    standing = _standing(pae, f"{distance}_{key}pae_T1", r, f"{distance}_{key}{s}", digits)
+                    if standing is None:
+                        continue
+                    side, shown = standing
+                    pae_better = side > 0 if what == "FID" else side < 0  # the other's FID above, recall below
+                    verdict = "not distinguished from" if side == 0 else words[0] if pae_better else words[1]
+                    seeds = "" if r["n_seeds"] == pae["n_seeds"] else f"; {_seeds(r['n_seeds'])}"
+                    groups.setdefault(verdict, []).append(f"{label} ({shown}{seeds})")
+                order = (words[0], "not distinguished from", words[1])
+                parts.append(f"{what} {value} ({_seeds(pae['n_seeds'])})"
+                             + "".join(f"; {v} {', '.join(groups[v])}" for v in order if v in groups))
+            if parts:
+                against += [f"{model_label(pae_model)} + flow (PAE), {dataset} latent {z}, {protocol}: "
+                            + ". ".join(parts) + ".", ""]
+    return lines + (PAE_AGAINST_OTHERS + against if against else [])
+
+
+def _seeds(n: int) -> str:
+    return "one seed" if n == 1 else f"{n} seeds"
+
+
+def _value_and_interval(row: dict, key: str, digits: int) -> str | None:
+    """"value [low, high]", the interval only where the row has one; None where the row has no value."""
+    value, low, high = row.get(key), row.get(f"{key}_low"), row.get(f"{key}_high")
+    if value is None:
+        return None
+    return f"{_num(value, digits)} [{_num(low, digits)}, {_num(high, digits)}]" if _finite(low, high) \
+        else _num(value, digits)
+
+
+def _standing(ref: dict, key: str, other: dict, other_key: str, digits: int) -> tuple[int, str] | None:
+    """Where other[other_key] stands against ref[key]: +1 above, -1 below, 0 not distinguished (their 95% intervals
+    overlap, or the one interval there is holds the other value); the sign of the difference, marked "no interval",
+    where neither has one. With the other's value as the report shows it; None where either has no value."""
+    a, b = ref.get(key), other.get(other_key)
+    if a is None or b is None:
+        return None
+    shown = _value_and_interval(other, other_key, digits)
+    ra = (ref.get(f"{key}_low"), ref.get(f"{key}_high"))
+    rb = (other.get(f"{other_key}_low"), other.get(f"{other_key}_high"))
+    lo_a, hi_a = ra if _finite(*ra) else (a, a)
+    lo_b, hi_b = rb if _finite(*rb) else (b, b)
+    if not _finite(*ra) and not _finite(*rb):
+        return (b > a) - (b < a), f"{shown}, no interval"
+    if lo_b > hi_a:
+        return 1, shown
+    if hi_b < lo_a:
+        return -1, shown
+    return 0, shown
 
 
 def _ood_section(t2: list[dict], runs_rows: list[dict], figures: Path) -> list[str]:

@@ -164,7 +164,8 @@ def test_posterior_section_gives_each_row_its_images(tmp_path):
 
 def test_kid_precision_and_recall_beside_every_fid_and_the_coverage_claim_judged(tmp_path):
     """Table 1's fidelity-and-coverage table: a row per sampler with its FID, KID, precision and recall; and the
-    PAE paper's coverage claim stated from the recalls (the PAE's flow samples against N(0, I) and the VAE's)."""
+    PAE paper's claims stated from them (the PAE's flow samples against N(0, I) and the VAE's): a difference only
+    where the intervals do not overlap, the values' alone (said so) where neither row has one."""
     from pae.report import summary
 
     runs, samplers = [], []
@@ -182,10 +183,39 @@ def test_kid_precision_and_recall_beside_every_fid_and_the_coverage_claim_judged
     text = "\n".join(markdown._coverage_section(t1))
     assert ("| fashion_mnist | ae | 32 | 1 | tensorflow, uint8 (pixels as they are) | 10,000 | flow (PAE), T = 1 | "
             "30 [29, 31] | 0.012 | 0.8 | 0.6 |") in text
-    assert ("the PAE's samples (AE + flow, T = 1) have recall 0.600, more than AE: N(0, I) (0.200), VAE: N(0, I) "
-            "(0.400); not more than VAE: flow, T = 1 (0.700) (one seed each: no interval).") in text
+    assert ("AE + flow (PAE), fashion_mnist latent 32, tensorflow, uint8 (pixels as they are): FID 30 [29, 31] "
+            "(one seed); not distinguished from AE: N(0, I) (30 [29, 31]), VAE: flow, T = 1 (30 [29, 31]), VAE: N(0, I) "
+            "(30 [29, 31]). Recall 0.6 (one seed); more than AE: N(0, I) (0.2, no interval), VAE: N(0, I) (0.4, no "
+            "interval); less than VAE: flow, T = 1 (0.7, no interval).") in text
     assert "| fashion_mnist | vae | 32 | 1 | tensorflow, uint8 (pixels as they are) | 10,000 | flow, T = 1 |" in text
     assert markdown._coverage_section(summary.table1(runs, [{**r, "fid_recall": None} for r in samplers], [])) == []
+
+
+def test_the_pae_against_other_samplers_by_their_intervals_over_seeds_and_over_images():
+    """The PAE row over three seeds (an interval over seeds) against a VAE of one seed (an interval over images for
+    FID, none for recall): lower or more only where the intervals do not overlap, or where the one interval there is
+    excludes the other's value."""
+    cell = lambda v, lo=None, hi=None: {"": v, "_low": lo, "_high": hi}  # noqa: E731
+    def row(model, n_seeds, values):
+        r = {"dataset": "fashion_mnist", "model": model, "latent_dim": 32, "n_seeds": n_seeds, "fid_n": 10000,
+             "fid_protocol": "tensorflow, minmax"}
+        for key, c in values.items():
+            r.update({f"fid_{key}{suffix}": v for suffix, v in c.items()})
+        return r
+    t1 = [row("ae", 3, {"pae_T1": cell(33.0, 31.0, 35.0), "recall_pae_T1": cell(0.5, 0.45, 0.55),
+                        "prior": cell(100.0, 98.0, 102.0), "recall_prior": cell(0.2, 0.15, 0.25)}),
+          row("vae", 1, {"pae_T1": cell(34.0, 33.5, 34.5), "recall_pae_T1": cell(0.6),
+                         "prior": cell(60.0, 59.0, 61.0), "recall_prior": cell(0.52)})]
+    text = "\n".join(markdown._coverage_section(t1))
+    assert ("AE + flow (PAE), fashion_mnist latent 32, tensorflow, minmax (each image min-max stretched): "
+            "FID 33 [31, 35] (3 seeds); lower than AE: N(0, I) (100 [98, 102]), VAE: N(0, I) (60 [59, 61]; one seed); "
+            "not distinguished from VAE: flow, T = 1 (34 [33.5, 34.5]; one seed). "
+            "Recall 0.5 [0.45, 0.55] (3 seeds); more than AE: N(0, I) (0.2 [0.15, 0.25]); not distinguished from "
+            "VAE: N(0, I) (0.52; one seed); less than VAE: flow, T = 1 (0.6; one seed).") in text
+    assert "Lower or higher only where the two 95% intervals do not overlap" in text
+    # no AE with a flow in the grid: the table, but no comparison with the PAE
+    vae_only = "\n".join(markdown._coverage_section(t1[1:]))
+    assert "| fashion_mnist | vae | 32 |" in vae_only and "The PAE against" not in vae_only
 
 
 def test_posterior_figures_in_pages_are_linked_in_order(tmp_path):
