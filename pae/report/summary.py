@@ -28,6 +28,7 @@ REFERENCES_PATH = Path(__file__).with_name("references.yaml")
 GROUP = ("dataset", "model", "latent_dim")
 DISTANCES = ("domain_fd", "fid", "fid_minmax")  # the distances of fid.json: domain FD, FID, min-max FID
 PROBABILITIES = ("auroc", "aupr", "fpr95", "coverage")  # metrics in [0, 1]
+SIGNED = ("_kid", "nll", "logp", "elbo")  # parts of the names of metrics that can be below 0
 # Which way a metric improves, by the start of its name (a reference's metric or one of our columns).
 LOWER_IS_BETTER = ("fid", "domain_fd", "recon_mse", "fpr95", "mse")
 HIGHER_IS_BETTER = ("auroc", "aupr")
@@ -75,10 +76,10 @@ def _summarise(rows: list[dict], metric: str, out_name: str | None = None) -> di
     lows = [r.get(f"{metric}_low") for r in have]
     highs = [r.get(f"{metric}_high") for r in have]
     mean, low, high, _ = interval([r[metric] for r in have], lows, highs)
-    # A t interval over few seeds can leave the metric's range: clipped to it (every metric here is >= 0 but the
-    # KID, an unbiased estimate that can be negative; rates and probabilities are <= 1).
+    # A t interval over few seeds can leave the metric's range: clipped to it (distances, errors and rates are >= 0;
+    # rates and probabilities <= 1; the KID, an unbiased estimate, and log-likelihoods in nats can be negative).
     top = 1.0 if metric.startswith(PROBABILITIES) or "_precision" in metric or "_recall" in metric else float("inf")
-    bottom = -float("inf") if "_kid" in metric else 0.0
+    bottom = -float("inf") if any(s in metric for s in SIGNED) else 0.0
     values = [r[metric] for r in have]
     # the runs' own intervals over images, averaged over the seeds (none where a run has none)
     own = all(lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi) for lo, hi in zip(lows, highs))

@@ -176,3 +176,8 @@ def test_intervals_are_clipped_to_the_metrics_range():
     assert (row["auroc_low"], row["auroc_high"]) == (0.0, 1.0) and 0 < row["auroc"] < 1
     (fd,) = summary.over_seeds([{"k": 1, "domain_fd": 1.0}, {"k": 1, "domain_fd": 50.0}], ("k",), ("domain_fd",))
     assert fd["domain_fd_low"] == 0.0 and fd["domain_fd_high"] > 50
+    # a Gaussian likelihood's NLL in nats and a KID can be below 0: their intervals are not clipped at 0
+    seeds = [{"k": 1, "test_nll": -300.0, "fid_kid_prior": -0.01}, {"k": 1, "test_nll": -100.0, "fid_kid_prior": 0.2}]
+    (nll,) = summary.over_seeds(seeds, ("k",), ("test_nll", "fid_kid_prior"))
+    assert nll["test_nll"] == -200.0 and nll["test_nll_low"] < -300
+    assert nll["fid_kid_prior_low"] < -0.01
