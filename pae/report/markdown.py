@@ -42,16 +42,22 @@ def _finite(*values) -> bool:
 def _cell(row: dict, name: str, digits: int = 4) -> str:
     """value [low, high] (the interval only where there is one); with several seeds, the interval is over seeds and
     the runs' own interval over images follows, "(images: [low, high])", where they have one."""
-    value, low, high = row.get(name), row.get(f"{name}_low"), row.get(f"{name}_high")
-    if value is None:
+    out = _value_and_interval(row, name, digits)
+    if out is None:
         return "-"
-    if not _finite(low, high):
-        return _num(value, digits)
-    out = f"{_num(value, digits)} [{_num(low, digits)}, {_num(high, digits)}]"
     ilow, ihigh = row.get(f"{name}_images_low"), row.get(f"{name}_images_high")
-    if (row.get("n_seeds") or 1) > 1 and _finite(ilow, ihigh):
+    if (row.get("n_seeds") or 1) > 1 and _finite(row.get(f"{name}_low"), row.get(f"{name}_high"), ilow, ihigh):
         out += f" (images: [{_num(ilow, digits)}, {_num(ihigh, digits)}])"
     return out
+
+
+def _value_and_interval(row: dict, key: str, digits: int) -> str | None:
+    """"value [low, high]", the interval only where the row has one; None where the row has no value."""
+    value, low, high = row.get(key), row.get(f"{key}_low"), row.get(f"{key}_high")
+    if value is None:
+        return None
+    return f"{_num(value, digits)} [{_num(low, digits)}, {_num(high, digits)}]" if _finite(low, high) \
+        else _num(value, digits)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -232,43 +238,43 @@ def _coverage_section(t1: list[dict]) -> list[str]:
                       if s in ("prior", "pae_T1") and (m, s) != (pae_model, "pae_T1")]
             if not others:
                 continue
-            protocol = _protocol_words(pae.get(f"{distance}_protocol"))
-            parts = []
-            for what, key, digits, words in (("FID", "", 4, ("lower than", "higher than")),
-                                             ("Recall", "recall_", 3, ("more than", "less than"))):
-                value = _value_and_interval(pae, f"{distance}_{key}pae_T1", digits)
-                if value is None:
-                    continue
-                groups: dict[str, list[str]] = {}
-                for label, r, s in others:
-                    standing = _standing(pae, f"{distance}_{key}pae_T1", r, f"{distance}_{key}{s}", digits)
-                    if standing is None:
-                        continue
-                    side, shown = standing
-                    pae_better = side > 0 if what == "FID" else side < 0  # the other's FID above, recall below
-                    verdict = "not distinguished from" if side == 0 else words[0] if pae_better else words[1]
-                    seeds = "" if r["n_seeds"] == pae["n_seeds"] else f"; {_seeds(r['n_seeds'])}"
-                    groups.setdefault(verdict, []).append(f"{label} ({shown}{seeds})")
-                order = (words[0], "not distinguished from", words[1])
-                parts.append(f"{what} {value} ({_seeds(pae['n_seeds'])})"
-                             + "".join(f"; {v} {', '.join(groups[v])}" for v in order if v in groups))
+            parts = [part for measure in PAE_MEASURES if (part := _pae_against(pae, others, distance, *measure))]
             if parts:
+                protocol = _protocol_words(pae.get(f"{distance}_protocol"))
                 against += [f"{model_label(pae_model)} + flow (PAE), {dataset} latent {z}, {protocol}: "
                             + ". ".join(parts) + ".", ""]
     return lines + (PAE_AGAINST_OTHERS + against if against else [])
 
 
-def _seeds(n: int) -> str:
-    return "one seed" if n == 1 else f"{n} seeds"
+# The measures the PAE is set against the other samplers by: (name, column infix, digits, words where the PAE is
+# better, where it is worse, whether lower is better).
+PAE_MEASURES = (("FID", "", 4, "lower than", "higher than", True),
+                ("Recall", "recall_", 3, "more than", "less than", False))
 
 
-def _value_and_interval(row: dict, key: str, digits: int) -> str | None:
-    """"value [low, high]", the interval only where the row has one; None where the row has no value."""
-    value, low, high = row.get(key), row.get(f"{key}_low"), row.get(f"{key}_high")
+def _pae_against(pae: dict, others: list[tuple[str, dict, str]], distance: str, what: str, infix: str, digits: int,
+                 better: str, worse: str, lower_is_better: bool) -> str | None:
+    """"FID v [lo, hi] (n seeds); lower than ...; not distinguished from ...; higher than ..." for the PAE's row
+    against the others ((label, row, set) each), by `_standing`; None where the PAE's row has no value."""
+    key = f"{distance}_{infix}pae_T1"
+    value = _value_and_interval(pae, key, digits)
     if value is None:
         return None
-    return f"{_num(value, digits)} [{_num(low, digits)}, {_num(high, digits)}]" if _finite(low, high) \
-        else _num(value, digits)
+    groups: dict[str, list[str]] = {}
+    for label, r, s in others:
+        standing = _standing(pae, key, r, f"{distance}_{infix}{s}", digits)
+        if standing is None:
+            continue
+        side, shown = standing
+        verdict = "not distinguished from" if side == 0 else better if (side > 0) == lower_is_better else worse
+        seeds = "" if r["n_seeds"] == pae["n_seeds"] else f"; {_seeds(r['n_seeds'])}"
+        groups.setdefault(verdict, []).append(f"{label} ({shown}{seeds})")
+    return f"{what} {value} ({_seeds(pae['n_seeds'])})" + "".join(
+        f"; {v} {', '.join(groups[v])}" for v in (better, "not distinguished from", worse) if v in groups)
+
+
+def _seeds(n: int) -> str:
+    return "one seed" if n == 1 else f"{n} seeds"
 
 
 def _standing(ref: dict, key: str, other: dict, other_key: str, digits: int) -> tuple[int, str] | None:
