@@ -963,7 +963,8 @@ def draw_impute(meta: dict, arrays: dict) -> plt.Figure:
     methods = {method_label(m): m for m in dict.fromkeys(k[1] for k in keys)}
     handles += [Line2D([], [], color="0.3", label=label, **method_style(m)) for label, m in methods.items()]
     n_images = max((r.get("n_images") or 0 for r in rows), default=0)
-    bands = band_label(n_seeds).replace("bootstrap interval over images", "interval over images (±1.96 se)")
+    bands = (band_label(n_seeds).replace("bootstrap interval over images", "interval over images (±1.96\u00a0se)")
+             .replace(" (1 seed)", ", 1 seed"))
     title = f"{bands}; {n_images:,} test images per point" if n_images else bands
     fig.legend(handles=handles, loc="outside lower center",
                ncols=legend_columns([h.get_label() for h in handles], fig.get_figwidth()),
