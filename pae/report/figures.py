@@ -126,15 +126,14 @@ def bare(ax) -> None:
         spine.set_visible(False)
 
 
-def band_label(n_seeds: int | set) -> str:
-    """What a shaded band is: the range over the seeds, or with one seed the run's own 95% interval (a set of seed
-    counts: both, where the groups of a figure differ)."""
+def band_label(n_seeds: int | set, over_images: str = "95% bootstrap interval over images") -> str:
+    """What a shaded band is: the range over the seeds, or with one seed the run's own interval `over_images` (a set
+    of seed counts: both, where the groups of a figure differ)."""
     counts = n_seeds if isinstance(n_seeds, set) else {n_seeds}
     if len(counts) > 1:
-        return (f"band: range over the seeds where there are {max(counts)}, the 95% bootstrap interval over images "
-                "where there is one")
+        return f"band: range over the seeds where there are {max(counts)}, the {over_images} where there is one"
     n = next(iter(counts), 1)
-    return f"band: range over {n} seeds" if n > 1 else "band: 95% bootstrap interval over images (1 seed)"
+    return f"band: range over {n} seeds" if n > 1 else f"band: {over_images} (1 seed)"
 
 
 def wrapped_suptitle(fig: plt.Figure, text: str) -> None:
@@ -963,8 +962,7 @@ def draw_impute(meta: dict, arrays: dict) -> plt.Figure:
     methods = {method_label(m): m for m in dict.fromkeys(k[1] for k in keys)}
     handles += [Line2D([], [], color="0.3", label=label, **method_style(m)) for label, m in methods.items()]
     n_images = max((r.get("n_images") or 0 for r in rows), default=0)
-    bands = (band_label(n_seeds).replace("bootstrap interval over images", "interval over images (±1.96\u00a0se)")
-             .replace(" (1 seed)", ", 1 seed"))
+    bands = band_label(n_seeds, over_images="mean ±1.96\u00a0se over images")
     title = f"{bands}; {n_images:,} test images per point" if n_images else bands
     fig.legend(handles=handles, loc="outside lower center",
                ncols=legend_columns([h.get_label() for h in handles], fig.get_figwidth()),
