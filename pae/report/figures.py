@@ -126,14 +126,15 @@ def bare(ax) -> None:
         spine.set_visible(False)
 
 
-def band_label(n_seeds: int | set, over_images: str = "95% bootstrap interval over images") -> str:
-    """What a shaded band is: the range over the seeds, or with one seed the run's own interval `over_images` (a set
-    of seed counts: both, where the groups of a figure differ)."""
+def band_label(n_seeds: int | set, over_images: str = "95% bootstrap interval over images",
+               marks: str = "band") -> str:
+    """What the `marks` (a shaded band, or bars and bands) show: the range over the seeds, or with one seed the run's
+    own interval `over_images` (a set of seed counts: both, where the groups of a figure differ)."""
     counts = n_seeds if isinstance(n_seeds, set) else {n_seeds}
     if len(counts) > 1:
-        return f"band: range over the seeds where there are {max(counts)}, the {over_images} where there is one"
+        return f"{marks}: range over the seeds where there are {max(counts)}, the {over_images} where there is one"
     n = next(iter(counts), 1)
-    return f"band: range over {n} seeds" if n > 1 else f"band: {over_images} (1 seed)"
+    return f"{marks}: range over {n} seeds" if n > 1 else f"{marks}: {over_images} (1 seed)"
 
 
 def wrapped_suptitle(fig: plt.Figure, text: str) -> None:
@@ -885,8 +886,8 @@ def draw_latent(meta: dict, arrays: dict) -> plt.Figure:
                ncols=legend_columns(handles, fig.get_figwidth(), most=2),
                title="★ = a reference value, with its source" if any(h.get_marker() == "*" for h in handles.values()
                                                                     if isinstance(h, Line2D)) else None)
-    what = band_label(n_seeds) if not any(len({r["latent_dim"] for r in rows if r["dataset"] == d}) == 1
-                                          for d in datasets) else band_label(n_seeds).replace("band", "bars, bands")
+    single_size = any(len({r["latent_dim"] for r in rows if r["dataset"] == d}) == 1 for d in datasets)
+    what = band_label(n_seeds, marks="bars, bands" if single_size else "band")
     wrapped_suptitle(fig, f"Samples and reconstructions against the latent size\n{what}")
     return fig
 
